@@ -1,0 +1,47 @@
+#include "plugd/error.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char *const errc_names[] = {
+#define PLUGD_ERRC_NAME(id, name) [id] = name,
+    PLUGD_ERRORS(PLUGD_ERRC_NAME)
+#undef PLUGD_ERRC_NAME
+};
+
+const char *plugd_errc_name(enum plugd_errc code)
+{
+    if ((unsigned)code >= PLUGD_ERRC_COUNT)
+        return "unknown";
+    return errc_names[code];
+}
+
+int plugd_errc_from_name(const char *name, size_t len, enum plugd_errc *code)
+{
+    for (int i = 0; i < PLUGD_ERRC_COUNT; i++) {
+        if (strlen(errc_names[i]) == len && memcmp(errc_names[i], name, len) == 0) {
+            *code = (enum plugd_errc)i;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+int plugd_error_set(struct plugd_error *err, enum plugd_errc code, const char *fmt, ...)
+{
+    if (err == NULL)
+        return -1;
+    err->code = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->message, sizeof(err->message), fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+void plugd_error_clear(struct plugd_error *err)
+{
+    err->code = PLUGD_OK;
+    err->message[0] = '\0';
+}
