@@ -21,6 +21,7 @@ struct pending_call {
     uint32_t msgid;
     ipc_reply_fn on_reply;
     void *ud;
+    double timeout;
     ev_timer deadline;
 };
 
@@ -174,7 +175,7 @@ static void on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
     struct ipc_conn *c = call->conn;
     struct plugd_error err;
     plugd_error_set(&err, PLUGD_E_TIMEOUT, "no reply to call %u within %.3f s", call->msgid,
-                    w->repeat > 0 ? w->repeat : ev_timer_remaining(loop, w));
+                    call->timeout);
     c->stats.calls_timed_out++;
     enter(c);
     call_complete(c, call, &err, NULL);
@@ -307,8 +308,8 @@ msgpack_packer *ipc_conn_begin_call(struct ipc_conn *c, const char *method, doub
         return pk;
     }
     c->building_call = call;
-    ev_timer_init(&call->deadline, on_deadline, timeout > 0 ? timeout : c->opt.default_call_timeout,
-                  0.);
+    call->timeout = timeout > 0 ? timeout : c->opt.default_call_timeout;
+    ev_timer_init(&call->deadline, on_deadline, call->timeout, 0.);
     msgpack_pack_array(pk, 4);
     msgpack_pack_uint8(pk, IPC_REQUEST);
     msgpack_pack_uint32(pk, call->msgid);
@@ -609,10 +610,13 @@ struct ipc_conn *ipc_conn_new(struct ev_loop *loop, int rfd, int wfd, const stru
         c->opt = *opt;
     else
         ipc_options_default(&c->opt);
+    /* Zero fields mean the default. */
     if (c->opt.max_message == 0)
         c->opt.max_message = IPC_DEFAULT_MAX_MESSAGE;
-    if (c->opt.out_limit < c->opt.max_message)
-        c->opt.out_limit = c->opt.max_message;
+    if (c->opt.out_high_water == 0)
+        c->opt.out_high_water = IPC_DEFAULT_OUT_HIGH_WATER;
+    if (c->opt.out_limit == 0)
+        c->opt.out_limit = IPC_DEFAULT_OUT_LIMIT;
     if (c->opt.default_call_timeout <= 0)
         c->opt.default_call_timeout = IPC_DEFAULT_CALL_TIMEOUT;
     if (h != NULL)

@@ -103,6 +103,7 @@ struct ipc_handlers {
     void (*on_drain)(struct ipc_conn *c, void *ud);
 };
 
+/* Limits of one connection; a field left 0 takes its default. */
 struct ipc_options {
     size_t max_message;          /* largest message in either direction */
     size_t out_high_water;       /* ipc_conn_is_congested() above this */
