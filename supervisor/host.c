@@ -1,0 +1,196 @@
+/* The host channel: msgpack-rpc with the application that started plugd
+ * (`plugd --host-fd N`). Its commands are a table; the control socket will
+ * share it. When the host goes away, plugd stops gracefully. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "plugd.h"
+
+struct host_command {
+    const char *name;
+    void (*run)(struct plugd *d, struct ipc_conn *c, const struct ipc_message *msg);
+};
+
+static const msgpack_object *arg_get(const struct ipc_message *msg, const char *key)
+{
+    const msgpack_object *arg = ipc_param(msg, 0);
+    if (arg == NULL || arg->type != MSGPACK_OBJECT_MAP)
+        return NULL;
+    for (uint32_t i = 0; i < arg->via.map.size; i++) {
+        const msgpack_object_kv *kv = &arg->via.map.ptr[i];
+        if (kv->key.type == MSGPACK_OBJECT_STR &&
+            ipc_str_equals(kv->key.via.str.ptr, kv->key.via.str.size, key))
+            return &kv->val;
+    }
+    return NULL;
+}
+
+static void reply_error(struct ipc_conn *c, uint32_t msgid, enum plugd_errc code, const char *fmt,
+                        ...) __attribute__((format(printf, 4, 5)));
+static void reply_error(struct ipc_conn *c, uint32_t msgid, enum plugd_errc code, const char *fmt,
+                        ...)
+{
+    struct plugd_error e = {.code = code};
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e.message, sizeof(e.message), fmt, ap);
+    va_end(ap);
+    ipc_conn_reply_error(c, msgid, &e, NULL);
+}
+
+static void pack_cstr(msgpack_packer *pk, const char *s)
+{
+    msgpack_pack_str_with_body(pk, s, strlen(s));
+}
+
+/* A host call waiting for the worker's answer. The host connection may be
+ * gone by then; the answer is dropped in that case. */
+struct host_call {
+    struct plugd *d;
+    uint32_t msgid;
+};
+
+static void on_call_answered(const struct plugd_error *err, const msgpack_object *result, void *ud)
+{
+    struct host_call *hc = ud;
+    struct ipc_conn *c = hc->d->host;
+    if (c != NULL) {
+        if (err != NULL)
+            ipc_conn_reply_error(c, hc->msgid, err, NULL);
+        else
+            ipc_conn_reply(c, hc->msgid, result, NULL);
+    }
+    free(hc);
+}
+
+/* call {plugin, method, params?, timeout_ms?} → the worker's result. */
+static void cmd_call(struct plugd *d, struct ipc_conn *c, const struct ipc_message *msg)
+{
+    const msgpack_object *plugin = arg_get(msg, "plugin");
+    const msgpack_object *method = arg_get(msg, "method");
+    const msgpack_object *params = arg_get(msg, "params");
+    const msgpack_object *timeout = arg_get(msg, "timeout_ms");
+    if (plugin == NULL || plugin->type != MSGPACK_OBJECT_STR)
+        return reply_error(c, msg->msgid, PLUGD_E_INVALID_REQUEST,
+                           "call: \"plugin\" must be a string");
+    if (method == NULL || method->type != MSGPACK_OBJECT_STR || method->via.str.size == 0 ||
+        method->via.str.size > 255)
+        return reply_error(c, msg->msgid, PLUGD_E_INVALID_REQUEST,
+                           "call: \"method\" must be a string of 1 to 255 bytes");
+    if (params != NULL && params->type != MSGPACK_OBJECT_ARRAY)
+        return reply_error(c, msg->msgid, PLUGD_E_INVALID_REQUEST,
+                           "call: \"params\" must be an array");
+    if (timeout != NULL && (timeout->type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+                            timeout->via.u64 == 0 || timeout->via.u64 > 86400000))
+        return reply_error(c, msg->msgid, PLUGD_E_INVALID_REQUEST,
+                           "call: \"timeout_ms\" must be an integer from 1 to 86400000");
+    struct worker *w = plugd_find_worker(d, plugin->via.str.ptr, plugin->via.str.size);
+    if (w == NULL)
+        return reply_error(c, msg->msgid, PLUGD_E_INVALID_REQUEST, "no plugin named \"%.*s\"",
+                           (int)plugin->via.str.size, plugin->via.str.ptr);
+    struct host_call *hc = malloc(sizeof(*hc));
+    if (hc == NULL)
+        return reply_error(c, msg->msgid, PLUGD_E_NO_MEMORY, "no memory for a call");
+    *hc = (struct host_call){.d = d, .msgid = msg->msgid};
+    char name[256];
+    snprintf(name, sizeof(name), "%.*s", (int)method->via.str.size, method->via.str.ptr);
+    worker_call(w, name, params, timeout ? (double)timeout->via.u64 / 1000.0 : 0, on_call_answered,
+                hc);
+}
+
+static void pack_worker_status(msgpack_packer *pk, const struct worker *w)
+{
+    msgpack_pack_map(pk, 11);
+    pack_cstr(pk, "plugin");
+    pack_cstr(pk, w->m->name);
+    pack_cstr(pk, "version");
+    pack_cstr(pk, w->m->version);
+    pack_cstr(pk, "state");
+    pack_cstr(pk, worker_state_name(w->state));
+    pack_cstr(pk, "pid");
+    msgpack_pack_int64(pk, w->pid);
+    pack_cstr(pk, "failed");
+    if (w->is_failed)
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
+    pack_cstr(pk, "restarts");
+    msgpack_pack_uint64(pk, w->restarts);
+    pack_cstr(pk, "calls");
+    msgpack_pack_uint64(pk, w->calls);
+    pack_cstr(pk, "call_errors");
+    msgpack_pack_uint64(pk, w->call_errors);
+    pack_cstr(pk, "faults");
+    msgpack_pack_uint64(pk, w->faults);
+    pack_cstr(pk, "last_error");
+    pack_cstr(pk, w->last_error.message);
+    pack_cstr(pk, "last_exit");
+    pack_cstr(pk, w->last_exit);
+}
+
+/* status {plugin?} → [worker status, ...] */
+static void cmd_status(struct plugd *d, struct ipc_conn *c, const struct ipc_message *msg)
+{
+    const msgpack_object *plugin = arg_get(msg, "plugin");
+    struct worker *only = NULL;
+    if (plugin != NULL) {
+        if (plugin->type != MSGPACK_OBJECT_STR)
+            return reply_error(c, msg->msgid, PLUGD_E_INVALID_REQUEST,
+                               "status: \"plugin\" must be a string");
+        only = plugd_find_worker(d, plugin->via.str.ptr, plugin->via.str.size);
+        if (only == NULL)
+            return reply_error(c, msg->msgid, PLUGD_E_INVALID_REQUEST, "no plugin named \"%.*s\"",
+                               (int)plugin->via.str.size, plugin->via.str.ptr);
+    }
+    msgpack_packer *pk = ipc_conn_begin_reply(c, msg->msgid);
+    msgpack_pack_array(pk, only ? 1 : d->n_workers);
+    for (size_t i = 0; i < d->n_workers; i++)
+        if (only == NULL || only == d->workers[i])
+            pack_worker_status(pk, d->workers[i]);
+    ipc_conn_end(c, NULL);
+}
+
+/* shutdown → nil; then every worker stops gracefully and plugd exits. */
+static void cmd_shutdown(struct plugd *d, struct ipc_conn *c, const struct ipc_message *msg)
+{
+    ipc_conn_reply(c, msg->msgid, NULL, NULL);
+    plugd_stop_all(d);
+}
+
+static const struct host_command host_commands[] = {
+    {"call", cmd_call},
+    {"status", cmd_status},
+    {"shutdown", cmd_shutdown},
+};
+
+static void on_host_request(struct ipc_conn *c, const struct ipc_message *msg, void *ud)
+{
+    struct plugd *d = ud;
+    for (size_t i = 0; i < sizeof(host_commands) / sizeof(host_commands[0]); i++) {
+        if (ipc_str_equals(msg->method, msg->method_len, host_commands[i].name)) {
+            host_commands[i].run(d, c, msg);
+            return;
+        }
+    }
+    reply_error(c, msg->msgid, PLUGD_E_METHOD_NOT_FOUND, "unknown command \"%.*s\"",
+                (int)msg->method_len, msg->method);
+}
+
+static void on_host_close(struct ipc_conn *c, const struct plugd_error *why, void *ud)
+{
+    struct plugd *d = ud;
+    log_plugd("info", NULL, "host channel closed (%s): stopping",
+              why ? why->message : "closed locally");
+    d->host = NULL;
+    ipc_conn_free(c);
+    plugd_stop_all(d);
+}
+
+int host_channel_open(struct plugd *d, int fd, struct plugd_error *err)
+{
+    struct ipc_handlers h = {.on_request = on_host_request, .on_close = on_host_close};
+    d->host = ipc_conn_new(d->loop, fd, fd, NULL, &h, d, err);
+    return d->host ? 0 : -1;
+}

@@ -1,0 +1,114 @@
+#include "jsonpack.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void pack_json(msgpack_packer *pk, const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: {
+        const char *key;
+        json_t *val;
+        msgpack_pack_map(pk, json_object_size(v));
+        json_object_foreach((json_t *)v, key, val)
+        {
+            msgpack_pack_str_with_body(pk, key, strlen(key));
+            pack_json(pk, val);
+        }
+        break;
+    }
+    case JSON_ARRAY: {
+        size_t i;
+        json_t *val;
+        msgpack_pack_array(pk, json_array_size(v));
+        json_array_foreach((json_t *)v, i, val) pack_json(pk, val);
+        break;
+    }
+    case JSON_STRING:
+        msgpack_pack_str_with_body(pk, json_string_value(v), json_string_length(v));
+        break;
+    case JSON_INTEGER:
+        msgpack_pack_int64(pk, json_integer_value(v));
+        break;
+    case JSON_REAL:
+        msgpack_pack_double(pk, json_real_value(v));
+        break;
+    case JSON_TRUE:
+        msgpack_pack_true(pk);
+        break;
+    case JSON_FALSE:
+        msgpack_pack_false(pk);
+        break;
+    case JSON_NULL:
+        msgpack_pack_nil(pk);
+        break;
+    }
+}
+
+json_t *json_string_lossy(const char *s, size_t len)
+{
+    json_t *v = json_stringn(s, len);
+    if (v != NULL)
+        return v;
+    /* Not UTF-8 (or has NUL): keep ASCII, replace every other byte. */
+    char *copy = malloc(len + 1);
+    if (copy == NULL)
+        return NULL;
+    for (size_t i = 0; i < len; i++)
+        copy[i] = (s[i] > 0 && (unsigned char)s[i] < 0x80) ? s[i] : '?';
+    copy[len] = '\0';
+    v = json_stringn(copy, len);
+    free(copy);
+    return v;
+}
+
+static json_t *json_from_map(const msgpack_object_map *map)
+{
+    json_t *obj = json_object();
+    for (uint32_t i = 0; obj != NULL && i < map->size; i++) {
+        const msgpack_object *k = &map->ptr[i].key;
+        char key[256];
+        if (k->type == MSGPACK_OBJECT_STR)
+            snprintf(key, sizeof(key), "%.*s", (int)k->via.str.size, k->via.str.ptr);
+        else
+            snprintf(key, sizeof(key), "<key %u>", i);
+        json_object_set_new(obj, key, json_from_msgpack(&map->ptr[i].val));
+    }
+    return obj;
+}
+
+json_t *json_from_msgpack(const msgpack_object *o)
+{
+    char tag[32];
+    switch (o->type) {
+    case MSGPACK_OBJECT_NIL:
+        return json_null();
+    case MSGPACK_OBJECT_BOOLEAN:
+        return json_boolean(o->via.boolean);
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        return json_integer((json_int_t)o->via.u64);
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+        return json_integer(o->via.i64);
+    case MSGPACK_OBJECT_FLOAT32:
+    case MSGPACK_OBJECT_FLOAT64:
+        return json_real(o->via.f64);
+    case MSGPACK_OBJECT_STR:
+        return json_string_lossy(o->via.str.ptr, o->via.str.size);
+    case MSGPACK_OBJECT_ARRAY: {
+        json_t *arr = json_array();
+        for (uint32_t i = 0; arr != NULL && i < o->via.array.size; i++)
+            json_array_append_new(arr, json_from_msgpack(&o->via.array.ptr[i]));
+        return arr;
+    }
+    case MSGPACK_OBJECT_MAP:
+        return json_from_map(&o->via.map);
+    case MSGPACK_OBJECT_BIN:
+        snprintf(tag, sizeof(tag), "<bin %u>", o->via.bin.size);
+        return json_string(tag);
+    case MSGPACK_OBJECT_EXT:
+        snprintf(tag, sizeof(tag), "<ext %d %u>", o->via.ext.type, o->via.ext.size);
+        return json_string(tag);
+    }
+    return json_null();
+}

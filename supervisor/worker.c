@@ -1,0 +1,781 @@
+#include "worker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "jsonpack.h"
+
+#define CHANNEL_FD     3
+#define BACKOFF_BASE   0.1  /* s, second restart; doubles after */
+#define BACKOFF_MAX    30.0 /* s */
+#define BACKOFF_JITTER 0.2  /* +-20 % */
+
+static const char *const state_names[] = {
+    [WK_STOPPED] = "stopped",   [WK_STARTING] = "starting", [WK_RUNNING] = "running",
+    [WK_STOPPING] = "stopping", [WK_BACKOFF] = "backoff",
+};
+
+const char *worker_state_name(enum wk_state s)
+{
+    return state_names[s];
+}
+
+static void set_state(struct worker *w, enum wk_state to)
+{
+    enum wk_state from = w->state;
+    if (from == to)
+        return;
+    w->state = to;
+    log_plugd("info", w->m->name, "worker %s -> %s", state_names[from], state_names[to]);
+    if (w->on_state != NULL)
+        w->on_state(w, from, w->ud);
+}
+
+/* Marks why plugd is ending this worker and kills it; the exit is then
+ * handled like any other (restart or stop). */
+static void fault(struct worker *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fault(struct worker *w, const char *fmt, ...)
+{
+    if (w->fault[0] == '\0') {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(w->fault, sizeof(w->fault), fmt, ap);
+        va_end(ap);
+        w->faults++;
+        log_plugd("warn", w->m->name, "worker fault: %s", w->fault);
+    }
+    if (w->pid > 0)
+        kill(w->pid, SIGKILL);
+}
+
+/* A start that can never work (wrong protocol, exec failure, refused
+ * initialize): no restart, the reason is kept. */
+static void fail_permanently(struct worker *w, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void fail_permanently(struct worker *w, const char *fmt, ...)
+{
+    char msg[PLUGD_ERROR_MESSAGE_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    w->is_failed = true;
+    w->want_running = false;
+    fault(w, "%s", msg);
+}
+
+/* ------------------------------------------------------------ channel */
+
+static void pack_cstr(msgpack_packer *pk, const char *s)
+{
+    msgpack_pack_str_with_body(pk, s, strlen(s));
+}
+
+static const msgpack_object *map_get(const msgpack_object *map, const char *key)
+{
+    if (map == NULL || map->type != MSGPACK_OBJECT_MAP)
+        return NULL;
+    for (uint32_t i = 0; i < map->via.map.size; i++) {
+        const msgpack_object_kv *kv = &map->via.map.ptr[i];
+        if (kv->key.type == MSGPACK_OBJECT_STR &&
+            ipc_str_equals(kv->key.via.str.ptr, kv->key.via.str.size, key))
+            return &kv->val;
+    }
+    return NULL;
+}
+
+static void start_health_checks(struct worker *w)
+{
+    ev_timer_set(&w->health_t, w->m->limits.health_interval, w->m->limits.health_interval);
+    ev_timer_start(w->loop, &w->health_t);
+}
+
+static void on_initialized(struct ipc_conn *c, const struct plugd_error *err,
+                           const msgpack_object *result, void *ud)
+{
+    (void)c;
+    struct worker *w = ud;
+    if (w->state != WK_STARTING)
+        return;
+    if (err != NULL) {
+        if (err->code == PLUGD_E_TIMEOUT || err->code == PLUGD_E_CONNECTION_CLOSED)
+            fault(w, "plugd.initialize failed: %s", err->message);
+        else
+            fail_permanently(w, "plugd.initialize refused: %s", err->message);
+        return;
+    }
+    const msgpack_object *hooks = map_get(result, "hooks");
+    for (uint32_t i = 0; hooks && hooks->type == MSGPACK_OBJECT_ARRAY && i < hooks->via.array.size;
+         i++) {
+        const msgpack_object *h = &hooks->via.array.ptr[i];
+        if (h->type == MSGPACK_OBJECT_STR &&
+            ipc_str_equals(h->via.str.ptr, h->via.str.size, "plugd.config_changed"))
+            w->has_config_hook = true;
+    }
+    w->running_since = ev_now(w->loop);
+    w->is_healthy = true;
+    start_health_checks(w);
+    set_state(w, WK_RUNNING);
+}
+
+/* The host services a worker may call with its capabilities. */
+static void pack_host_api(msgpack_packer *pk, const struct manifest *m)
+{
+    static const struct {
+        const char *capability;
+        const char *service;
+    } grants[] = {
+        {"events.emit", "events.emit"},      {"events.subscribe", "events.subscribe"},
+        {"plugin.state.read", "state.get"},  {"plugin.state.read", "state.list"},
+        {"plugin.state.write", "state.set"}, {"plugin.state.write", "state.delete"},
+    };
+    size_t n = 1;
+    for (size_t g = 0; g < sizeof(grants) / sizeof(grants[0]); g++)
+        for (size_t i = 0; i < m->n_capabilities; i++)
+            n += strcmp(grants[g].capability, m->capabilities[i]) == 0;
+    msgpack_pack_array(pk, n);
+    pack_cstr(pk, "log");
+    for (size_t g = 0; g < sizeof(grants) / sizeof(grants[0]); g++)
+        for (size_t i = 0; i < m->n_capabilities; i++)
+            if (strcmp(grants[g].capability, m->capabilities[i]) == 0)
+                pack_cstr(pk, grants[g].service);
+}
+
+static void send_initialize(struct worker *w)
+{
+    msgpack_packer *pk = ipc_conn_begin_call(w->conn, "plugd.initialize", w->m->limits.init_timeout,
+                                             on_initialized, w);
+    msgpack_pack_array(pk, 1);
+    msgpack_pack_map(pk, 5);
+    pack_cstr(pk, "plugin");
+    pack_cstr(pk, w->m->name);
+    pack_cstr(pk, "version");
+    pack_cstr(pk, w->m->version);
+    pack_cstr(pk, "config");
+    pack_json(pk, w->m->config);
+    pack_cstr(pk, "capabilities");
+    msgpack_pack_array(pk, w->m->n_capabilities);
+    for (size_t i = 0; i < w->m->n_capabilities; i++)
+        pack_cstr(pk, w->m->capabilities[i]);
+    pack_cstr(pk, "host_api");
+    pack_host_api(pk, w->m);
+    struct plugd_error err;
+    if (ipc_conn_end(w->conn, &err) < 0)
+        fault(w, "cannot send plugd.initialize: %s", err.message);
+}
+
+static bool is_supported_protocol(int64_t v)
+{
+    return v == PLUGD_PROTOCOL_CURRENT || (v == PLUGD_PROTOCOL_CURRENT - 1 && v >= 1);
+}
+
+/* The first message of a worker must be plugd.hello with a protocol plugd speaks. */
+static void handle_hello(struct worker *w, const struct ipc_message *msg)
+{
+    const msgpack_object *protocol = map_get(ipc_param(msg, 0), "protocol");
+    struct plugd_error e;
+    if (protocol == NULL || (protocol->type != MSGPACK_OBJECT_POSITIVE_INTEGER &&
+                             protocol->type != MSGPACK_OBJECT_NEGATIVE_INTEGER)) {
+        plugd_error_set(&e, PLUGD_E_INVALID_REQUEST,
+                        "plugd.hello needs {\"protocol\": int}; plugd speaks protocol %d",
+                        PLUGD_PROTOCOL_CURRENT);
+    } else if (!is_supported_protocol(protocol->via.i64)) {
+        plugd_error_set(
+            &e, PLUGD_E_INVALID_REQUEST, "worker speaks protocol %lld; plugd speaks %d (and %d)",
+            (long long)protocol->via.i64, PLUGD_PROTOCOL_CURRENT, PLUGD_PROTOCOL_CURRENT - 1);
+    } else {
+        ev_timer_stop(w->loop, &w->handshake_t);
+        msgpack_packer *pk = ipc_conn_begin_reply(w->conn, msg->msgid);
+        msgpack_pack_map(pk, 2);
+        pack_cstr(pk, "protocol");
+        msgpack_pack_int64(pk, protocol->via.i64);
+        pack_cstr(pk, "plugd");
+        pack_cstr(pk, PLUGD_VERSION);
+        ipc_conn_end(w->conn, NULL);
+        send_initialize(w);
+        return;
+    }
+    ipc_conn_reply_error(w->conn, msg->msgid, &e, NULL);
+    ipc_conn_flush(w->conn, NULL);
+    fail_permanently(w, "handshake refused: %s", e.message);
+}
+
+static void handle_log(struct worker *w, const struct ipc_message *msg)
+{
+    const msgpack_object *arg = ipc_param(msg, 0);
+    const msgpack_object *level = map_get(arg, "level");
+    const msgpack_object *message = map_get(arg, "message");
+    const msgpack_object *fields = map_get(arg, "fields");
+    char lvl[16] = "info";
+    if (level != NULL && level->type == MSGPACK_OBJECT_STR && level->via.str.size < sizeof(lvl))
+        snprintf(lvl, sizeof(lvl), "%.*s", (int)level->via.str.size, level->via.str.ptr);
+    if (message == NULL || message->type != MSGPACK_OBJECT_STR)
+        return;
+    log_worker_line(
+        &w->src, &w->budget, &w->tail, "sdk", lvl, message->via.str.ptr, message->via.str.size,
+        fields != NULL && fields->type == MSGPACK_OBJECT_MAP ? json_from_msgpack(fields) : NULL);
+}
+
+static void on_worker_request(struct ipc_conn *c, const struct ipc_message *msg, void *ud)
+{
+    struct worker *w = ud;
+    bool is_hello = ipc_str_equals(msg->method, msg->method_len, "plugd.hello");
+    if (w->state == WK_STARTING && ev_is_active(&w->handshake_t)) {
+        if (is_hello)
+            handle_hello(w, msg);
+        else
+            fail_permanently(w, "handshake: first message was \"%.*s\", not plugd.hello",
+                             (int)msg->method_len, msg->method);
+        return;
+    }
+    struct plugd_error e;
+    if (ipc_str_equals(msg->method, msg->method_len, "log")) {
+        handle_log(w, msg);
+        ipc_conn_reply(c, msg->msgid, NULL, NULL);
+        return;
+    }
+    plugd_error_set(&e, PLUGD_E_METHOD_NOT_FOUND, "plugd has no host service \"%.*s\"",
+                    (int)msg->method_len, msg->method);
+    ipc_conn_reply_error(c, msg->msgid, &e, NULL);
+}
+
+static void on_worker_notify(struct ipc_conn *c, const struct ipc_message *msg, void *ud)
+{
+    (void)c;
+    struct worker *w = ud;
+    if (w->state == WK_STARTING && ev_is_active(&w->handshake_t)) {
+        fail_permanently(w, "handshake: first message was a \"%.*s\" notification",
+                         (int)msg->method_len, msg->method);
+        return;
+    }
+    if (ipc_str_equals(msg->method, msg->method_len, "log"))
+        handle_log(w, msg);
+}
+
+static void on_worker_close(struct ipc_conn *c, const struct plugd_error *why, void *ud)
+{
+    (void)c;
+    struct worker *w = ud;
+    /* A peer that just exits closes cleanly; anything else is the worker's fault. */
+    if (why != NULL && why->code != PLUGD_E_CONNECTION_CLOSED)
+        fault(w, "channel closed: %s: %s", plugd_errc_name(why->code), why->message);
+}
+
+/* ------------------------------------------------------------ health */
+
+static void on_health(struct ipc_conn *c, const struct plugd_error *err,
+                      const msgpack_object *result, void *ud)
+{
+    (void)c;
+    struct worker *w = ud;
+    w->is_health_pending = false;
+    if (w->state != WK_RUNNING)
+        return;
+    if (err != NULL) {
+        fault(w, "health check failed: %s", err->message);
+        return;
+    }
+    const msgpack_object *status = map_get(result, "status");
+    const msgpack_object *error = map_get(result, "error");
+    if (status != NULL && status->type == MSGPACK_OBJECT_STR &&
+        ipc_str_equals(status->via.str.ptr, status->via.str.size, "ok")) {
+        if (!w->is_healthy)
+            log_plugd("info", w->m->name, "health recovered");
+        w->is_healthy = true;
+        return;
+    }
+    char why[160] = "no reason given";
+    if (error != NULL && error->type == MSGPACK_OBJECT_STR)
+        snprintf(why, sizeof(why), "%.*s", (int)error->via.str.size, error->via.str.ptr);
+    if (status != NULL && status->type == MSGPACK_OBJECT_STR &&
+        ipc_str_equals(status->via.str.ptr, status->via.str.size, "degraded")) {
+        if (w->is_healthy)
+            log_plugd("warn", w->m->name, "health degraded: %s", why);
+        w->is_healthy = false;
+        return;
+    }
+    fault(w, "health check reported an error: %s", why);
+}
+
+static void on_health_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct worker *w = t->data;
+    if (w->state != WK_RUNNING || w->is_health_pending)
+        return;
+    msgpack_packer *pk =
+        ipc_conn_begin_call(w->conn, "plugd.health", w->m->limits.health_timeout, on_health, w);
+    msgpack_pack_array(pk, 1);
+    msgpack_pack_map(pk, 0);
+    struct plugd_error err;
+    if (ipc_conn_end(w->conn, &err) < 0)
+        fault(w, "cannot send plugd.health: %s", err.message);
+    else
+        w->is_health_pending = true;
+}
+
+/* ------------------------------------------------------------ spawn */
+
+/* In the child, between fork and exec: the channel at fd 3, stdout and
+ * stderr to plugd's pipes, nothing else inherited. Only returns on failure. */
+static void exec_worker(const struct manifest *m, int channel, int out, int err)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    /* Its own session: a terminal's ^C reaches plugd, which stops workers
+     * gracefully, instead of killing them all at once. */
+    setsid();
+    sigset_t all;
+    sigemptyset(&all);
+    sigprocmask(SIG_SETMASK, &all, NULL);
+    signal(SIGPIPE, SIG_DFL);
+    int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
+        return;
+    if (channel == CHANNEL_FD) {
+        if (fcntl(channel, F_SETFD, 0) < 0)
+            return;
+    } else if (dup2(channel, CHANNEL_FD) < 0) {
+        return;
+    }
+    /* Every other fd is close-on-exec already; make sure of the ones we did
+     * not open ourselves. */
+    if (close_range(CHANNEL_FD + 1, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
+        return;
+    char fdnum[16];
+    snprintf(fdnum, sizeof(fdnum), "%d", CHANNEL_FD);
+    if (setenv("PLUGD_FD", fdnum, 1) < 0 || setenv("PLUGD_PLUGIN", m->name, 1) < 0)
+        return;
+    if (chdir(m->dir) < 0)
+        return;
+    char *argv[] = {m->entrypoint, NULL};
+    execv(m->entrypoint, argv);
+}
+
+static void on_exec_result(struct ev_loop *loop, ev_io *io, int revents)
+{
+    (void)revents;
+    struct worker *w = io->data;
+    int child_errno = 0;
+    ssize_t n = read(io->fd, &child_errno, sizeof(child_errno));
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    ev_io_stop(loop, io);
+    close(io->fd);
+    io->fd = -1;
+    if (n == (ssize_t)sizeof(child_errno))
+        fail_permanently(w, "cannot start %s: %s", w->m->entrypoint, strerror(child_errno));
+}
+
+static void on_child_exit(struct ev_loop *loop, ev_child *c, int revents);
+static void on_handshake_timeout(struct ev_loop *loop, ev_timer *t, int revents);
+
+static int spawn(struct worker *w, struct plugd_error *err)
+{
+    int sv[2] = {-1, -1}, out[2] = {-1, -1}, errp[2] = {-1, -1}, ex[2] = {-1, -1};
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 || pipe2(out, O_CLOEXEC) < 0 ||
+        pipe2(errp, O_CLOEXEC) < 0 || pipe2(ex, O_CLOEXEC) < 0) {
+        plugd_error_set(err, PLUGD_E_IO, "cannot create the worker's channel: %s", strerror(errno));
+        goto fail;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        plugd_error_set(err, PLUGD_E_IO, "cannot fork a worker: %s", strerror(errno));
+        goto fail;
+    }
+    if (pid == 0) {
+        exec_worker(w->m, sv[1], out[1], errp[1]);
+        int e = errno;
+        ssize_t ignored = write(ex[1], &e, sizeof(e));
+        (void)ignored;
+        _exit(127);
+    }
+    close(sv[1]);
+    close(out[1]);
+    close(errp[1]);
+    close(ex[1]);
+
+    w->pid = pid;
+    w->src.pid = pid;
+    w->fault[0] = '\0';
+    w->spawned_at = ev_now(w->loop);
+    w->has_config_hook = false;
+    w->is_health_pending = false;
+    ev_child_set(&w->child_w, pid, 0);
+    ev_child_start(w->loop, &w->child_w);
+    ev_io_set(&w->exec_w, ex[0], EV_READ);
+    ev_io_start(w->loop, &w->exec_w);
+    log_stream_start(w->loop, &w->out, out[0], "stdout", &w->src, &w->tail, &w->budget);
+    log_stream_start(w->loop, &w->err, errp[0], "stderr", &w->src, &w->tail, &w->budget);
+
+    struct ipc_handlers h = {
+        .on_request = on_worker_request,
+        .on_notify = on_worker_notify,
+        .on_close = on_worker_close,
+    };
+    w->conn = ipc_conn_new(w->loop, sv[0], sv[0], NULL, &h, w, err);
+    if (w->conn == NULL) {
+        fault(w, "cannot attach the channel: %s", err->message);
+        return 0; /* the exit path cleans up */
+    }
+    ev_timer_set(&w->handshake_t, w->m->limits.handshake_timeout, 0.);
+    ev_timer_start(w->loop, &w->handshake_t);
+    set_state(w, WK_STARTING);
+    return 0;
+
+fail:
+    for (int i = 0; i < 2; i++) {
+        if (sv[i] >= 0)
+            close(sv[i]);
+        if (out[i] >= 0)
+            close(out[i]);
+        if (errp[i] >= 0)
+            close(errp[i]);
+        if (ex[i] >= 0)
+            close(ex[i]);
+    }
+    return -1;
+}
+
+static void on_handshake_timeout(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct worker *w = t->data;
+    fault(w, "no plugd.hello within %.1f s (plugd speaks protocol %d)",
+          w->m->limits.handshake_timeout, PLUGD_PROTOCOL_CURRENT);
+}
+
+/* ------------------------------------------------------------ exit, restart */
+
+static void describe_exit(struct worker *w, int status)
+{
+    if (WIFEXITED(status))
+        snprintf(w->last_exit, sizeof(w->last_exit), "exited with status %d", WEXITSTATUS(status));
+    else if (WIFSIGNALED(status))
+        snprintf(w->last_exit, sizeof(w->last_exit), "killed by signal %d (%s)", WTERMSIG(status),
+                 strsignal(WTERMSIG(status)));
+    else
+        snprintf(w->last_exit, sizeof(w->last_exit), "ended with wait status %d", status);
+}
+
+/* Everything of one run of the process goes: channel (its pending calls get
+ * connection_closed), log pipes (read to the end), timers. */
+static void release_run(struct worker *w)
+{
+    ev_child_stop(w->loop, &w->child_w);
+    ev_timer_stop(w->loop, &w->handshake_t);
+    ev_timer_stop(w->loop, &w->health_t);
+    ev_timer_stop(w->loop, &w->stop_t);
+    if (w->exec_w.fd >= 0) {
+        on_exec_result(w->loop, &w->exec_w, 0); /* collects an exec errno not read yet */
+    }
+    log_stream_stop(w->loop, &w->out);
+    log_stream_stop(w->loop, &w->err);
+    if (w->conn != NULL) {
+        struct ipc_conn *c = w->conn;
+        w->conn = NULL;
+        ipc_conn_free(c);
+    }
+    w->pid = 0;
+}
+
+static double backoff_delay(struct worker *w)
+{
+    if (w->backoff_step == 0)
+        return 0; /* the first restart is immediate */
+    double d = BACKOFF_BASE * pow(2.0, (double)(w->backoff_step - 1));
+    if (d > BACKOFF_MAX)
+        d = BACKOFF_MAX;
+    double jitter = 1.0 + BACKOFF_JITTER * (2.0 * drand48() - 1.0);
+    return d * jitter;
+}
+
+/* Counts this restart; true when it makes a crash loop. */
+static bool is_crash_loop(struct worker *w, ev_tstamp now)
+{
+    const struct worker_limits *l = &w->m->limits;
+    unsigned kept = 0;
+    for (unsigned i = 0; i < w->n_restart_times; i++)
+        if (now - w->restart_times[i] < l->crash_loop_window)
+            w->restart_times[kept++] = w->restart_times[i];
+    w->n_restart_times = kept;
+    if ((int)kept >= l->crash_loop_restarts)
+        return true;
+    if (kept < WK_RESTART_HISTORY)
+        w->restart_times[w->n_restart_times++] = now;
+    return false;
+}
+
+static void on_child_exit(struct ev_loop *loop, ev_child *c, int revents)
+{
+    (void)revents;
+    struct worker *w = c->data;
+    ev_tstamp now = ev_now(loop);
+    describe_exit(w, c->rstatus);
+    enum wk_state was = w->state;
+    release_run(w);
+
+    char tail[600];
+    log_tail_join(&w->tail, tail, sizeof(tail));
+    struct plugd_error why;
+    if (w->fault[0])
+        plugd_error_set(&why, PLUGD_E_WORKER_UNAVAILABLE, "%s (worker %s)", w->fault, w->last_exit);
+    else
+        plugd_error_set(&why, PLUGD_E_WORKER_UNAVAILABLE, "worker %s", w->last_exit);
+    const char *reason = why.message;
+
+    if (was == WK_STOPPING || !w->want_running) {
+        if (w->is_failed)
+            plugd_error_set(&w->last_error, PLUGD_E_WORKER_UNAVAILABLE, "%s", reason);
+        log_plugd(w->is_failed ? "error" : "info", w->m->name, "worker stopped: %s%s%s", reason,
+                  tail[0] ? "; last output: " : "", tail);
+        set_state(w, WK_STOPPED);
+        return;
+    }
+
+    plugd_error_set(&w->last_error, PLUGD_E_WORKER_UNAVAILABLE, "%s", reason);
+    log_plugd("warn", w->m->name, "worker crashed: %s%s%s", reason,
+              tail[0] ? "; last output: " : "", tail);
+    if (w->running_since > 0 && now - w->running_since >= w->m->limits.crash_loop_window)
+        w->backoff_step = 0; /* it had been stable: start the backoff over */
+    w->running_since = 0;
+    if (is_crash_loop(w, now)) {
+        w->is_failed = true;
+        w->want_running = false;
+        plugd_error_set(&w->last_error, PLUGD_E_WORKER_UNAVAILABLE,
+                        "crash loop: %d restarts within %.0f s; last: %s",
+                        w->m->limits.crash_loop_restarts, w->m->limits.crash_loop_window, reason);
+        log_plugd("error", w->m->name, "%s", w->last_error.message);
+        set_state(w, WK_STOPPED);
+        return;
+    }
+    double delay = backoff_delay(w);
+    w->backoff_step++;
+    w->restarts++;
+    ev_timer_set(&w->backoff_t, delay, 0.);
+    ev_timer_start(loop, &w->backoff_t);
+    set_state(w, WK_BACKOFF);
+}
+
+static void on_backoff_done(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct worker *w = t->data;
+    struct plugd_error err;
+    if (spawn(w, &err) < 0) {
+        w->is_failed = true;
+        w->want_running = false;
+        w->last_error = err;
+        set_state(w, WK_STOPPED);
+    }
+}
+
+/* ------------------------------------------------------------ stop */
+
+static void on_shutdown_answered(struct ipc_conn *c, const struct plugd_error *err,
+                                 const msgpack_object *result, void *ud)
+{
+    (void)c;
+    (void)result;
+    struct worker *w = ud;
+    if (err != NULL && err->code != PLUGD_E_CONNECTION_CLOSED)
+        log_plugd("warn", w->m->name, "plugd.shutdown: %s", err->message);
+}
+
+static void on_stop_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)revents;
+    struct worker *w = t->data;
+    if (w->pid <= 0)
+        return;
+    if (w->stop_phase == 0) {
+        log_plugd("warn", w->m->name, "did not exit within %.1f s of plugd.shutdown: SIGTERM",
+                  w->m->limits.drain_timeout);
+        kill(w->pid, SIGTERM);
+        w->stop_phase = 1;
+        ev_timer_set(t, w->m->limits.term_timeout, 0.);
+        ev_timer_start(loop, t);
+    } else if (w->stop_phase == 1) {
+        log_plugd("warn", w->m->name, "did not exit within %.1f s of SIGTERM: SIGKILL",
+                  w->m->limits.term_timeout);
+        kill(w->pid, SIGKILL);
+        w->stop_phase = 2;
+    }
+}
+
+void worker_stop(struct worker *w)
+{
+    w->want_running = false;
+    switch (w->state) {
+    case WK_STOPPED:
+    case WK_STOPPING:
+        return;
+    case WK_BACKOFF:
+        ev_timer_stop(w->loop, &w->backoff_t);
+        set_state(w, WK_STOPPED);
+        return;
+    case WK_STARTING:
+        /* Not speaking the protocol yet: straight to SIGTERM. */
+        ev_timer_stop(w->loop, &w->handshake_t);
+        kill(w->pid, SIGTERM);
+        w->stop_phase = 1;
+        ev_timer_set(&w->stop_t, w->m->limits.term_timeout, 0.);
+        break;
+    case WK_RUNNING: {
+        ev_timer_stop(w->loop, &w->health_t);
+        msgpack_packer *pk = ipc_conn_begin_call(
+            w->conn, "plugd.shutdown", w->m->limits.drain_timeout, on_shutdown_answered, w);
+        msgpack_pack_array(pk, 1);
+        msgpack_pack_map(pk, 1);
+        pack_cstr(pk, "deadline_ms");
+        msgpack_pack_int64(pk, (int64_t)(w->m->limits.drain_timeout * 1000));
+        ipc_conn_end(w->conn, NULL);
+        w->stop_phase = 0;
+        ev_timer_set(&w->stop_t, w->m->limits.drain_timeout, 0.);
+        break;
+    }
+    }
+    ev_timer_start(w->loop, &w->stop_t);
+    set_state(w, WK_STOPPING);
+}
+
+/* ------------------------------------------------------------ calls */
+
+struct routed_call {
+    struct worker *w;
+    wk_reply_fn reply;
+    void *ud;
+};
+
+/* Maps what the channel says to the stable call errors of docs/protocol.md. */
+static void on_routed_reply(struct ipc_conn *c, const struct plugd_error *err,
+                            const msgpack_object *result, void *ud)
+{
+    (void)c;
+    struct routed_call *rc = ud;
+    if (err == NULL) {
+        rc->reply(NULL, result, rc->ud);
+        free(rc);
+        return;
+    }
+    struct plugd_error mapped = *err;
+    rc->w->call_errors++;
+    switch (err->code) {
+    case PLUGD_E_CONNECTION_CLOSED:
+    case PLUGD_E_IO:
+        plugd_error_set(&mapped, PLUGD_E_WORKER_UNAVAILABLE, "worker %s stopped before answering",
+                        rc->w->m->name);
+        break;
+    case PLUGD_E_TIMEOUT:
+    case PLUGD_E_INVALID_REQUEST:
+    case PLUGD_E_METHOD_NOT_FOUND:
+    case PLUGD_E_CAPABILITY_DENIED:
+        break;
+    default:
+        mapped.code = PLUGD_E_WORKER_ERROR;
+        break;
+    }
+    rc->reply(&mapped, NULL, rc->ud);
+    free(rc);
+}
+
+void worker_call(struct worker *w, const char *method, const msgpack_object *params, double timeout,
+                 wk_reply_fn reply, void *ud)
+{
+    struct plugd_error err;
+    if (w->state != WK_RUNNING) {
+        plugd_error_set(&err, PLUGD_E_WORKER_UNAVAILABLE, "worker %s is %s", w->m->name,
+                        state_names[w->state]);
+        reply(&err, NULL, ud);
+        return;
+    }
+    if (strncmp(method, "plugd.", 6) == 0) {
+        plugd_error_set(&err, PLUGD_E_INVALID_REQUEST, "methods named plugd.* are plugd's own");
+        reply(&err, NULL, ud);
+        return;
+    }
+    struct routed_call *rc = malloc(sizeof(*rc));
+    if (rc == NULL) {
+        plugd_error_set(&err, PLUGD_E_NO_MEMORY, "no memory for a call");
+        reply(&err, NULL, ud);
+        return;
+    }
+    *rc = (struct routed_call){.w = w, .reply = reply, .ud = ud};
+    w->calls++;
+    if (ipc_conn_call(w->conn, method, params, timeout > 0 ? timeout : w->m->limits.call_timeout,
+                      on_routed_reply, rc, &err) < 0) {
+        free(rc);
+        w->call_errors++;
+        if (err.code != PLUGD_E_BUFFER_FULL)
+            err.code = PLUGD_E_WORKER_UNAVAILABLE;
+        reply(&err, NULL, ud);
+    }
+}
+
+/* ------------------------------------------------------------ lifetime */
+
+struct worker *worker_new(struct ev_loop *loop, struct manifest *m, wk_state_fn on_state, void *ud)
+{
+    struct worker *w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return NULL;
+    w->m = m;
+    w->loop = loop;
+    w->on_state = on_state;
+    w->ud = ud;
+    w->src = (struct log_source){.plugin = m->name, .version = m->version};
+    ev_child_init(&w->child_w, on_child_exit, 0, 0);
+    ev_io_init(&w->exec_w, on_exec_result, -1, EV_READ);
+    ev_init(&w->handshake_t, on_handshake_timeout);
+    ev_init(&w->health_t, on_health_timer);
+    ev_init(&w->stop_t, on_stop_timer);
+    ev_init(&w->backoff_t, on_backoff_done);
+    w->child_w.data = w->exec_w.data = w->handshake_t.data = w->health_t.data = w;
+    w->stop_t.data = w->backoff_t.data = w;
+    w->out.io.fd = w->err.io.fd = -1;
+    return w;
+}
+
+int worker_start(struct worker *w, struct plugd_error *err)
+{
+    if (w->state != WK_STOPPED)
+        return 0;
+    w->want_running = true;
+    w->is_failed = false;
+    w->backoff_step = 0;
+    w->n_restart_times = 0;
+    plugd_error_clear(&w->last_error);
+    if (spawn(w, err) < 0) {
+        w->is_failed = true;
+        w->want_running = false;
+        w->last_error = *err;
+        return -1;
+    }
+    return 0;
+}
+
+void worker_free(struct worker *w)
+{
+    if (w == NULL)
+        return;
+    w->on_state = NULL;
+    if (w->pid > 0) {
+        kill(w->pid, SIGKILL);
+        waitpid(w->pid, NULL, 0);
+    }
+    release_run(w);
+    ev_timer_stop(w->loop, &w->backoff_t);
+    manifest_free(w->m);
+    free(w);
+}

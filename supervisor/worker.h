@@ -1,0 +1,87 @@
+/* One plugin's worker process: spawn, handshake, health, routed calls,
+ * restart with backoff, graceful stop, log capture. docs/protocol.md is the
+ * contract with the worker; docs/supervision.md the policy. */
+#ifndef PLUGD_WORKER_H
+#define PLUGD_WORKER_H
+
+#include <ev.h>
+#include <msgpack.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "logs.h"
+#include "manifest.h"
+#include "plugd/error.h"
+#include "plugd/ipc.h"
+
+#define PLUGD_PROTOCOL_CURRENT 1
+#define PLUGD_VERSION          "0.1.0"
+#define WK_RESTART_HISTORY     64
+
+/* Worker states (in memory; the persisted plugin status is the lifecycle's). */
+enum wk_state { WK_STOPPED, WK_STARTING, WK_RUNNING, WK_STOPPING, WK_BACKOFF };
+
+struct worker;
+
+/* Tells the owner that a worker changed state (stopped, running, ...). */
+typedef void (*wk_state_fn)(struct worker *w, enum wk_state from, void *ud);
+
+/* Completes a routed call: exactly once, err NULL on success. */
+typedef void (*wk_reply_fn)(const struct plugd_error *err, const msgpack_object *result, void *ud);
+
+struct worker {
+    struct manifest *m;
+    struct ev_loop *loop;
+    enum wk_state state;
+    bool want_running; /* false once stopped on purpose or given up */
+    bool is_failed;    /* gave up: crash loop or a start that can never work */
+    bool is_healthy;   /* last health answer was "ok" */
+    pid_t pid;
+    struct ipc_conn *conn;
+    ev_child child_w;
+    ev_io exec_w; /* EOF: exec succeeded; an errno: it failed */
+    ev_timer handshake_t, health_t, stop_t, backoff_t;
+    int stop_phase; /* 0 drain after plugd.shutdown, 1 after SIGTERM, 2 after SIGKILL */
+    bool is_health_pending;
+    bool has_config_hook;
+    char fault[PLUGD_ERROR_MESSAGE_MAX]; /* why plugd killed it, if it did */
+
+    struct log_source src;
+    struct log_tail tail;
+    struct log_budget budget;
+    struct log_stream out, err;
+
+    ev_tstamp spawned_at, running_since;
+    ev_tstamp restart_times[WK_RESTART_HISTORY];
+    unsigned n_restart_times;
+    unsigned backoff_step;
+
+    uint64_t restarts, calls, call_errors, faults;
+    struct plugd_error last_error; /* code PLUGD_OK while none */
+    char last_exit[160];           /* "exited with 3", "killed by SIGSEGV" */
+
+    wk_state_fn on_state;
+    void *ud;
+};
+
+/* A worker for manifest `m` (taken over), stopped. */
+struct worker *worker_new(struct ev_loop *loop, struct manifest *m, wk_state_fn on_state, void *ud);
+/* Frees a stopped worker (kills it first if it still runs). */
+void worker_free(struct worker *w);
+
+/* Starts the worker (clears a failed state). 0, or -1 with err. */
+int worker_start(struct worker *w, struct plugd_error *err);
+
+/* Begins the graceful stop: plugd.shutdown, drain, SIGTERM, SIGKILL. The
+ * state reaches WK_STOPPED through on_state. */
+void worker_stop(struct worker *w);
+
+/* Routes a call to the running worker; `timeout` <= 0 takes the manifest's
+ * call timeout. `reply` runs exactly once (possibly before this returns). */
+void worker_call(struct worker *w, const char *method, const msgpack_object *params, double timeout,
+                 wk_reply_fn reply, void *ud);
+
+const char *worker_state_name(enum wk_state s);
+
+#endif
