@@ -328,9 +328,11 @@ static void on_health_timer(struct ev_loop *loop, ev_timer *t, int revents)
 
 /* In the child, between fork and exec: the channel at fd 3, stdout and
  * stderr to plugd's pipes, nothing else inherited. Only returns on failure. */
-static void exec_worker(const struct manifest *m, int channel, int out, int err)
+static void exec_worker(const struct manifest *m, pid_t plugd_pid, int channel, int out, int err)
 {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != plugd_pid)
+        _exit(1); /* plugd died before the death signal was armed */
     /* Its own session: a terminal's ^C reaches plugd, which stops workers
      * gracefully, instead of killing them all at once. */
     setsid();
@@ -387,13 +389,14 @@ static int spawn(struct worker *w, struct plugd_error *err)
         plugd_error_set(err, PLUGD_E_IO, "cannot create the worker's channel: %s", strerror(errno));
         goto fail;
     }
+    pid_t plugd_pid = getpid();
     pid_t pid = fork();
     if (pid < 0) {
         plugd_error_set(err, PLUGD_E_IO, "cannot fork a worker: %s", strerror(errno));
         goto fail;
     }
     if (pid == 0) {
-        exec_worker(w->m, sv[1], out[1], errp[1]);
+        exec_worker(w->m, plugd_pid, sv[1], out[1], errp[1]);
         int e = errno;
         ssize_t ignored = write(ex[1], &e, sizeof(e));
         (void)ignored;
