@@ -1,0 +1,259 @@
+/* Real plugd, real workers (examples/ and tests/fixtures/), real sockets:
+ * the supervision behaviour of docs/supervision.md. */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <string.h>
+
+#include "plugd_harness.h"
+
+/* Short deadlines so failures are detected quickly. */
+#define FAST_LIMITS                                                                                \
+    "{\"limits\": {\"health_interval_ms\": 100, \"health_timeout_ms\": 300,"                       \
+    " \"shutdown_drain_ms\": 500, \"shutdown_term_ms\": 500}}"
+
+static struct harness h;
+
+static void setup(void)
+{
+    harness_init(&h);
+}
+
+static void teardown(void)
+{
+    harness_fini(&h);
+}
+
+TestSuite(workers, .init = setup, .fini = teardown, .timeout = 60);
+
+static const char *str_field(json_t *obj, const char *key)
+{
+    return json_string_value(json_object_get(obj, key)) ?: "";
+}
+
+/* Stops plugd and checks that nothing is left behind: plugd exits 0, the
+ * given worker pids are gone, and plugd had no child left. */
+static void stop_and_check_clean(pid_t *workers, int n)
+{
+    pid_t plugd = h.plugd_pid;
+    cr_assert_eq(harness_stop(&h, 20.0), 0, "plugd did not exit cleanly");
+    cr_assert_eq(harness_count_children(plugd), 0, "plugd left children behind");
+    for (int i = 0; i < n; i++) {
+        for (int tries = 0; tries < 100 && !harness_pid_gone(workers[i]); tries++)
+            usleep(10000);
+        cr_assert(harness_pid_gone(workers[i]), "worker %d outlived plugd", workers[i]);
+    }
+}
+
+Test(workers, hello_answers_calls_and_inherits_only_its_channel)
+{
+    harness_add_plugin(&h, "hello", "hello", NULL);
+    harness_start(&h);
+    cr_assert(harness_wait_state(&h, "hello", "running", -1, 10.0));
+
+    json_t *result = NULL;
+    cr_assert_eq(harness_call(&h, "hello", "echo", "[\"hi\"]", 0, &result), PLUGD_OK);
+    cr_assert_str_eq(json_string_value(result), "hi");
+    json_decref(result);
+    cr_assert_eq(harness_call(&h, "hello", "add", "[2, 40]", 0, &result), PLUGD_OK);
+    cr_assert_eq(json_integer_value(result), 42);
+    json_decref(result);
+
+    pid_t pid = harness_worker_pid(&h, "hello");
+    cr_assert_gt(pid, 0);
+    cr_assert_eq(harness_extra_fds(pid, 3), 0, "the worker inherited fds beyond 0-3");
+    stop_and_check_clean(&pid, 1);
+}
+
+Test(workers, unknown_plugin_and_bad_arguments_are_refused)
+{
+    harness_add_plugin(&h, "hello", "hello", NULL);
+    harness_start(&h);
+    cr_assert(harness_wait_state(&h, "hello", "running", -1, 10.0));
+    cr_assert_eq(harness_call(&h, "nosuch", "echo", "[1]", 0, NULL), PLUGD_E_INVALID_REQUEST);
+    cr_assert_eq(harness_call(&h, "hello", "plugd.shutdown", "[{}]", 0, NULL),
+                 PLUGD_E_INVALID_REQUEST);
+    cr_assert_eq(harness_call(&h, "hello", "nosuch", "[]", 0, NULL), PLUGD_E_METHOD_NOT_FOUND);
+    json_t *arg = json_pack("{s:s, s:s, s:i}", "plugin", "hello", "method", "echo", "params", 3);
+    cr_assert_eq(harness_command(&h, "call", arg, NULL, NULL, 0), PLUGD_E_INVALID_REQUEST);
+    json_decref(arg);
+    cr_assert_eq(harness_command(&h, "frobnicate", NULL, NULL, NULL, 0), PLUGD_E_METHOD_NOT_FOUND);
+    /* Still serving. */
+    cr_assert_eq(harness_call(&h, "hello", "echo", "[1]", 0, NULL), PLUGD_OK);
+}
+
+Test(workers, silent_worker_fails_the_handshake_with_its_deadline)
+{
+    harness_add_plugin(&h, "silent", "silent", "{\"limits\": {\"crash_loop_restarts\": 2}}");
+    harness_start(&h);
+    cr_assert(harness_wait_state(&h, "silent", "stopped", 1, 15.0));
+    json_t *st = harness_status(&h, "silent");
+    cr_assert(json_is_true(json_object_get(st, "failed")));
+    cr_assert_not_null(strstr(str_field(st, "last_error"), "no plugd.hello within 0.3 s"),
+                       "last_error: %s", str_field(st, "last_error"));
+    json_decref(st);
+}
+
+Test(workers, wrong_protocol_is_refused_naming_both_versions)
+{
+    harness_add_plugin(&h, "oldproto", "oldproto", NULL);
+    harness_start(&h);
+    cr_assert(harness_wait_state(&h, "oldproto", "stopped", -1, 10.0));
+    json_t *st = harness_status(&h, "oldproto");
+    cr_assert(json_is_true(json_object_get(st, "failed")));
+    cr_assert_not_null(
+        strstr(str_field(st, "last_error"), "worker speaks protocol 99; plugd speaks 1"),
+        "last_error: %s", str_field(st, "last_error"));
+    cr_assert_eq(json_integer_value(json_object_get(st, "restarts")), 0,
+                 "a worker that can never work must not be restarted");
+    json_decref(st);
+}
+
+Test(workers, crash_is_restarted_at_once_then_with_backoff)
+{
+    harness_add_plugin(&h, "crashy", "crashy", FAST_LIMITS);
+    harness_start(&h);
+    cr_assert(harness_wait_state(&h, "crashy", "running", -1, 10.0));
+    pid_t first = harness_worker_pid(&h, "crashy");
+
+    cr_assert_eq(harness_call(&h, "crashy", "exit", "[{\"code\": 3}]", 0, NULL),
+                 PLUGD_E_WORKER_UNAVAILABLE);
+    cr_assert(harness_wait_state(&h, "crashy", "running", 1, 10.0));
+    pid_t second = harness_worker_pid(&h, "crashy");
+    cr_assert_neq(first, second);
+    json_t *st = harness_status(&h, "crashy");
+    cr_assert_not_null(strstr(str_field(st, "last_exit"), "exited with status 3"));
+    json_decref(st);
+
+    cr_assert_eq(harness_call(&h, "crashy", "segfault", "[]", 0, NULL), PLUGD_E_WORKER_UNAVAILABLE);
+    cr_assert(harness_wait_state(&h, "crashy", "running", 2, 10.0));
+    st = harness_status(&h, "crashy");
+    cr_assert_not_null(strstr(str_field(st, "last_exit"), "killed by signal 11"), "%s",
+                       str_field(st, "last_exit"));
+    json_decref(st);
+    cr_assert_geq(harness_log_count(&h, "worker crashed"), 2);
+    cr_assert_eq(harness_call(&h, "crashy", "echo", "[7]", 0, NULL), PLUGD_OK);
+}
+
+Test(workers, crash_loop_stops_restarting_with_the_reason)
+{
+    harness_add_plugin(
+        &h, "crashy", "crashy",
+        "{\"limits\": {\"crash_loop_restarts\": 2, \"crash_loop_window_ms\": 60000}}");
+    harness_start(&h);
+    for (int i = 0; i < 3; i++) {
+        cr_assert(harness_wait_state(&h, "crashy", "running", i, 10.0), "run %d", i);
+        harness_call(&h, "crashy", "exit", "[{\"code\": 1}]", 0, NULL);
+    }
+    cr_assert(harness_wait_state(&h, "crashy", "stopped", -1, 10.0));
+    json_t *st = harness_status(&h, "crashy");
+    cr_assert(json_is_true(json_object_get(st, "failed")));
+    cr_assert_not_null(strstr(str_field(st, "last_error"), "crash loop: 2 restarts within 60 s"),
+                       "%s", str_field(st, "last_error"));
+    json_decref(st);
+    cr_assert_eq(harness_call(&h, "crashy", "echo", "[1]", 0, NULL), PLUGD_E_WORKER_UNAVAILABLE);
+}
+
+Test(workers, failing_health_check_restarts_the_worker)
+{
+    harness_add_plugin(&h, "crashy", "crashy", FAST_LIMITS);
+    harness_start(&h);
+    cr_assert(harness_wait_state(&h, "crashy", "running", -1, 10.0));
+    cr_assert_eq(harness_call(&h, "crashy", "stop_health", "[]", 0, NULL), PLUGD_OK);
+    cr_assert(harness_wait_state(&h, "crashy", "running", 1, 10.0));
+    cr_assert_geq(harness_log_count(&h, "health check failed"), 1);
+}
+
+Test(workers, hung_worker_times_out_the_call_and_is_restarted)
+{
+    harness_add_plugin(&h, "crashy", "crashy", FAST_LIMITS);
+    harness_start(&h);
+    cr_assert(harness_wait_state(&h, "crashy", "running", -1, 10.0));
+    cr_assert_eq(harness_call(&h, "crashy", "hang", "[]", 200, NULL), PLUGD_E_TIMEOUT);
+    cr_assert(harness_wait_state(&h, "crashy", "running", 1, 10.0));
+    cr_assert_eq(harness_call(&h, "crashy", "echo", "[1]", 0, NULL), PLUGD_OK);
+}
+
+Test(workers, garbage_on_the_channel_is_a_fault_that_harms_nobody_else)
+{
+    harness_add_plugin(&h, "crashy", "crashy", FAST_LIMITS);
+    harness_add_plugin(&h, "hello", "hello", NULL);
+    harness_start(&h);
+    cr_assert(harness_wait_state(&h, "crashy", "running", -1, 10.0));
+    cr_assert(harness_wait_state(&h, "hello", "running", -1, 10.0));
+    pid_t hello = harness_worker_pid(&h, "hello");
+
+    harness_call(&h, "crashy", "garbage", "[]", 1000, NULL);
+    cr_assert(harness_wait_state(&h, "crashy", "running", 1, 10.0));
+    json_t *st = harness_status(&h, "crashy");
+    cr_assert_geq(json_integer_value(json_object_get(st, "faults")), 1);
+    json_decref(st);
+    cr_assert_geq(harness_log_count(&h, "malformed_message"), 1);
+    cr_assert_eq(harness_call(&h, "hello", "echo", "[1]", 0, NULL), PLUGD_OK);
+    cr_assert_eq(harness_worker_pid(&h, "hello"), hello, "hello must not have been restarted");
+}
+
+Test(workers, graceful_stop_answers_drained_calls_and_fails_the_rest)
+{
+    harness_add_plugin(&h, "crashy", "crashy", FAST_LIMITS);
+    harness_start(&h);
+    cr_assert(harness_wait_state(&h, "crashy", "running", -1, 10.0));
+    pid_t pid = harness_worker_pid(&h, "crashy");
+    /* A call that never ends is failed worker_unavailable when the worker
+     * goes; plugd must still get through its stop sequence. */
+    cr_assert_eq(harness_call(&h, "crashy", "stall", "[]", 100, NULL), PLUGD_E_TIMEOUT);
+    stop_and_check_clean(&pid, 1);
+}
+
+Test(workers, worker_ignoring_sigterm_is_killed_after_the_deadline)
+{
+    harness_add_plugin(&h, "crashy", "crashy", FAST_LIMITS);
+    harness_start(&h);
+    cr_assert(harness_wait_state(&h, "crashy", "running", -1, 10.0));
+    pid_t pid = harness_worker_pid(&h, "crashy");
+    cr_assert_eq(harness_call(&h, "crashy", "ignore_term", "[]", 0, NULL), PLUGD_OK);
+    harness_call(&h, "crashy", "hang", "[]", 100, NULL);
+    stop_and_check_clean(&pid, 1);
+    cr_assert_geq(harness_log_count(&h, "did not exit within 0.5 s of SIGTERM: SIGKILL"), 1);
+}
+
+Test(workers, flooding_worker_does_not_stall_plugd)
+{
+    harness_add_plugin(&h, "crashy", "crashy", NULL);
+    harness_add_plugin(&h, "hello", "hello", NULL);
+    harness_start(&h);
+    cr_assert(harness_wait_state(&h, "crashy", "running", -1, 10.0));
+    cr_assert(harness_wait_state(&h, "hello", "running", -1, 10.0));
+    cr_assert_eq(harness_call(&h, "crashy", "flood_log", "[{\"lines\": 100000}]", 10000, NULL),
+                 PLUGD_OK);
+    cr_assert_eq(harness_call(&h, "hello", "echo", "[1]", 0, NULL), PLUGD_OK);
+    harness_sleep(&h, 0.5);
+    cr_assert_geq(harness_log_count(&h, "log lines dropped"), 1);
+}
+
+Test(workers, python_worker_answers_calls)
+{
+    harness_add_plugin(&h, "python-worker", "py", NULL);
+    harness_start(&h);
+    cr_assert(harness_wait_state(&h, "py", "running", -1, 15.0));
+    json_t *result = NULL;
+    cr_assert_eq(harness_call(&h, "py", "echo", "[\"from python\"]", 0, &result), PLUGD_OK);
+    cr_assert_str_eq(json_string_value(result), "from python");
+    json_decref(result);
+    cr_assert_eq(harness_call(&h, "py", "add", "[20, 22]", 0, &result), PLUGD_OK);
+    cr_assert_eq(json_integer_value(result), 42);
+    json_decref(result);
+    pid_t pid = harness_worker_pid(&h, "py");
+    stop_and_check_clean(&pid, 1);
+}
+
+Test(workers, host_channel_closing_stops_plugd_and_its_workers)
+{
+    harness_add_plugin(&h, "hello", "hello", NULL);
+    harness_start(&h);
+    cr_assert(harness_wait_state(&h, "hello", "running", -1, 10.0));
+    pid_t worker = harness_worker_pid(&h, "hello");
+    ipc_conn_free(h.host);
+    h.host = NULL;
+    h.host_closed = true;
+    stop_and_check_clean(&worker, 1);
+}

@@ -1,0 +1,372 @@
+#include "plugd_harness.h"
+
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "jsonpack.h"
+
+#define HOST_FD           3
+#define COMMAND_TIMEOUT_S 15.0
+
+static const char *build_root(void)
+{
+    const char *root = getenv("PLUGD_BUILD_ROOT");
+    cr_assert_not_null(root, "PLUGD_BUILD_ROOT is not set (run the tests with meson test)");
+    return root;
+}
+
+void harness_init(struct harness *h)
+{
+    memset(h, 0, sizeof(*h));
+    snprintf(h->dir, sizeof(h->dir), "%s/plugd-test.XXXXXX", getenv("TMPDIR") ?: "/tmp");
+    cr_assert_not_null(mkdtemp(h->dir), "mkdtemp: %s", strerror(errno));
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/plugins", h->dir);
+    cr_assert_eq(mkdir(path, 0755), 0);
+    h->loop = ev_loop_new(EVFLAG_AUTO);
+}
+
+void harness_add_plugin(struct harness *h, const char *example, const char *name,
+                        const char *overrides)
+{
+    char src[PATH_MAX / 2], dst[PATH_MAX / 2], path[PATH_MAX];
+    struct stat st;
+    snprintf(src, sizeof(src), "%s/examples/%s", build_root(), example);
+    if (stat(src, &st) != 0 && getenv("PLUGD_SOURCE_ROOT") != NULL)
+        snprintf(src, sizeof(src), "%s/tests/fixtures/%s", getenv("PLUGD_SOURCE_ROOT"), example);
+    snprintf(dst, sizeof(dst), "%s/plugins/%s", h->dir, name);
+    cr_assert_eq(mkdir(dst, 0755), 0, "mkdir %s: %s", dst, strerror(errno));
+
+    DIR *d = opendir(src);
+    cr_assert_not_null(d, "example %s is not built at %s", example, src);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.' || strcmp(e->d_name, "plugin.json") == 0)
+            continue;
+        char from[PATH_MAX * 2], to[PATH_MAX * 2];
+        snprintf(from, sizeof(from), "%s/%s", src, e->d_name);
+        snprintf(to, sizeof(to), "%s/%s", dst, e->d_name);
+        cr_assert_eq(symlink(from, to), 0, "symlink %s: %s", to, strerror(errno));
+    }
+    closedir(d);
+
+    json_error_t jerr;
+    snprintf(path, sizeof(path), "%s/plugin.json", src);
+    json_t *manifest = json_load_file(path, 0, &jerr);
+    cr_assert_not_null(manifest, "%s: %s", path, jerr.text);
+    json_object_set_new(manifest, "name", json_string(name));
+    if (overrides != NULL) {
+        json_t *more = json_loads(overrides, 0, &jerr);
+        cr_assert_not_null(more, "overrides: %s", jerr.text);
+        json_object_update_recursive(manifest, more);
+        json_decref(more);
+    }
+    snprintf(path, sizeof(path), "%s/plugin.json", dst);
+    cr_assert_eq(json_dump_file(manifest, path, JSON_INDENT(2)), 0);
+    json_decref(manifest);
+}
+
+static void on_host_close(struct ipc_conn *c, const struct plugd_error *why, void *ud)
+{
+    (void)c;
+    (void)why;
+    struct harness *h = ud;
+    h->host_closed = true;
+}
+
+void harness_start(struct harness *h)
+{
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    char plugd[PATH_MAX], plugins[PATH_MAX], state[PATH_MAX], log[PATH_MAX];
+    snprintf(plugd, sizeof(plugd), "%s/supervisor/plugd", build_root());
+    snprintf(plugins, sizeof(plugins), "%s/plugins", h->dir);
+    snprintf(state, sizeof(state), "%s/state", h->dir);
+    snprintf(log, sizeof(log), "%s/plugd.log", h->dir);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent || dup2(sv[1], HOST_FD) < 0)
+            _exit(126);
+        char fd[8];
+        snprintf(fd, sizeof(fd), "%d", HOST_FD);
+        execl(plugd, plugd, "--plugins-dir", plugins, "--state-dir", state, "--log-file", log,
+              "--host-fd", fd, (char *)NULL);
+        _exit(127);
+    }
+    close(sv[1]);
+    h->plugd_pid = pid;
+    struct ipc_handlers handlers = {.on_close = on_host_close};
+    h->host = ipc_conn_new(h->loop, sv[0], sv[0], NULL, &handlers, h, NULL);
+    cr_assert_not_null(h->host);
+}
+
+struct pending {
+    bool done;
+    enum plugd_errc code;
+    char message[PLUGD_ERROR_MESSAGE_MAX];
+    json_t *result;
+};
+
+static void on_reply(struct ipc_conn *c, const struct plugd_error *err,
+                     const msgpack_object *result, void *ud)
+{
+    (void)c;
+    struct pending *p = ud;
+    p->done = true;
+    if (err != NULL) {
+        p->code = err->code;
+        snprintf(p->message, sizeof(p->message), "%s", err->message);
+    } else {
+        p->code = PLUGD_OK;
+        p->result = json_from_msgpack(result);
+    }
+}
+
+static void on_wall_clock(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)t;
+    (void)revents;
+    ev_break(loop, EVBREAK_ONE);
+}
+
+/* Runs the loop until *flag or `seconds` pass. */
+static bool run_until(struct harness *h, const bool *flag, double seconds)
+{
+    ev_timer cap;
+    ev_timer_init(&cap, on_wall_clock, seconds, 0.);
+    ev_timer_start(h->loop, &cap);
+    while (!*flag && ev_is_active(&cap))
+        ev_run(h->loop, EVRUN_ONCE);
+    ev_timer_stop(h->loop, &cap);
+    return *flag;
+}
+
+enum plugd_errc harness_command(struct harness *h, const char *cmd, json_t *arg, json_t **result,
+                                char *err_message, size_t err_size)
+{
+    struct pending p = {0};
+    msgpack_packer *pk = ipc_conn_begin_call(h->host, cmd, COMMAND_TIMEOUT_S, on_reply, &p);
+    msgpack_pack_array(pk, 1);
+    if (arg != NULL)
+        pack_json(pk, arg);
+    else
+        msgpack_pack_map(pk, 0);
+    struct plugd_error err;
+    if (ipc_conn_end(h->host, &err) < 0) {
+        p.done = true;
+        p.code = err.code;
+        snprintf(p.message, sizeof(p.message), "%s", err.message);
+    }
+    cr_assert(run_until(h, &p.done, COMMAND_TIMEOUT_S + 1), "no answer to %s", cmd);
+    if (err_message != NULL)
+        snprintf(err_message, err_size, "%s", p.message);
+    if (result != NULL)
+        *result = p.result;
+    else
+        json_decref(p.result);
+    return p.code;
+}
+
+enum plugd_errc harness_call(struct harness *h, const char *plugin, const char *method,
+                             const char *params_json, int timeout_ms, json_t **result)
+{
+    json_t *arg = json_pack("{s:s, s:s}", "plugin", plugin, "method", method);
+    if (params_json != NULL) {
+        json_error_t jerr;
+        json_t *params = json_loads(params_json, JSON_DECODE_ANY, &jerr);
+        cr_assert_not_null(params, "params: %s", jerr.text);
+        json_object_set_new(arg, "params", params);
+    }
+    if (timeout_ms > 0)
+        json_object_set_new(arg, "timeout_ms", json_integer(timeout_ms));
+    enum plugd_errc code = harness_command(h, "call", arg, result, NULL, 0);
+    json_decref(arg);
+    return code;
+}
+
+json_t *harness_status(struct harness *h, const char *plugin)
+{
+    json_t *arg = json_pack("{s:s}", "plugin", plugin);
+    json_t *list = NULL;
+    enum plugd_errc code = harness_command(h, "status", arg, &list, NULL, 0);
+    json_decref(arg);
+    if (code != PLUGD_OK || !json_is_array(list) || json_array_size(list) != 1) {
+        json_decref(list);
+        return NULL;
+    }
+    json_t *one = json_incref(json_array_get(list, 0));
+    json_decref(list);
+    return one;
+}
+
+bool harness_wait_state(struct harness *h, const char *plugin, const char *state, int min_restarts,
+                        double seconds)
+{
+    ev_tstamp until = ev_time() + seconds;
+    while (ev_time() < until) {
+        json_t *st = harness_status(h, plugin);
+        bool is_match = st != NULL &&
+                        strcmp(json_string_value(json_object_get(st, "state")) ?: "", state) == 0 &&
+                        (min_restarts < 0 ||
+                         json_integer_value(json_object_get(st, "restarts")) >= min_restarts);
+        json_decref(st);
+        if (is_match)
+            return true;
+        harness_sleep(h, 0.02);
+    }
+    return false;
+}
+
+pid_t harness_worker_pid(struct harness *h, const char *plugin)
+{
+    json_t *st = harness_status(h, plugin);
+    pid_t pid = st ? (pid_t)json_integer_value(json_object_get(st, "pid")) : 0;
+    json_decref(st);
+    return pid;
+}
+
+void harness_sleep(struct harness *h, double seconds)
+{
+    bool never = false;
+    run_until(h, &never, seconds);
+}
+
+int harness_log_count(struct harness *h, const char *needle)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/plugd.log", h->dir);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    int n = 0;
+    char *line = NULL;
+    size_t cap = 0;
+    while (getline(&line, &cap, f) > 0)
+        n += strstr(line, needle) != NULL;
+    free(line);
+    fclose(f);
+    return n;
+}
+
+int harness_stop(struct harness *h, double seconds)
+{
+    if (h->plugd_pid <= 0)
+        return -1;
+    if (h->host != NULL && !h->host_closed) {
+        json_t *arg = json_object();
+        harness_command(h, "shutdown", arg, NULL, NULL, 0);
+        json_decref(arg);
+    }
+    int status = 0;
+    ev_tstamp until = ev_time() + seconds;
+    pid_t r;
+    while ((r = waitpid(h->plugd_pid, &status, WNOHANG)) == 0 && ev_time() < until)
+        harness_sleep(h, 0.01);
+    if (r == 0) {
+        kill(h->plugd_pid, SIGKILL);
+        waitpid(h->plugd_pid, &status, 0);
+        h->plugd_pid = 0;
+        return -1;
+    }
+    h->plugd_pid = 0;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+void harness_fini(struct harness *h)
+{
+    if (h->plugd_pid > 0) {
+        kill(h->plugd_pid, SIGKILL);
+        waitpid(h->plugd_pid, NULL, 0);
+    }
+    if (h->host != NULL)
+        ipc_conn_free(h->host);
+    h->host = NULL;
+    if (h->loop != NULL)
+        ev_loop_destroy(h->loop);
+    h->loop = NULL;
+    if (getenv("PLUGD_KEEP_TEST_DIR") == NULL)
+        nftw(h->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+bool harness_pid_gone(pid_t pid)
+{
+    return pid > 0 && kill(pid, 0) < 0 && errno == ESRCH;
+}
+
+/* The parent pid field of /proc/PID/stat (after the command's closing paren). */
+static pid_t parent_of(const char *pid_dir)
+{
+    char path[PATH_MAX], buf[512];
+    snprintf(path, sizeof(path), "/proc/%s/stat", pid_dir);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    char *paren = strrchr(buf, ')');
+    char state;
+    int ppid;
+    if (paren == NULL || sscanf(paren + 1, " %c %d", &state, &ppid) != 2)
+        return -1;
+    return ppid;
+}
+
+int harness_count_children(pid_t pid)
+{
+    DIR *d = opendir("/proc");
+    int n = 0;
+    struct dirent *e;
+    while (d != NULL && (e = readdir(d)) != NULL)
+        if (e->d_name[0] >= '0' && e->d_name[0] <= '9' && parent_of(e->d_name) == pid)
+            n++;
+    if (d != NULL)
+        closedir(d);
+    return n;
+}
+
+int harness_extra_fds(pid_t pid, int allowed)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/fd", pid);
+    DIR *d = opendir(path);
+    if (d == NULL)
+        return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        int fd = atoi(e->d_name);
+        if (fd > 2 && fd != allowed)
+            n++;
+    }
+    closedir(d);
+    return n;
+}

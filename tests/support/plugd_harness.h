@@ -1,0 +1,79 @@
+/* Starts a real plugd in a temporary folder with real example plugins,
+ * speaks to it over the host channel, and checks what it leaves behind.
+ * Shared by every supervisor integration test. */
+#ifndef PLUGD_HARNESS_H
+#define PLUGD_HARNESS_H
+
+#include <jansson.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "plugd/error.h"
+#include "plugd/ipc.h"
+
+struct harness {
+    char dir[512]; /* temp folder: plugins/, state/, plugd.log */
+    pid_t plugd_pid;
+    struct ev_loop *loop;
+    struct ipc_conn *host;
+    bool host_closed;
+};
+
+/* Creates the temp folder (nothing runs yet). */
+void harness_init(struct harness *h);
+
+/* Adds plugin folder `name` made from the built example `example`
+ * (build/examples/EXAMPLE, else tests/fixtures/EXAMPLE): its files are linked, its plugin.json is
+ * rewritten with `name` and the keys of `overrides` (a JSON object text,
+ * e.g. "{\"limits\": {\"health_interval_ms\": 100}}", or NULL) merged in. */
+void harness_add_plugin(struct harness *h, const char *example, const char *name,
+                        const char *overrides);
+
+/* Starts plugd on the plugins folder with the host channel. */
+void harness_start(struct harness *h);
+
+/* Calls a plugd host command (call, status, shutdown) with `arg` (a JSON
+ * object, borrowed). Returns PLUGD_OK and sets *result (a new reference,
+ * may be NULL) or the error code, with the message in err_message if given. */
+enum plugd_errc harness_command(struct harness *h, const char *cmd, json_t *arg, json_t **result,
+                                char *err_message, size_t err_size);
+
+/* call {plugin, method, params} with params given as JSON text ("[1, 2]"). */
+enum plugd_errc harness_call(struct harness *h, const char *plugin, const char *method,
+                             const char *params_json, int timeout_ms, json_t **result);
+
+/* The status map of one plugin (new reference), or NULL. */
+json_t *harness_status(struct harness *h, const char *plugin);
+
+/* Polls status until the plugin's "state" is `state` (and, when
+ * `min_restarts` >= 0, "restarts" >= it). False after `seconds`. */
+bool harness_wait_state(struct harness *h, const char *plugin, const char *state, int min_restarts,
+                        double seconds);
+
+/* The worker's pid from status (0 when none). */
+pid_t harness_worker_pid(struct harness *h, const char *plugin);
+
+/* Runs the loop for `seconds`. */
+void harness_sleep(struct harness *h, double seconds);
+
+/* How many lines of plugd's log contain `needle`. */
+int harness_log_count(struct harness *h, const char *needle);
+
+/* Asks plugd to shut down, waits for it to exit (SIGKILL after `seconds`),
+ * and returns its exit status (-1 if it had to be killed). */
+int harness_stop(struct harness *h, double seconds);
+
+/* Removes the temp folder and frees everything (kills plugd if needed). */
+void harness_fini(struct harness *h);
+
+/* True when `pid` no longer exists (not even as a zombie). */
+bool harness_pid_gone(pid_t pid);
+
+/* Descendant processes of `pid` that are alive or zombies. */
+int harness_count_children(pid_t pid);
+
+/* Open fds of process `pid` other than 0, 1, 2 and `allowed` (-1: none). */
+int harness_extra_fds(pid_t pid, int allowed);
+
+#endif
