@@ -10,7 +10,7 @@
 
 struct host_command {
     const char *name;
-    void (*run)(struct plugd *d, struct ipc_conn *c, const struct ipc_message *msg);
+    int (*run)(struct plugd *d, struct ipc_conn *c, const struct ipc_message *msg);
 };
 
 static const msgpack_object *arg_get(const struct ipc_message *msg, const char *key)
@@ -27,10 +27,10 @@ static const msgpack_object *arg_get(const struct ipc_message *msg, const char *
     return NULL;
 }
 
-static void reply_error(struct ipc_conn *c, uint32_t msgid, enum plugd_errc code, const char *fmt,
-                        ...) __attribute__((format(printf, 4, 5)));
-static void reply_error(struct ipc_conn *c, uint32_t msgid, enum plugd_errc code, const char *fmt,
-                        ...)
+static int reply_error(struct ipc_conn *c, uint32_t msgid, enum plugd_errc code, const char *fmt,
+                       ...) __attribute__((format(printf, 4, 5)));
+static int reply_error(struct ipc_conn *c, uint32_t msgid, enum plugd_errc code, const char *fmt,
+                       ...)
 {
     struct plugd_error e = {.code = code};
     va_list ap;
@@ -38,6 +38,7 @@ static void reply_error(struct ipc_conn *c, uint32_t msgid, enum plugd_errc code
     vsnprintf(e.message, sizeof(e.message), fmt, ap);
     va_end(ap);
     ipc_conn_reply_error(c, msgid, &e, NULL);
+    return -1;
 }
 
 static void pack_cstr(msgpack_packer *pk, const char *s)
@@ -66,7 +67,7 @@ static void on_call_answered(const struct plugd_error *err, const msgpack_object
 }
 
 /* call {plugin, method, params?, timeout_ms?} → the worker's result. */
-static void cmd_call(struct plugd *d, struct ipc_conn *c, const struct ipc_message *msg)
+static int cmd_call(struct plugd *d, struct ipc_conn *c, const struct ipc_message *msg)
 {
     const msgpack_object *plugin = arg_get(msg, "plugin");
     const msgpack_object *method = arg_get(msg, "method");
@@ -98,6 +99,7 @@ static void cmd_call(struct plugd *d, struct ipc_conn *c, const struct ipc_messa
     snprintf(name, sizeof(name), "%.*s", (int)method->via.str.size, method->via.str.ptr);
     worker_call(w, name, params, timeout ? (double)timeout->via.u64 / 1000.0 : 0, on_call_answered,
                 hc);
+    return 0;
 }
 
 static void pack_worker_status(msgpack_packer *pk, const struct worker *w)
@@ -131,7 +133,7 @@ static void pack_worker_status(msgpack_packer *pk, const struct worker *w)
 }
 
 /* status {plugin?} → [worker status, ...] */
-static void cmd_status(struct plugd *d, struct ipc_conn *c, const struct ipc_message *msg)
+static int cmd_status(struct plugd *d, struct ipc_conn *c, const struct ipc_message *msg)
 {
     const msgpack_object *plugin = arg_get(msg, "plugin");
     struct worker *only = NULL;
@@ -150,13 +152,15 @@ static void cmd_status(struct plugd *d, struct ipc_conn *c, const struct ipc_mes
         if (only == NULL || only == d->workers[i])
             pack_worker_status(pk, d->workers[i]);
     ipc_conn_end(c, NULL);
+    return 0;
 }
 
 /* shutdown → nil; then every worker stops gracefully and plugd exits. */
-static void cmd_shutdown(struct plugd *d, struct ipc_conn *c, const struct ipc_message *msg)
+static int cmd_shutdown(struct plugd *d, struct ipc_conn *c, const struct ipc_message *msg)
 {
     ipc_conn_reply(c, msg->msgid, NULL, NULL);
     plugd_stop_all(d);
+    return 0;
 }
 
 static const struct host_command host_commands[] = {

@@ -410,6 +410,7 @@ static int spawn(struct worker *w, struct plugd_error *err)
     w->pid = pid;
     w->src.pid = pid;
     w->fault[0] = '\0';
+    w->tail = (struct log_tail){0}; /* a crash reason shows this run's output only */
     w->spawned_at = ev_now(w->loop);
     w->has_config_hook = false;
     w->is_health_pending = false;

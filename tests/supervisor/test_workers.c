@@ -160,7 +160,7 @@ Test(workers, failing_health_check_restarts_the_worker)
     cr_assert(harness_wait_state(&h, "crashy", "running", -1, 10.0));
     cr_assert_eq(harness_call(&h, "crashy", "stop_health", "[]", 0, NULL), PLUGD_OK);
     cr_assert(harness_wait_state(&h, "crashy", "running", 1, 10.0));
-    cr_assert_geq(harness_log_count(&h, "health check failed"), 1);
+    cr_assert_geq(harness_log_count(&h, "health check reported an error"), 1);
 }
 
 Test(workers, hung_worker_times_out_the_call_and_is_restarted)

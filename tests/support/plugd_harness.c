@@ -364,8 +364,17 @@ int harness_extra_fds(pid_t pid, int allowed)
         if (e->d_name[0] == '.')
             continue;
         int fd = atoi(e->d_name);
-        if (fd > 2 && fd != allowed)
-            n++;
+        if (fd <= 2 || fd == allowed)
+            continue;
+        /* The worker's own event loop fds (epoll, eventfd, signalfd) are
+         * anonymous inodes; anything inherited from plugd would be a pipe,
+         * socket or file. */
+        char link[PATH_MAX], target[PATH_MAX];
+        snprintf(link, sizeof(link), "%s/%s", path, e->d_name);
+        ssize_t len = readlink(link, target, sizeof(target) - 1);
+        if (len > 0 && strncmp(target, "anon_inode:", 11) == 0)
+            continue;
+        n++;
     }
     closedir(d);
     return n;

@@ -1,0 +1,81 @@
+/* counter: keeps a count, emits plugin.counter.changed on every change and
+ * counts the hello events it is subscribed to. */
+#include <plugd/worker.h>
+#include <string.h>
+
+struct counter {
+    int64_t value;
+    int64_t events_seen;
+};
+
+static void reply_int(struct plugd_request *req, int64_t v)
+{
+    msgpack_pack_int64(plugd_request_begin_reply(req), v);
+    plugd_request_end(req);
+}
+
+/* increment [by?] → the new value; emits {value}. */
+static void increment(struct plugd_request *req, const msgpack_object *params, void *ud)
+{
+    struct counter *c = ud;
+    int64_t by = 1;
+    const msgpack_object *arg = plugd_param(params, 0);
+    if (arg != NULL && !plugd_get_int(arg, &by)) {
+        plugd_request_fail(req, PLUGD_E_INVALID_REQUEST, "increment takes an optional integer");
+        return;
+    }
+    c->value += by;
+    msgpack_object payload = {.type = MSGPACK_OBJECT_POSITIVE_INTEGER};
+    if (c->value < 0) {
+        payload.type = MSGPACK_OBJECT_NEGATIVE_INTEGER;
+        payload.via.i64 = c->value;
+    } else {
+        payload.via.u64 = (uint64_t)c->value;
+    }
+    plugd_worker_emit(plugd_request_worker(req), "changed", &payload, NULL, NULL, NULL);
+    reply_int(req, c->value);
+}
+
+static void get(struct plugd_request *req, const msgpack_object *params, void *ud)
+{
+    (void)params;
+    reply_int(req, ((struct counter *)ud)->value);
+}
+
+static void events_seen(struct plugd_request *req, const msgpack_object *params, void *ud)
+{
+    (void)params;
+    reply_int(req, ((struct counter *)ud)->events_seen);
+}
+
+static void on_event(struct plugd_worker *w, const char *name, size_t len,
+                     const msgpack_object *payload, void *ud)
+{
+    (void)payload;
+    struct counter *c = ud;
+    c->events_seen++;
+    plugd_worker_log(w, PLUGD_LOG_DEBUG, NULL, "event %.*s", (int)len, name);
+}
+
+static int on_initialize(struct plugd_worker *w, const msgpack_object *config,
+                         struct plugd_error *err, void *ud)
+{
+    (void)err;
+    struct counter *c = ud;
+    plugd_get_int(plugd_map_get(config, "start"), &c->value);
+    if (plugd_worker_has_capability(w, "events.subscribe"))
+        plugd_worker_subscribe(w, "plugin.hello.*", NULL, NULL, NULL);
+    return 0;
+}
+
+int main(void)
+{
+    static struct counter c;
+    struct plugd_worker *w = plugd_worker_new(NULL);
+    plugd_worker_on_initialize(w, on_initialize, &c);
+    plugd_worker_on_event(w, on_event, &c);
+    plugd_worker_method(w, "increment", increment, &c);
+    plugd_worker_method(w, "get", get, &c);
+    plugd_worker_method(w, "events_seen", events_seen, &c);
+    return plugd_worker_run(w);
+}

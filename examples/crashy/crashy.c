@@ -1,0 +1,149 @@
+/* crashy: misbehaves on request, so plugd's supervision can be tested and
+ * shown. Every method answers before misbehaving unless said otherwise. */
+#include <plugd/worker.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static bool is_health_failing;
+
+static int64_t int_arg(const msgpack_object *params, const char *key, int64_t fallback)
+{
+    int64_t v = fallback;
+    plugd_get_int(plugd_map_get(plugd_param(params, 0), key), &v);
+    return v;
+}
+
+static void echo(struct plugd_request *req, const msgpack_object *params, void *ud)
+{
+    (void)ud;
+    plugd_request_reply(req, plugd_param(params, 0));
+}
+
+/* exit [{code}]: exits at once, never answers. */
+static void do_exit(struct plugd_request *req, const msgpack_object *params, void *ud)
+{
+    (void)req;
+    (void)ud;
+    exit((int)int_arg(params, "code", 1));
+}
+
+/* segfault: dies of SIGSEGV, never answers. */
+static void segfault(struct plugd_request *req, const msgpack_object *params, void *ud)
+{
+    (void)req;
+    (void)params;
+    (void)ud;
+    raise(SIGSEGV);
+}
+
+/* hang: blocks the whole process; nothing is answered any more. */
+static void hang(struct plugd_request *req, const msgpack_object *params, void *ud)
+{
+    (void)req;
+    (void)params;
+    (void)ud;
+    for (;;)
+        pause();
+}
+
+/* stall: this call is never answered; the worker stays responsive. */
+static void stall(struct plugd_request *req, const msgpack_object *params, void *ud)
+{
+    (void)req;
+    (void)params;
+    (void)ud;
+}
+
+/* stop_health: every later plugd.health reports an error. */
+static void stop_health(struct plugd_request *req, const msgpack_object *params, void *ud)
+{
+    (void)params;
+    (void)ud;
+    is_health_failing = true;
+    plugd_request_reply(req, NULL);
+}
+
+static enum plugd_health_status health(struct plugd_worker *w, char *why, size_t size, void *ud)
+{
+    (void)w;
+    (void)ud;
+    if (!is_health_failing)
+        return PLUGD_HEALTH_OK;
+    snprintf(why, size, "told to fail its health checks");
+    return PLUGD_HEALTH_ERROR;
+}
+
+/* garbage: writes bytes that are not msgpack-rpc onto the channel. */
+static void garbage(struct plugd_request *req, const msgpack_object *params, void *ud)
+{
+    (void)params;
+    (void)ud;
+    static const char junk[] = "\xc1\xc1 this is not msgpack \xc1";
+    ssize_t ignored = write(plugd_worker_fd(plugd_request_worker(req)), junk, sizeof(junk));
+    (void)ignored;
+}
+
+/* flood_log [{lines}]: writes that many lines to stdout and stderr, then answers. */
+static void flood_log(struct plugd_request *req, const msgpack_object *params, void *ud)
+{
+    (void)ud;
+    int64_t lines = int_arg(params, "lines", 10000);
+    for (int64_t i = 0; i < lines; i++)
+        fprintf(i % 2 ? stderr : stdout, "flood line %lld\n", (long long)i);
+    fflush(stdout);
+    plugd_request_reply(req, NULL);
+}
+
+/* ignore_term: SIGTERM is ignored from now on. */
+static void ignore_term(struct plugd_request *req, const msgpack_object *params, void *ud)
+{
+    (void)params;
+    (void)ud;
+    signal(SIGTERM, SIG_IGN);
+    plugd_request_reply(req, NULL);
+}
+
+struct delayed {
+    ev_timer timer;
+    struct plugd_request *req;
+};
+
+static void on_delay_done(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct delayed *d = (struct delayed *)t;
+    plugd_request_reply(d->req, NULL);
+    free(d);
+}
+
+/* delay [{ms}]: answers nil after ms milliseconds, without blocking. */
+static void delay(struct plugd_request *req, const msgpack_object *params, void *ud)
+{
+    (void)ud;
+    struct delayed *d = malloc(sizeof(*d));
+    d->req = req;
+    ev_timer_init(&d->timer, on_delay_done, (double)int_arg(params, "ms", 100) / 1000.0, 0.);
+    ev_timer_start(plugd_worker_loop(plugd_request_worker(req)), &d->timer);
+}
+
+int main(void)
+{
+    static const struct {
+        const char *name;
+        plugd_method_fn fn;
+    } methods[] = {
+        {"echo", echo},       {"exit", do_exit},        {"segfault", segfault},
+        {"hang", hang},       {"stall", stall},         {"stop_health", stop_health},
+        {"garbage", garbage}, {"flood_log", flood_log}, {"ignore_term", ignore_term},
+        {"delay", delay},
+    };
+    struct plugd_worker *w = plugd_worker_new(NULL);
+    for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
+        plugd_worker_method(w, methods[i].name, methods[i].fn, NULL);
+    plugd_worker_on_health(w, health, NULL);
+    return plugd_worker_run(w);
+}
