@@ -40,8 +40,9 @@ struct plugd_worker {
     char capabilities[MAX_CAPABILITIES][NAME_MAX_LEN];
     size_t n_capabilities;
 
-    size_t in_flight;      /* requests handed to handlers, not yet answered */
-    bool is_shutting_down; /* plugd.shutdown received */
+    size_t in_flight;                 /* requests handed to handlers, not yet answered */
+    struct plugd_request *unanswered; /* those requests, freed with the worker */
+    bool is_shutting_down;            /* plugd.shutdown received */
     uint32_t shutdown_msgid;
     ev_timer shutdown_deadline;
     bool is_done;
@@ -51,6 +52,7 @@ struct plugd_worker {
 struct plugd_request {
     struct plugd_worker *w;
     uint32_t msgid;
+    struct plugd_request *prev, *next; /* the worker's unanswered requests */
 };
 
 /* ------------------------------------------------------------ helpers */
@@ -128,6 +130,12 @@ static void answer_shutdown_when_drained(struct plugd_worker *w)
 static void request_done(struct plugd_request *req)
 {
     struct plugd_worker *w = req->w;
+    if (req->prev != NULL)
+        req->prev->next = req->next;
+    else
+        w->unanswered = req->next;
+    if (req->next != NULL)
+        req->next->prev = req->prev;
     free(req);
     w->in_flight--;
     answer_shutdown_when_drained(w);
@@ -304,7 +312,10 @@ static void call_method(struct plugd_worker *w, const struct method *m,
         reply_error(w, msg->msgid, PLUGD_E_NO_MEMORY, "worker out of memory");
         return;
     }
-    *req = (struct plugd_request){.w = w, .msgid = msg->msgid};
+    *req = (struct plugd_request){.w = w, .msgid = msg->msgid, .next = w->unanswered};
+    if (w->unanswered != NULL)
+        w->unanswered->prev = req;
+    w->unanswered = req;
     w->in_flight++;
     m->fn(req, msg->params, m->ud);
 }
@@ -399,6 +410,11 @@ void plugd_worker_free(struct plugd_worker *w)
         ev_timer_stop(w->loop, &w->shutdown_deadline);
     if (w->conn != NULL)
         ipc_conn_free(w->conn);
+    while (w->unanswered != NULL) {
+        struct plugd_request *next = w->unanswered->next;
+        free(w->unanswered);
+        w->unanswered = next;
+    }
     free(w);
 }
 

@@ -77,5 +77,7 @@ int main(void)
     plugd_worker_method(w, "increment", increment, &c);
     plugd_worker_method(w, "get", get, &c);
     plugd_worker_method(w, "events_seen", events_seen, &c);
-    return plugd_worker_run(w);
+    int status = plugd_worker_run(w);
+    plugd_worker_free(w);
+    return status;
 }

@@ -22,12 +22,12 @@ static void echo(struct plugd_request *req, const msgpack_object *params, void *
     plugd_request_reply(req, plugd_param(params, 0));
 }
 
-/* exit [{code}]: exits at once, never answers. */
+/* exit [{code}]: exits at once (no atexit handlers), never answers. */
 static void do_exit(struct plugd_request *req, const msgpack_object *params, void *ud)
 {
     (void)req;
     (void)ud;
-    exit((int)int_arg(params, "code", 1));
+    _exit((int)int_arg(params, "code", 1));
 }
 
 /* segfault: dies of SIGSEGV, never answers. */
@@ -36,6 +36,7 @@ static void segfault(struct plugd_request *req, const msgpack_object *params, vo
     (void)req;
     (void)params;
     (void)ud;
+    signal(SIGSEGV, SIG_DFL); /* a sanitizer's handler would turn it into an exit */
     raise(SIGSEGV);
 }
 
@@ -145,5 +146,7 @@ int main(void)
     for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
         plugd_worker_method(w, methods[i].name, methods[i].fn, NULL);
     plugd_worker_on_health(w, health, NULL);
-    return plugd_worker_run(w);
+    int status = plugd_worker_run(w);
+    plugd_worker_free(w);
+    return status;
 }

@@ -24,5 +24,7 @@ int main(void)
     struct plugd_worker *w = plugd_worker_new(NULL);
     plugd_worker_method(w, "echo", echo, NULL);
     plugd_worker_method(w, "add", add, NULL);
-    return plugd_worker_run(w);
+    int status = plugd_worker_run(w);
+    plugd_worker_free(w);
+    return status;
 }

@@ -13,7 +13,9 @@
  *     {
  *         struct plugd_worker *w = plugd_worker_new(NULL);
  *         plugd_worker_method(w, "echo", echo, NULL);
- *         return plugd_worker_run(w);
+ *         int status = plugd_worker_run(w);
+ *         plugd_worker_free(w);
+ *         return status;
  *     }
  */
 #ifndef PLUGD_WORKER_H
@@ -69,7 +71,8 @@ typedef void (*plugd_host_reply_fn)(struct plugd_worker *w, const struct plugd_e
 /* Creates a worker on the channel fd named by $PLUGD_FD (3 when unset).
  * Returns NULL with err set when there is no usable channel. */
 struct plugd_worker *plugd_worker_new(struct plugd_error *err);
-/* Frees the worker; call it after every request has been answered. */
+/* Frees the worker and any request still unanswered (those must not be
+ * answered afterwards). */
 void plugd_worker_free(struct plugd_worker *w);
 
 /* Registers a handler for the plugin method `name` (not "plugd.*").
