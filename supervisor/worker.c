@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "jsonpack.h"
+#include "services.h"
 
 #define CHANNEL_FD     3
 #define BACKOFF_BASE   0.1  /* s, second restart; doubles after */
@@ -127,29 +128,6 @@ static void on_initialized(struct ipc_conn *c, const struct plugd_error *err,
     set_state(w, WK_RUNNING);
 }
 
-/* The host services a worker may call with its capabilities. */
-static void pack_host_api(msgpack_packer *pk, const struct manifest *m)
-{
-    static const struct {
-        const char *capability;
-        const char *service;
-    } grants[] = {
-        {"events.emit", "events.emit"},      {"events.subscribe", "events.subscribe"},
-        {"plugin.state.read", "state.get"},  {"plugin.state.read", "state.list"},
-        {"plugin.state.write", "state.set"}, {"plugin.state.write", "state.delete"},
-    };
-    size_t n = 1;
-    for (size_t g = 0; g < sizeof(grants) / sizeof(grants[0]); g++)
-        for (size_t i = 0; i < m->n_capabilities; i++)
-            n += strcmp(grants[g].capability, m->capabilities[i]) == 0;
-    msgpack_pack_array(pk, n);
-    pack_cstr(pk, "log");
-    for (size_t g = 0; g < sizeof(grants) / sizeof(grants[0]); g++)
-        for (size_t i = 0; i < m->n_capabilities; i++)
-            if (strcmp(grants[g].capability, m->capabilities[i]) == 0)
-                pack_cstr(pk, grants[g].service);
-}
-
 static void send_initialize(struct worker *w)
 {
     msgpack_packer *pk = ipc_conn_begin_call(w->conn, "plugd.initialize", w->m->limits.init_timeout,
@@ -167,7 +145,7 @@ static void send_initialize(struct worker *w)
     for (size_t i = 0; i < w->m->n_capabilities; i++)
         pack_cstr(pk, w->m->capabilities[i]);
     pack_cstr(pk, "host_api");
-    pack_host_api(pk, w->m);
+    services_pack_granted(pk, w->m);
     struct plugd_error err;
     if (ipc_conn_end(w->conn, &err) < 0)
         fault(w, "cannot send plugd.initialize: %s", err.message);
@@ -209,22 +187,6 @@ static void handle_hello(struct worker *w, const struct ipc_message *msg)
     fail_permanently(w, "handshake refused: %s", e.message);
 }
 
-static void handle_log(struct worker *w, const struct ipc_message *msg)
-{
-    const msgpack_object *arg = ipc_param(msg, 0);
-    const msgpack_object *level = map_get(arg, "level");
-    const msgpack_object *message = map_get(arg, "message");
-    const msgpack_object *fields = map_get(arg, "fields");
-    char lvl[16] = "info";
-    if (level != NULL && level->type == MSGPACK_OBJECT_STR && level->via.str.size < sizeof(lvl))
-        snprintf(lvl, sizeof(lvl), "%.*s", (int)level->via.str.size, level->via.str.ptr);
-    if (message == NULL || message->type != MSGPACK_OBJECT_STR)
-        return;
-    log_worker_line(
-        &w->src, &w->budget, &w->tail, "sdk", lvl, message->via.str.ptr, message->via.str.size,
-        fields != NULL && fields->type == MSGPACK_OBJECT_MAP ? json_from_msgpack(fields) : NULL);
-}
-
 static void on_worker_request(struct ipc_conn *c, const struct ipc_message *msg, void *ud)
 {
     struct worker *w = ud;
@@ -237,15 +199,8 @@ static void on_worker_request(struct ipc_conn *c, const struct ipc_message *msg,
                              (int)msg->method_len, msg->method);
         return;
     }
-    struct plugd_error e;
-    if (ipc_str_equals(msg->method, msg->method_len, "log")) {
-        handle_log(w, msg);
-        ipc_conn_reply(c, msg->msgid, NULL, NULL);
-        return;
-    }
-    plugd_error_set(&e, PLUGD_E_METHOD_NOT_FOUND, "plugd has no host service \"%.*s\"",
-                    (int)msg->method_len, msg->method);
-    ipc_conn_reply_error(c, msg->msgid, &e, NULL);
+    (void)c;
+    services_handle(w, msg, &msg->msgid);
 }
 
 static void on_worker_notify(struct ipc_conn *c, const struct ipc_message *msg, void *ud)
@@ -257,8 +212,7 @@ static void on_worker_notify(struct ipc_conn *c, const struct ipc_message *msg, 
                          (int)msg->method_len, msg->method);
         return;
     }
-    if (ipc_str_equals(msg->method, msg->method_len, "log"))
-        handle_log(w, msg);
+    services_handle(w, msg, NULL);
 }
 
 static void on_worker_close(struct ipc_conn *c, const struct plugd_error *why, void *ud)

@@ -131,6 +131,37 @@ static void delay(struct plugd_request *req, const msgpack_object *params, void 
     ev_timer_start(plugd_worker_loop(plugd_request_worker(req)), &d->timer);
 }
 
+static void on_host_answer(struct plugd_worker *w, const struct plugd_error *err,
+                           const msgpack_object *result, void *ud)
+{
+    (void)w;
+    (void)result;
+    const char *code = err ? plugd_errc_name(err->code) : "ok";
+    msgpack_pack_str_with_body(plugd_request_begin_reply(ud), code, strlen(code));
+    plugd_request_end(ud);
+}
+
+/* call_host [method, params...]: calls a plugd host service; answers its
+ * error code, or "ok". */
+static void call_host(struct plugd_request *req, const msgpack_object *params, void *ud)
+{
+    (void)ud;
+    const msgpack_object *method = plugd_param(params, 0);
+    char name[64];
+    if (method == NULL || method->type != MSGPACK_OBJECT_STR || method->via.str.size >= 64) {
+        plugd_request_fail(req, PLUGD_E_INVALID_REQUEST, "call_host takes a method name");
+        return;
+    }
+    snprintf(name, sizeof(name), "%.*s", (int)method->via.str.size, method->via.str.ptr);
+    msgpack_object rest = *params;
+    rest.via.array.ptr++;
+    rest.via.array.size--;
+    struct plugd_error err;
+    if (plugd_worker_call_host(plugd_request_worker(req), name, &rest, 5.0, on_host_answer, req,
+                               &err) < 0)
+        plugd_request_fail(req, err.code, "%s", err.message);
+}
+
 int main(void)
 {
     static const struct {
@@ -140,7 +171,7 @@ int main(void)
         {"echo", echo},       {"exit", do_exit},        {"segfault", segfault},
         {"hang", hang},       {"stall", stall},         {"stop_health", stop_health},
         {"garbage", garbage}, {"flood_log", flood_log}, {"ignore_term", ignore_term},
-        {"delay", delay},
+        {"delay", delay},     {"call_host", call_host},
     };
     struct plugd_worker *w = plugd_worker_new(NULL);
     for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)

@@ -257,3 +257,33 @@ Test(workers, host_channel_closing_stops_plugd_and_its_workers)
     h.host_closed = true;
     stop_and_check_clean(&worker, 1);
 }
+
+static void expect_host_answer(const char *plugin, const char *params, const char *code)
+{
+    json_t *result = NULL;
+    cr_assert_eq(harness_call(&h, plugin, "call_host", params, 0, &result), PLUGD_OK);
+    cr_assert_str_eq(json_string_value(result), code, "%s: got %s", params,
+                     json_string_value(result));
+    json_decref(result);
+}
+
+Test(workers, host_services_are_gated_by_capabilities)
+{
+    harness_add_plugin(&h, "crashy", "plain", NULL);
+    harness_add_plugin(&h, "crashy", "emitter", "{\"capabilities\": [\"events.emit\"]}");
+    harness_start(&h);
+    cr_assert(harness_wait_state(&h, "plain", "running", -1, 10.0));
+    cr_assert(harness_wait_state(&h, "emitter", "running", -1, 10.0));
+    expect_host_answer("plain", "[\"events.emit\", {\"name\": \"plugin.plain.x\"}]",
+                       "capability_denied");
+    expect_host_answer("plain", "[\"state.set\", {}]", "capability_denied");
+    expect_host_answer("plain", "[\"no.such.service\"]", "method_not_found");
+    expect_host_answer("plain", "[\"log\", {\"level\": \"warn\", \"message\": \"hi there\"}]",
+                       "ok");
+    expect_host_answer("plain", "[\"log\", {\"level\": \"loud\", \"message\": \"x\"}]",
+                       "invalid_request");
+    /* With the capability the gate opens (the event bus itself comes later). */
+    expect_host_answer("emitter", "[\"events.emit\", {\"name\": \"plugin.emitter.x\"}]",
+                       "method_not_found");
+    cr_assert_eq(harness_log_count(&h, "\"message\":\"hi there\""), 1);
+}
