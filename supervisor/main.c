@@ -235,8 +235,10 @@ int main(int argc, char **argv)
     ev_run(d.loop, 0);
 
     log_plugd("info", NULL, "plugd stopped");
-    if (d.host != NULL)
+    if (d.host != NULL) {
+        ipc_conn_flush(d.host, NULL); /* answers queued in the last iteration */
         ipc_conn_free(d.host);
+    }
     for (size_t i = 0; i < d.n_workers; i++)
         worker_free(d.workers[i]);
     ev_loop_destroy(d.loop);

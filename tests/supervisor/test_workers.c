@@ -18,8 +18,11 @@ static void setup(void)
     harness_init(&h);
 }
 
+/* Every test ends with a graceful stop that must leave no zombie, no
+ * orphan worker, and an exit status of 0. */
 static void teardown(void)
 {
+    harness_stop_and_check(&h);
     harness_fini(&h);
 }
 
@@ -28,20 +31,6 @@ TestSuite(workers, .init = setup, .fini = teardown, .timeout = 60);
 static const char *str_field(json_t *obj, const char *key)
 {
     return json_string_value(json_object_get(obj, key)) ?: "";
-}
-
-/* Stops plugd and checks that nothing is left behind: plugd exits 0, the
- * given worker pids are gone, and plugd had no child left. */
-static void stop_and_check_clean(pid_t *workers, int n)
-{
-    pid_t plugd = h.plugd_pid;
-    cr_assert_eq(harness_stop(&h, 20.0), 0, "plugd did not exit cleanly");
-    cr_assert_eq(harness_count_children(plugd), 0, "plugd left children behind");
-    for (int i = 0; i < n; i++) {
-        for (int tries = 0; tries < 100 && !harness_pid_gone(workers[i]); tries++)
-            usleep(10000);
-        cr_assert(harness_pid_gone(workers[i]), "worker %d outlived plugd", workers[i]);
-    }
 }
 
 Test(workers, hello_answers_calls_and_inherits_only_its_channel)
@@ -61,7 +50,6 @@ Test(workers, hello_answers_calls_and_inherits_only_its_channel)
     pid_t pid = harness_worker_pid(&h, "hello");
     cr_assert_gt(pid, 0);
     cr_assert_eq(harness_extra_fds(pid, 3), 0, "the worker inherited fds beyond 0-3");
-    stop_and_check_clean(&pid, 1);
 }
 
 Test(workers, unknown_plugin_and_bad_arguments_are_refused)
@@ -197,11 +185,14 @@ Test(workers, graceful_stop_answers_drained_calls_and_fails_the_rest)
     harness_add_plugin(&h, "crashy", "crashy", FAST_LIMITS);
     harness_start(&h);
     cr_assert(harness_wait_state(&h, "crashy", "running", -1, 10.0));
-    pid_t pid = harness_worker_pid(&h, "crashy");
-    /* A call that never ends is failed worker_unavailable when the worker
-     * goes; plugd must still get through its stop sequence. */
-    cr_assert_eq(harness_call(&h, "crashy", "stall", "[]", 100, NULL), PLUGD_E_TIMEOUT);
-    stop_and_check_clean(&pid, 1);
+    struct pending *drained = harness_call_async(&h, "crashy", "delay", "[{\"ms\": 200}]", 5000);
+    struct pending *stalled = harness_call_async(&h, "crashy", "stall", "[]", 5000);
+    harness_sleep(&h, 0.05);
+    cr_assert_eq(harness_command(&h, "shutdown", NULL, NULL, NULL, 0), PLUGD_OK);
+    cr_assert_eq(harness_call(&h, "crashy", "echo", "[1]", 0, NULL), PLUGD_E_WORKER_UNAVAILABLE,
+                 "a stopping worker must refuse new calls");
+    cr_assert_eq(harness_wait(&h, drained, NULL), PLUGD_OK, "the drained call was not answered");
+    cr_assert_eq(harness_wait(&h, stalled, NULL), PLUGD_E_WORKER_UNAVAILABLE);
 }
 
 Test(workers, worker_ignoring_sigterm_is_killed_after_the_deadline)
@@ -212,7 +203,8 @@ Test(workers, worker_ignoring_sigterm_is_killed_after_the_deadline)
     pid_t pid = harness_worker_pid(&h, "crashy");
     cr_assert_eq(harness_call(&h, "crashy", "ignore_term", "[]", 0, NULL), PLUGD_OK);
     harness_call(&h, "crashy", "hang", "[]", 100, NULL);
-    stop_and_check_clean(&pid, 1);
+    harness_stop_and_check(&h);
+    cr_assert(harness_pid_gone(pid));
     cr_assert_geq(harness_log_count(&h, "did not exit within 0.5 s of SIGTERM: SIGKILL"), 1);
 }
 
@@ -242,8 +234,6 @@ Test(workers, python_worker_answers_calls)
     cr_assert_eq(harness_call(&h, "py", "add", "[20, 22]", 0, &result), PLUGD_OK);
     cr_assert_eq(json_integer_value(result), 42);
     json_decref(result);
-    pid_t pid = harness_worker_pid(&h, "py");
-    stop_and_check_clean(&pid, 1);
 }
 
 Test(workers, host_channel_closing_stops_plugd_and_its_workers)
@@ -255,7 +245,8 @@ Test(workers, host_channel_closing_stops_plugd_and_its_workers)
     ipc_conn_free(h.host);
     h.host = NULL;
     h.host_closed = true;
-    stop_and_check_clean(&worker, 1);
+    harness_stop_and_check(&h);
+    cr_assert(harness_pid_gone(worker));
 }
 
 static void expect_host_answer(const char *plugin, const char *params, const char *code)

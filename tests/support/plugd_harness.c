@@ -156,11 +156,12 @@ static bool run_until(struct harness *h, const bool *flag, double seconds)
     return *flag;
 }
 
-enum plugd_errc harness_command(struct harness *h, const char *cmd, json_t *arg, json_t **result,
-                                char *err_message, size_t err_size)
+/* Sends `cmd` with `arg` and returns the pending answer (heap, the caller's). */
+static struct pending *send_command(struct harness *h, const char *cmd, json_t *arg)
 {
-    struct pending p = {0};
-    msgpack_packer *pk = ipc_conn_begin_call(h->host, cmd, COMMAND_TIMEOUT_S, on_reply, &p);
+    struct pending *p = calloc(1, sizeof(*p));
+    cr_assert_not_null(p);
+    msgpack_packer *pk = ipc_conn_begin_call(h->host, cmd, COMMAND_TIMEOUT_S, on_reply, p);
     msgpack_pack_array(pk, 1);
     if (arg != NULL)
         pack_json(pk, arg);
@@ -168,22 +169,37 @@ enum plugd_errc harness_command(struct harness *h, const char *cmd, json_t *arg,
         msgpack_pack_map(pk, 0);
     struct plugd_error err;
     if (ipc_conn_end(h->host, &err) < 0) {
-        p.done = true;
-        p.code = err.code;
-        snprintf(p.message, sizeof(p.message), "%s", err.message);
+        p->done = true;
+        p->code = err.code;
+        snprintf(p->message, sizeof(p->message), "%s", err.message);
     }
-    cr_assert(run_until(h, &p.done, COMMAND_TIMEOUT_S + 1), "no answer to %s", cmd);
-    if (err_message != NULL)
-        snprintf(err_message, err_size, "%s", p.message);
-    if (result != NULL)
-        *result = p.result;
-    else
-        json_decref(p.result);
-    return p.code;
+    return p;
 }
 
-enum plugd_errc harness_call(struct harness *h, const char *plugin, const char *method,
-                             const char *params_json, int timeout_ms, json_t **result)
+/* Waits for `p`, frees it, and hands out its answer. */
+static enum plugd_errc finish_command(struct harness *h, struct pending *p, json_t **result,
+                                      char *err_message, size_t err_size)
+{
+    cr_assert(run_until(h, &p->done, COMMAND_TIMEOUT_S + 1), "no answer from plugd");
+    enum plugd_errc code = p->code;
+    if (err_message != NULL)
+        snprintf(err_message, err_size, "%s", p->message);
+    if (result != NULL)
+        *result = p->result;
+    else
+        json_decref(p->result);
+    free(p);
+    return code;
+}
+
+enum plugd_errc harness_command(struct harness *h, const char *cmd, json_t *arg, json_t **result,
+                                char *err_message, size_t err_size)
+{
+    return finish_command(h, send_command(h, cmd, arg), result, err_message, err_size);
+}
+
+static json_t *call_arg(const char *plugin, const char *method, const char *params_json,
+                        int timeout_ms)
 {
     json_t *arg = json_pack("{s:s, s:s}", "plugin", plugin, "method", method);
     if (params_json != NULL) {
@@ -194,9 +210,27 @@ enum plugd_errc harness_call(struct harness *h, const char *plugin, const char *
     }
     if (timeout_ms > 0)
         json_object_set_new(arg, "timeout_ms", json_integer(timeout_ms));
-    enum plugd_errc code = harness_command(h, "call", arg, result, NULL, 0);
+    return arg;
+}
+
+struct pending *harness_call_async(struct harness *h, const char *plugin, const char *method,
+                                   const char *params_json, int timeout_ms)
+{
+    json_t *arg = call_arg(plugin, method, params_json, timeout_ms);
+    struct pending *p = send_command(h, "call", arg);
     json_decref(arg);
-    return code;
+    return p;
+}
+
+enum plugd_errc harness_wait(struct harness *h, struct pending *p, json_t **result)
+{
+    return finish_command(h, p, result, NULL, 0);
+}
+
+enum plugd_errc harness_call(struct harness *h, const char *plugin, const char *method,
+                             const char *params_json, int timeout_ms, json_t **result)
+{
+    return harness_wait(h, harness_call_async(h, plugin, method, params_json, timeout_ms), result);
 }
 
 json_t *harness_status(struct harness *h, const char *plugin)
@@ -267,11 +301,8 @@ int harness_stop(struct harness *h, double seconds)
 {
     if (h->plugd_pid <= 0)
         return -1;
-    if (h->host != NULL && !h->host_closed) {
-        json_t *arg = json_object();
-        harness_command(h, "shutdown", arg, NULL, NULL, 0);
-        json_decref(arg);
-    }
+    if (h->host != NULL && !h->host_closed)
+        harness_command(h, "shutdown", NULL, NULL, NULL, 0);
     int status = 0;
     ev_tstamp until = ev_time() + seconds;
     pid_t r;
@@ -285,6 +316,35 @@ int harness_stop(struct harness *h, double seconds)
     }
     h->plugd_pid = 0;
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+void harness_stop_and_check(struct harness *h)
+{
+    if (h->plugd_pid <= 0)
+        return;
+    pid_t workers[64];
+    int n = 0;
+    if (!h->host_closed) {
+        json_t *list = NULL;
+        harness_command(h, "status", NULL, &list, NULL, 0);
+        size_t i;
+        json_t *st;
+        json_array_foreach(list, i, st)
+        {
+            pid_t pid = (pid_t)json_integer_value(json_object_get(st, "pid"));
+            if (pid > 0 && n < 64)
+                workers[n++] = pid;
+        }
+        json_decref(list);
+    }
+    pid_t plugd = h->plugd_pid;
+    cr_assert_eq(harness_stop(h, 20.0), 0, "plugd did not exit cleanly");
+    cr_assert_eq(harness_count_children(plugd), 0, "plugd left children behind");
+    for (int i = 0; i < n; i++) {
+        for (int tries = 0; tries < 200 && !harness_pid_gone(workers[i]); tries++)
+            usleep(10000);
+        cr_assert(harness_pid_gone(workers[i]), "worker %d outlived plugd", workers[i]);
+    }
 }
 
 static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)

@@ -43,6 +43,12 @@ enum plugd_errc harness_command(struct harness *h, const char *cmd, json_t *arg,
 enum plugd_errc harness_call(struct harness *h, const char *plugin, const char *method,
                              const char *params_json, int timeout_ms, json_t **result);
 
+/* A call whose answer is awaited later with harness_wait (which frees it). */
+struct pending;
+struct pending *harness_call_async(struct harness *h, const char *plugin, const char *method,
+                                   const char *params_json, int timeout_ms);
+enum plugd_errc harness_wait(struct harness *h, struct pending *p, json_t **result);
+
 /* The status map of one plugin (new reference), or NULL. */
 json_t *harness_status(struct harness *h, const char *plugin);
 
@@ -63,6 +69,10 @@ int harness_log_count(struct harness *h, const char *needle);
 /* Asks plugd to shut down, waits for it to exit (SIGKILL after `seconds`),
  * and returns its exit status (-1 if it had to be killed). */
 int harness_stop(struct harness *h, double seconds);
+
+/* Stops plugd and checks that it exited 0 and left nothing behind: no
+ * child (zombie or alive) and none of its workers. */
+void harness_stop_and_check(struct harness *h);
 
 /* Removes the temp folder and frees everything (kills plugd if needed). */
 void harness_fini(struct harness *h);
