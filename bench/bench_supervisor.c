@@ -1,0 +1,332 @@
+/* bench_supervisor: the worker manager of plugd (supervisor/worker.c, in
+ * this process) with real hello workers, each figure beside its reference
+ * from the same run:
+ *
+ *   spawn_to_ready        worker_start → running (handshake + initialize), 200 times
+ *                         beside fork + exec + exit of a trivial static child
+ *   crash_to_ready        SIGKILL of a running worker → running again (first restart)
+ *   worker_echo_rtt       plugd → worker call "echo" [bin 32], beside a raw socketpair ping-pong
+ *   worker_pipelined      64 calls in flight
+ *   rss                   plugd's RSS growth with 100 workers; a hello worker's RSS
+ *
+ * Prints one JSON object per line. `--quick` for a short smoke run. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "logs.h"
+#include "manifest.h"
+#include "worker.h"
+
+#define IN_FLIGHT 64
+
+static struct ev_loop *loop;
+static int spawn_runs = 200, rtt_samples = 20000, pipelined_calls = 200000, rss_workers = 100;
+static char payload[32];
+
+static double now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+static int compare_doubles(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double pct(double *v, int n, double p)
+{
+    qsort(v, (size_t)n, sizeof(double), compare_doubles);
+    return v[(int)((n - 1) * p)];
+}
+
+/* ------------------------------------------------------------- workers */
+
+static void on_state(struct worker *w, enum wk_state from, void *ud)
+{
+    (void)w;
+    (void)from;
+    (void)ud;
+    ev_break(loop, EVBREAK_ONE);
+}
+
+static struct worker *new_hello(void)
+{
+    struct plugd_error err;
+    struct manifest *m = manifest_load(EXAMPLES_DIR "/hello", &err);
+    if (m == NULL) {
+        fprintf(stderr, "bench: %s\n", err.message);
+        exit(1);
+    }
+    m->limits.health_interval = 3600; /* keep health checks out of the figures */
+    m->limits.crash_loop_restarts = 1000;
+    return worker_new(loop, m, on_state, NULL);
+}
+
+/* Runs the loop until `w` reaches `state` (at most 10 s). */
+static void wait_state(struct worker *w, enum wk_state state)
+{
+    double until = now_us() + 10e6;
+    while (w->state != state && now_us() < until)
+        ev_run(loop, EVRUN_ONCE);
+    if (w->state != state) {
+        fprintf(stderr, "bench: worker stuck in %s\n", worker_state_name(w->state));
+        exit(1);
+    }
+}
+
+static void start(struct worker *w)
+{
+    struct plugd_error err;
+    if (worker_start(w, &err) < 0) {
+        fprintf(stderr, "bench: %s\n", err.message);
+        exit(1);
+    }
+}
+
+static void stop(struct worker *w)
+{
+    w->m->limits.drain_timeout = 1;
+    worker_stop(w);
+    wait_state(w, WK_STOPPED);
+}
+
+/* ------------------------------------------------------------- spawn */
+
+static double bare_spawn_us(const char *exe)
+{
+    double t0 = now_us();
+    pid_t pid = fork();
+    if (pid == 0) {
+        execl(exe, exe, (char *)NULL);
+        _exit(127);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    return now_us() - t0;
+}
+
+static void bench_spawn(void)
+{
+    double *ready = calloc((size_t)spawn_runs, sizeof(double));
+    double *bare = calloc((size_t)spawn_runs, sizeof(double));
+    for (int i = 0; i < spawn_runs; i++) {
+        bare[i] = bare_spawn_us(TRIVIAL_EXE);
+        struct worker *w = new_hello();
+        double t0 = now_us();
+        start(w);
+        wait_state(w, WK_RUNNING);
+        ready[i] = now_us() - t0;
+        stop(w);
+        worker_free(w);
+    }
+    double ready_p50 = pct(ready, spawn_runs, 0.5), bare_p50 = pct(bare, spawn_runs, 0.5);
+    printf("{\"bench\":\"spawn_to_ready\",\"median_us\":%.0f,\"p99_us\":%.0f,\"runs\":%d,"
+           "\"baseline\":\"fork_exec_static_child\",\"baseline_median_us\":%.0f,"
+           "\"baseline_p99_us\":%.0f,\"ratio\":%.2f}\n",
+           ready_p50, pct(ready, spawn_runs, 0.99), spawn_runs, bare_p50,
+           pct(bare, spawn_runs, 0.99), ready_p50 / bare_p50);
+    free(ready);
+    free(bare);
+}
+
+static void bench_crash(void)
+{
+    int runs = spawn_runs / 4;
+    double *t = calloc((size_t)runs, sizeof(double));
+    for (int i = 0; i < runs; i++) {
+        struct worker *w = new_hello();
+        start(w);
+        wait_state(w, WK_RUNNING);
+        double t0 = now_us();
+        kill(w->pid, SIGKILL);
+        while (w->restarts == 0 || w->state != WK_RUNNING)
+            ev_run(loop, EVRUN_ONCE);
+        t[i] = now_us() - t0;
+        stop(w);
+        worker_free(w);
+    }
+    printf("{\"bench\":\"crash_to_ready\",\"median_us\":%.0f,\"p99_us\":%.0f,\"runs\":%d,"
+           "\"target_us\":5000}\n",
+           pct(t, runs, 0.5), pct(t, runs, 0.99), runs);
+    free(t);
+}
+
+/* ------------------------------------------------------------- calls */
+
+struct calls {
+    struct worker *w;
+    msgpack_object params;
+    int sent, done, target;
+    bool is_pipelined;
+    double t0;
+    double *samples;
+};
+
+static void send_echo(struct calls *c);
+
+static void on_echo(const struct plugd_error *err, const msgpack_object *result, void *ud)
+{
+    struct calls *c = ud;
+    if (err != NULL || result->type != MSGPACK_OBJECT_BIN) {
+        fprintf(stderr, "bench: echo failed: %s\n", err ? err->message : "wrong result");
+        exit(1);
+    }
+    if (!c->is_pipelined)
+        c->samples[c->done] = now_us() - c->t0;
+    c->done++;
+    if (c->sent < c->target)
+        send_echo(c);
+    if (c->done == c->target)
+        ev_break(loop, EVBREAK_ONE);
+}
+
+static void send_echo(struct calls *c)
+{
+    c->sent++;
+    c->t0 = now_us();
+    worker_call(c->w, "echo", &c->params, 10.0, on_echo, c);
+}
+
+static double raw_rtt_p50(size_t bytes)
+{
+    int sv[2];
+    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
+    pid_t pid = fork();
+    char buf[256];
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        close(sv[0]);
+        ssize_t n;
+        while ((n = read(sv[1], buf, sizeof(buf))) > 0)
+            if (write(sv[1], buf, (size_t)n) != n)
+                _exit(1);
+        _exit(0);
+    }
+    close(sv[1]);
+    double *s = calloc((size_t)rtt_samples, sizeof(double));
+    for (int i = 0; i < rtt_samples; i++) {
+        double t0 = now_us();
+        size_t got = 0;
+        if (write(sv[0], buf, bytes) != (ssize_t)bytes)
+            exit(1);
+        while (got < bytes) {
+            ssize_t n = read(sv[0], buf, bytes - got);
+            if (n <= 0)
+                exit(1);
+            got += (size_t)n;
+        }
+        s[i] = now_us() - t0;
+    }
+    close(sv[0]);
+    waitpid(pid, NULL, 0);
+    double p50 = pct(s, rtt_samples, 0.5);
+    free(s);
+    return p50;
+}
+
+static void bench_calls(void)
+{
+    struct worker *w = new_hello();
+    start(w);
+    wait_state(w, WK_RUNNING);
+    msgpack_object bin = {.type = MSGPACK_OBJECT_BIN, .via.bin = {32, payload}};
+    struct calls c = {.w = w, .target = rtt_samples};
+    c.params = (msgpack_object){.type = MSGPACK_OBJECT_ARRAY, .via.array = {1, &bin}};
+    c.samples = calloc((size_t)rtt_samples, sizeof(double));
+    send_echo(&c);
+    ev_run(loop, 0);
+    double p50 = pct(c.samples, rtt_samples, 0.5), p99 = pct(c.samples, rtt_samples, 0.99);
+    double raw = raw_rtt_p50(43); /* the encoded request's size, as in bench_ipc */
+    printf("{\"bench\":\"worker_echo_rtt\",\"p50_us\":%.2f,\"p99_us\":%.2f,"
+           "\"baseline\":\"raw_socketpair_rtt\",\"baseline_p50_us\":%.2f,\"ratio\":%.2f}\n",
+           p50, p99, raw, p50 / raw);
+
+    struct calls p = c;
+    p.sent = p.done = 0;
+    p.target = pipelined_calls;
+    p.is_pipelined = true;
+    double t0 = now_us();
+    for (int i = 0; i < IN_FLIGHT; i++)
+        send_echo(&p);
+    ev_run(loop, 0);
+    printf("{\"bench\":\"worker_pipelined\",\"calls_per_s\":%.0f,\"in_flight\":%d}\n",
+           pipelined_calls / ((now_us() - t0) / 1e6), IN_FLIGHT);
+    free(c.samples);
+    stop(w);
+    worker_free(w);
+}
+
+/* ------------------------------------------------------------- memory */
+
+static long rss_kib(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", pid);
+    FILE *f = fopen(path, "r");
+    long kib = -1;
+    while (f != NULL && fgets(line, sizeof(line), f) != NULL)
+        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+            break;
+    if (f != NULL)
+        fclose(f);
+    return kib;
+}
+
+static void bench_rss(void)
+{
+    long before = rss_kib(getpid());
+    struct worker **ws = calloc((size_t)rss_workers, sizeof(*ws));
+    for (int i = 0; i < rss_workers; i++) {
+        ws[i] = new_hello();
+        start(ws[i]);
+    }
+    for (int i = 0; i < rss_workers; i++)
+        wait_state(ws[i], WK_RUNNING);
+    long after = rss_kib(getpid());
+    double *worker_rss = calloc((size_t)rss_workers, sizeof(double));
+    for (int i = 0; i < rss_workers; i++)
+        worker_rss[i] = (double)rss_kib(ws[i]->pid);
+    printf("{\"bench\":\"rss\",\"workers\":%d,\"plugd_rss_kib\":%ld,\"plugd_growth_kib\":%ld,"
+           "\"hello_worker_rss_median_kib\":%.0f,\"target_worker_kib\":2048}\n",
+           rss_workers, after, after - before, pct(worker_rss, rss_workers, 0.5));
+    for (int i = 0; i < rss_workers; i++)
+        worker_stop(ws[i]);
+    for (int i = 0; i < rss_workers; i++) {
+        wait_state(ws[i], WK_STOPPED);
+        worker_free(ws[i]);
+    }
+    free(ws);
+    free(worker_rss);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "--quick") == 0) {
+        spawn_runs = 20;
+        rtt_samples = 1000;
+        pipelined_calls = 10000;
+        rss_workers = 10;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    FILE *devnull = fopen("/dev/null", "w");
+    log_set_output(devnull);
+    loop = ev_default_loop(0);
+    memset(payload, 0xab, sizeof(payload));
+    bench_spawn();
+    bench_crash();
+    bench_calls();
+    bench_rss();
+    fclose(devnull);
+    return 0;
+}
