@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "plugd/ipc.h"
 
 #define IN_FLIGHT 64
@@ -30,27 +31,13 @@ static char payload[32];
 static char request[64];
 static size_t request_len;
 
-static double now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
-static int compare_doubles(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 struct latency {
     double p50, p99;
 };
 
 static struct latency percentiles(double *samples, long n)
 {
-    qsort(samples, (size_t)n, sizeof(double), compare_doubles);
-    return (struct latency){samples[n / 2], samples[(long)((double)n * 0.99)]};
+    return (struct latency){percentile(samples, n, 0.5), percentile(samples, n, 0.99)};
 }
 
 /* The exact bytes of one ipc echo request, for the raw baseline. */

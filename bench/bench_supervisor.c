@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "logs.h"
 #include "manifest.h"
 #include "worker.h"
@@ -31,23 +32,9 @@ static struct ev_loop *loop;
 static int spawn_runs = 200, rtt_samples = 20000, pipelined_calls = 200000, rss_workers = 100;
 static char payload[32];
 
-static double now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
-static int compare_doubles(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 static double pct(double *v, int n, double p)
 {
-    qsort(v, (size_t)n, sizeof(double), compare_doubles);
-    return v[(int)((n - 1) * p)];
+    return percentile(v, n, p);
 }
 
 /* ------------------------------------------------------------- workers */

@@ -440,8 +440,10 @@ const msgpack_object *ipc_param(const struct ipc_message *msg, uint32_t index)
     return &msg->params->via.array.ptr[index];
 }
 
-static const msgpack_object *map_get(const msgpack_object *map, const char *key)
+const msgpack_object *ipc_map_get(const msgpack_object *map, const char *key)
 {
+    if (map == NULL || map->type != MSGPACK_OBJECT_MAP)
+        return NULL;
     for (uint32_t i = 0; i < map->via.map.size; i++) {
         const msgpack_object_kv *kv = &map->via.map.ptr[i];
         if (kv->key.type == MSGPACK_OBJECT_STR &&
@@ -449,6 +451,11 @@ static const msgpack_object *map_get(const msgpack_object *map, const char *key)
             return &kv->val;
     }
     return NULL;
+}
+
+const msgpack_object *ipc_arg(const struct ipc_message *msg, const char *key)
+{
+    return ipc_map_get(ipc_param(msg, 0), key);
 }
 
 /* Turns the error element of a response into plugd's error: {code, message}
@@ -464,8 +471,8 @@ static void read_remote_error(const msgpack_object *o, struct plugd_error *err)
                         "peer answered with an error that is not a str or map");
         return;
     }
-    const msgpack_object *code = map_get(o, "code");
-    const msgpack_object *message = map_get(o, "message");
+    const msgpack_object *code = ipc_map_get(o, "code");
+    const msgpack_object *message = ipc_map_get(o, "message");
     int mlen = message && message->type == MSGPACK_OBJECT_STR ? (int)message->via.str.size : 0;
     const char *mtext = mlen ? message->via.str.ptr : "";
     enum plugd_errc known;

@@ -13,20 +13,6 @@ struct host_command {
     int (*run)(struct plugd *d, struct ipc_conn *c, const struct ipc_message *msg);
 };
 
-static const msgpack_object *arg_get(const struct ipc_message *msg, const char *key)
-{
-    const msgpack_object *arg = ipc_param(msg, 0);
-    if (arg == NULL || arg->type != MSGPACK_OBJECT_MAP)
-        return NULL;
-    for (uint32_t i = 0; i < arg->via.map.size; i++) {
-        const msgpack_object_kv *kv = &arg->via.map.ptr[i];
-        if (kv->key.type == MSGPACK_OBJECT_STR &&
-            ipc_str_equals(kv->key.via.str.ptr, kv->key.via.str.size, key))
-            return &kv->val;
-    }
-    return NULL;
-}
-
 static int reply_error(struct ipc_conn *c, uint32_t msgid, enum plugd_errc code, const char *fmt,
                        ...) __attribute__((format(printf, 4, 5)));
 static int reply_error(struct ipc_conn *c, uint32_t msgid, enum plugd_errc code, const char *fmt,
@@ -69,10 +55,10 @@ static void on_call_answered(const struct plugd_error *err, const msgpack_object
 /* call {plugin, method, params?, timeout_ms?} → the worker's result. */
 static int cmd_call(struct plugd *d, struct ipc_conn *c, const struct ipc_message *msg)
 {
-    const msgpack_object *plugin = arg_get(msg, "plugin");
-    const msgpack_object *method = arg_get(msg, "method");
-    const msgpack_object *params = arg_get(msg, "params");
-    const msgpack_object *timeout = arg_get(msg, "timeout_ms");
+    const msgpack_object *plugin = ipc_arg(msg, "plugin");
+    const msgpack_object *method = ipc_arg(msg, "method");
+    const msgpack_object *params = ipc_arg(msg, "params");
+    const msgpack_object *timeout = ipc_arg(msg, "timeout_ms");
     if (plugin == NULL || plugin->type != MSGPACK_OBJECT_STR)
         return reply_error(c, msg->msgid, PLUGD_E_INVALID_REQUEST,
                            "call: \"plugin\" must be a string");
@@ -135,7 +121,7 @@ static void pack_worker_status(msgpack_packer *pk, const struct worker *w)
 /* status {plugin?} → [worker status, ...] */
 static int cmd_status(struct plugd *d, struct ipc_conn *c, const struct ipc_message *msg)
 {
-    const msgpack_object *plugin = arg_get(msg, "plugin");
+    const msgpack_object *plugin = ipc_arg(msg, "plugin");
     struct worker *only = NULL;
     if (plugin != NULL) {
         if (plugin->type != MSGPACK_OBJECT_STR)

@@ -22,24 +22,12 @@ static void refuse(struct worker *w, const uint32_t *msgid, enum plugd_errc code
     ipc_conn_reply_error(w->conn, *msgid, &e, NULL);
 }
 
-static const msgpack_object *arg_get(const struct ipc_message *msg, const char *key)
-{
-    const msgpack_object *arg = ipc_param(msg, 0);
-    for (uint32_t i = 0; arg && arg->type == MSGPACK_OBJECT_MAP && i < arg->via.map.size; i++) {
-        const msgpack_object_kv *kv = &arg->via.map.ptr[i];
-        if (kv->key.type == MSGPACK_OBJECT_STR &&
-            ipc_str_equals(kv->key.via.str.ptr, kv->key.via.str.size, key))
-            return &kv->val;
-    }
-    return NULL;
-}
-
 /* log {level, message, fields?}: a record in plugd's log. */
 static void serve_log(struct worker *w, const struct ipc_message *msg, const uint32_t *msgid)
 {
-    const msgpack_object *level = arg_get(msg, "level");
-    const msgpack_object *message = arg_get(msg, "message");
-    const msgpack_object *fields = arg_get(msg, "fields");
+    const msgpack_object *level = ipc_arg(msg, "level");
+    const msgpack_object *message = ipc_arg(msg, "message");
+    const msgpack_object *fields = ipc_arg(msg, "fields");
     static const char *const levels[] = {"debug", "info", "warn", "error"};
     const char *lvl = NULL;
     for (size_t i = 0; level && level->type == MSGPACK_OBJECT_STR && i < 4; i++)

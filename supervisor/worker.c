@@ -81,19 +81,6 @@ static void pack_cstr(msgpack_packer *pk, const char *s)
     msgpack_pack_str_with_body(pk, s, strlen(s));
 }
 
-static const msgpack_object *map_get(const msgpack_object *map, const char *key)
-{
-    if (map == NULL || map->type != MSGPACK_OBJECT_MAP)
-        return NULL;
-    for (uint32_t i = 0; i < map->via.map.size; i++) {
-        const msgpack_object_kv *kv = &map->via.map.ptr[i];
-        if (kv->key.type == MSGPACK_OBJECT_STR &&
-            ipc_str_equals(kv->key.via.str.ptr, kv->key.via.str.size, key))
-            return &kv->val;
-    }
-    return NULL;
-}
-
 static void start_health_checks(struct worker *w)
 {
     ev_timer_set(&w->health_t, w->m->limits.health_interval, w->m->limits.health_interval);
@@ -114,7 +101,7 @@ static void on_initialized(struct ipc_conn *c, const struct plugd_error *err,
             fail_permanently(w, "plugd.initialize refused: %s", err->message);
         return;
     }
-    const msgpack_object *hooks = map_get(result, "hooks");
+    const msgpack_object *hooks = ipc_map_get(result, "hooks");
     for (uint32_t i = 0; hooks && hooks->type == MSGPACK_OBJECT_ARRAY && i < hooks->via.array.size;
          i++) {
         const msgpack_object *h = &hooks->via.array.ptr[i];
@@ -159,7 +146,7 @@ static bool is_supported_protocol(int64_t v)
 /* The first message of a worker must be plugd.hello with a protocol plugd speaks. */
 static void handle_hello(struct worker *w, const struct ipc_message *msg)
 {
-    const msgpack_object *protocol = map_get(ipc_param(msg, 0), "protocol");
+    const msgpack_object *protocol = ipc_arg(msg, "protocol");
     struct plugd_error e;
     if (protocol == NULL || (protocol->type != MSGPACK_OBJECT_POSITIVE_INTEGER &&
                              protocol->type != MSGPACK_OBJECT_NEGATIVE_INTEGER)) {
@@ -238,8 +225,8 @@ static void on_health(struct ipc_conn *c, const struct plugd_error *err,
         fault(w, "health check failed: %s", err->message);
         return;
     }
-    const msgpack_object *status = map_get(result, "status");
-    const msgpack_object *error = map_get(result, "error");
+    const msgpack_object *status = ipc_map_get(result, "status");
+    const msgpack_object *error = ipc_map_get(result, "error");
     if (status != NULL && status->type == MSGPACK_OBJECT_STR &&
         ipc_str_equals(status->via.str.ptr, status->via.str.size, "ok")) {
         if (!w->is_healthy)

@@ -66,15 +66,7 @@ const msgpack_object *plugd_param(const msgpack_object *params, uint32_t index)
 
 const msgpack_object *plugd_map_get(const msgpack_object *map, const char *key)
 {
-    if (map == NULL || map->type != MSGPACK_OBJECT_MAP)
-        return NULL;
-    for (uint32_t i = 0; i < map->via.map.size; i++) {
-        const msgpack_object_kv *kv = &map->via.map.ptr[i];
-        if (kv->key.type == MSGPACK_OBJECT_STR &&
-            ipc_str_equals(kv->key.via.str.ptr, kv->key.via.str.size, key))
-            return &kv->val;
-    }
-    return NULL;
+    return ipc_map_get(map, key);
 }
 
 bool plugd_get_int(const msgpack_object *o, int64_t *out)

@@ -97,18 +97,9 @@ static void pack_empty(msgpack_packer *pk, const void *arg)
     msgpack_pack_map(pk, 0);
 }
 
-static const msgpack_object *field(const msgpack_object *map, const char *key)
-{
-    for (uint32_t i = 0; map->type == MSGPACK_OBJECT_MAP && i < map->via.map.size; i++)
-        if (ipc_str_equals(map->via.map.ptr[i].key.via.str.ptr,
-                           map->via.map.ptr[i].key.via.str.size, key))
-            return &map->via.map.ptr[i].val;
-    return NULL;
-}
-
 static bool is_state(const msgpack_object *w, const char *state)
 {
-    const msgpack_object *s = field(w, "state");
+    const msgpack_object *s = ipc_map_get(w, "state");
     return s != NULL && ipc_str_equals(s->via.str.ptr, s->via.str.size, state);
 }
 
@@ -138,11 +129,12 @@ static void print_table(const msgpack_object *list, void *ctx)
     printf("\n%-16s %-10s %-8s %-9s %s\n", "PLUGIN", "STATE", "PID", "RESTARTS", "CALLS");
     for (uint32_t i = 0; list->type == MSGPACK_OBJECT_ARRAY && i < list->via.array.size; i++) {
         const msgpack_object *w = &list->via.array.ptr[i];
-        const msgpack_object *name = field(w, "plugin"), *state = field(w, "state");
+        const msgpack_object *name = ipc_map_get(w, "plugin"), *state = ipc_map_get(w, "state");
         printf("%-16.*s %-10.*s %-8lld %-9llu %llu\n", (int)name->via.str.size, name->via.str.ptr,
-               (int)state->via.str.size, state->via.str.ptr, (long long)field(w, "pid")->via.i64,
-               (unsigned long long)field(w, "restarts")->via.u64,
-               (unsigned long long)field(w, "calls")->via.u64);
+               (int)state->via.str.size, state->via.str.ptr,
+               (long long)ipc_map_get(w, "pid")->via.i64,
+               (unsigned long long)ipc_map_get(w, "restarts")->via.u64,
+               (unsigned long long)ipc_map_get(w, "calls")->via.u64);
     }
 }
 

@@ -414,3 +414,22 @@ Test(error, long_messages_are_truncated_safely)
     cr_assert_eq(strlen(e.message), PLUGD_ERROR_MESSAGE_MAX - 1);
     cr_assert_eq(plugd_error_set(NULL, PLUGD_E_TIMEOUT, "x"), -1);
 }
+
+Test(decoder, arg_reads_the_map_argument_of_plugd_methods)
+{
+    pack_request(1, "plugd.hello", 1);
+    msgpack_pack_map(&pk, 2);
+    pack_str("protocol");
+    msgpack_pack_int(&pk, 1);
+    pack_str("sdk");
+    pack_str("x");
+    feed(sbuf.data, sbuf.size);
+    struct ipc_message m;
+    cr_assert_eq(ipc_decoder_next(dec, &m, NULL), 1);
+    cr_assert_eq(ipc_arg(&m, "protocol")->via.u64, 1);
+    cr_assert_eq(ipc_arg(&m, "sdk")->type, MSGPACK_OBJECT_STR);
+    cr_assert_null(ipc_arg(&m, "missing"));
+    cr_assert_null(ipc_map_get(ipc_param(&m, 0), "prot"));
+    cr_assert_null(ipc_map_get(NULL, "protocol"));
+    cr_assert_null(ipc_param(&m, 1));
+}

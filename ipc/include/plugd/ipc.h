@@ -182,7 +182,13 @@ const struct ipc_stats *ipc_conn_stats(const struct ipc_conn *c);
 
 /* Helpers for reading messages. */
 bool ipc_str_equals(const char *s, size_t len, const char *cstr);
-/* The first element of msg->params, or NULL if params is empty. */
+/* The value of `key` in the msgpack map `map`, or NULL (also when `map` is
+ * NULL or not a map). */
+const msgpack_object *ipc_map_get(const msgpack_object *map, const char *key);
+/* The value of `key` in params[0] when that is a map (plugd's methods take
+ * one map argument), or NULL. */
+const msgpack_object *ipc_arg(const struct ipc_message *msg, const char *key);
+/* The params element at `index`, or NULL if there are fewer. */
 const msgpack_object *ipc_param(const struct ipc_message *msg, uint32_t index);
 
 #endif
