@@ -90,7 +90,7 @@ static int cmd_call(struct plugd *d, struct ipc_conn *c, const struct ipc_messag
 
 static void pack_worker_status(msgpack_packer *pk, const struct worker *w)
 {
-    msgpack_pack_map(pk, 11);
+    msgpack_pack_map(pk, 12);
     pack_cstr(pk, "plugin");
     pack_cstr(pk, w->m->name);
     pack_cstr(pk, "version");
@@ -112,6 +112,9 @@ static void pack_worker_status(msgpack_packer *pk, const struct worker *w)
     msgpack_pack_uint64(pk, w->call_errors);
     pack_cstr(pk, "faults");
     msgpack_pack_uint64(pk, w->faults);
+    pack_cstr(pk, "late_replies");
+    msgpack_pack_uint64(pk,
+                        w->late_replies + (w->conn ? ipc_conn_stats(w->conn)->late_replies : 0));
     pack_cstr(pk, "last_error");
     pack_cstr(pk, w->last_error.message);
     pack_cstr(pk, "last_exit");

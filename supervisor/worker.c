@@ -428,6 +428,7 @@ static void release_run(struct worker *w)
     log_stream_stop(w->loop, &w->err);
     if (w->conn != NULL) {
         struct ipc_conn *c = w->conn;
+        w->late_replies += ipc_conn_stats(c)->late_replies;
         w->conn = NULL;
         ipc_conn_free(c);
     }

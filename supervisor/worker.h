@@ -58,6 +58,7 @@ struct worker {
     unsigned backoff_step;
 
     uint64_t restarts, calls, call_errors, faults;
+    uint64_t late_replies;         /* answers that came after their call's deadline */
     struct plugd_error last_error; /* code PLUGD_OK while none */
     char last_exit[160];           /* "exited with 3", "killed by SIGSEGV" */
 

@@ -102,6 +102,7 @@ Test(workers, crash_is_restarted_at_once_then_with_backoff)
     harness_start(&h);
     cr_assert(harness_wait_state(&h, "crashy", "running", -1, 10.0));
     pid_t first = harness_worker_pid(&h, "crashy");
+    int plugd_fds = harness_count_fds(h.plugd_pid);
 
     cr_assert_eq(harness_call(&h, "crashy", "exit", "[{\"code\": 3}]", 0, NULL),
                  PLUGD_E_WORKER_UNAVAILABLE);
@@ -120,6 +121,7 @@ Test(workers, crash_is_restarted_at_once_then_with_backoff)
     json_decref(st);
     cr_assert_geq(harness_log_count(&h, "worker crashed"), 2);
     cr_assert_eq(harness_call(&h, "crashy", "echo", "[7]", 0, NULL), PLUGD_OK);
+    cr_assert_eq(harness_count_fds(h.plugd_pid), plugd_fds, "plugd leaks fds across restarts");
 }
 
 Test(workers, crash_loop_stops_restarting_with_the_reason)
@@ -277,4 +279,20 @@ Test(workers, host_services_are_gated_by_capabilities)
     expect_host_answer("emitter", "[\"events.emit\", {\"name\": \"plugin.emitter.x\"}]",
                        "method_not_found");
     cr_assert_eq(harness_log_count(&h, "\"message\":\"hi there\""), 1);
+}
+
+Test(workers, answer_after_the_deadline_is_dropped_and_counted)
+{
+    harness_add_plugin(&h, "crashy", "crashy", NULL);
+    harness_start(&h);
+    cr_assert(harness_wait_state(&h, "crashy", "running", -1, 10.0));
+    cr_assert_eq(harness_call(&h, "crashy", "delay", "[{\"ms\": 300}]", 100, NULL),
+                 PLUGD_E_TIMEOUT);
+    harness_sleep(&h, 0.4);
+    json_t *st = harness_status(&h, "crashy");
+    cr_assert_eq(json_integer_value(json_object_get(st, "late_replies")), 1);
+    cr_assert_eq(json_integer_value(json_object_get(st, "restarts")), 0,
+                 "a slow answer is not a fault");
+    json_decref(st);
+    cr_assert_eq(harness_call(&h, "crashy", "echo", "[1]", 0, NULL), PLUGD_OK);
 }

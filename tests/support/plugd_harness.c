@@ -334,6 +334,8 @@ void harness_stop_and_check(struct harness *h)
             pid_t pid = (pid_t)json_integer_value(json_object_get(st, "pid"));
             if (pid > 0 && n < 64)
                 workers[n++] = pid;
+            if (pid > 0)
+                cr_assert_eq(harness_extra_fds(pid, 3), 0, "worker %d holds fds beyond 0-3", pid);
         }
         json_decref(list);
     }
@@ -409,6 +411,11 @@ int harness_count_children(pid_t pid)
     if (d != NULL)
         closedir(d);
     return n;
+}
+
+int harness_count_fds(pid_t pid)
+{
+    return harness_extra_fds(pid, -1) + 3;
 }
 
 int harness_extra_fds(pid_t pid, int allowed)

@@ -83,6 +83,9 @@ bool harness_pid_gone(pid_t pid);
 /* Descendant processes of `pid` that are alive or zombies. */
 int harness_count_children(pid_t pid);
 
+/* Open fds of process `pid` that are not anonymous inodes, 0-2 included. */
+int harness_count_fds(pid_t pid);
+
 /* Open fds of process `pid` other than 0, 1, 2, `allowed` (-1: none) and
  * anonymous inodes (its own epoll/eventfd/signalfd). */
 int harness_extra_fds(pid_t pid, int allowed);
