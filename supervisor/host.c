@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jsonpack.h"
 #include "plugd.h"
 
 struct host_command {
@@ -152,9 +153,50 @@ static int cmd_shutdown(struct plugd *d, struct ipc_conn *c, const struct ipc_me
     return 0;
 }
 
+static void on_config_done(const struct plugd_error *err, void *ud)
+{
+    struct host_call *hc = ud;
+    if (hc->d->host != NULL) {
+        if (err != NULL)
+            ipc_conn_reply_error(hc->d->host, hc->msgid, err, NULL);
+        else
+            ipc_conn_reply(hc->d->host, hc->msgid, NULL, NULL);
+    }
+    free(hc);
+}
+
+/* config {plugin, config: map} → nil once applied (hot or by a restart). */
+static int cmd_config(struct plugd *d, struct ipc_conn *c, const struct ipc_message *msg)
+{
+    const msgpack_object *plugin = ipc_arg(msg, "plugin");
+    const msgpack_object *config = ipc_arg(msg, "config");
+    if (plugin == NULL || plugin->type != MSGPACK_OBJECT_STR)
+        return reply_error(c, msg->msgid, PLUGD_E_INVALID_REQUEST,
+                           "config: \"plugin\" must be a string");
+    if (config == NULL || config->type != MSGPACK_OBJECT_MAP)
+        return reply_error(c, msg->msgid, PLUGD_E_INVALID_REQUEST,
+                           "config: \"config\" must be a map");
+    struct worker *w = plugd_find_worker(d, plugin->via.str.ptr, plugin->via.str.size);
+    if (w == NULL)
+        return reply_error(c, msg->msgid, PLUGD_E_INVALID_REQUEST, "no plugin named \"%.*s\"",
+                           (int)plugin->via.str.size, plugin->via.str.ptr);
+    struct host_call *hc = malloc(sizeof(*hc));
+    json_t *value = json_from_msgpack(config);
+    if (hc == NULL || value == NULL) {
+        free(hc);
+        json_decref(value);
+        return reply_error(c, msg->msgid, PLUGD_E_NO_MEMORY, "no memory for a config change");
+    }
+    *hc = (struct host_call){.d = d, .msgid = msg->msgid};
+    worker_set_config(w, value, on_config_done, hc);
+    json_decref(value);
+    return 0;
+}
+
 static const struct host_command host_commands[] = {
     {"call", cmd_call},
     {"status", cmd_status},
+    {"config", cmd_config},
     {"shutdown", cmd_shutdown},
 };
 

@@ -105,9 +105,12 @@ static void on_initialized(struct ipc_conn *c, const struct plugd_error *err,
     for (uint32_t i = 0; hooks && hooks->type == MSGPACK_OBJECT_ARRAY && i < hooks->via.array.size;
          i++) {
         const msgpack_object *h = &hooks->via.array.ptr[i];
-        if (h->type == MSGPACK_OBJECT_STR &&
-            ipc_str_equals(h->via.str.ptr, h->via.str.size, "plugd.config_changed"))
+        if (h->type != MSGPACK_OBJECT_STR)
+            continue;
+        if (ipc_str_equals(h->via.str.ptr, h->via.str.size, "plugd.config_changed"))
             w->has_config_hook = true;
+        if (ipc_str_equals(h->via.str.ptr, h->via.str.size, "plugd.validate_config"))
+            w->has_validate_hook = true;
     }
     w->running_since = ev_now(w->loop);
     w->is_healthy = true;
@@ -353,7 +356,7 @@ static int spawn(struct worker *w, struct plugd_error *err)
     w->fault[0] = '\0';
     w->tail = (struct log_tail){0}; /* a crash reason shows this run's output only */
     w->spawned_at = ev_now(w->loop);
-    w->has_config_hook = false;
+    w->has_config_hook = w->has_validate_hook = false;
     w->is_health_pending = false;
     ev_child_set(&w->child_w, pid, 0);
     ev_child_start(w->loop, &w->child_w);
@@ -486,6 +489,12 @@ static void on_child_exit(struct ev_loop *loop, ev_child *c, int revents)
         log_plugd(w->is_failed ? "error" : "info", w->m->name, "worker stopped: %s%s%s", reason,
                   tail[0] ? "; last output: " : "", tail);
         set_state(w, WK_STOPPED);
+        if (w->is_restart_requested && !w->is_failed) {
+            w->is_restart_requested = false;
+            struct plugd_error err;
+            if (worker_start(w, &err) < 0)
+                log_plugd("error", w->m->name, "cannot restart: %s", err.message);
+        }
         return;
     }
 
@@ -724,4 +733,109 @@ void worker_free(struct worker *w)
     ev_timer_stop(w->loop, &w->backoff_t);
     manifest_free(w->m);
     free(w);
+}
+
+/* ------------------------------------------------------------ config */
+
+struct config_change {
+    struct worker *w;
+    json_t *config;
+    wk_done_fn done;
+    void *ud;
+};
+
+static void config_change_end(struct config_change *cc, const struct plugd_error *err)
+{
+    cc->done(err, cc->ud);
+    json_decref(cc->config);
+    free(cc);
+}
+
+static void replace_config(struct worker *w, json_t *config)
+{
+    json_decref(w->m->config);
+    w->m->config = json_incref(config);
+}
+
+/* Sends `method` [{config}] for `cc`; `answered` gets the answer. */
+static void send_config(struct config_change *cc, const char *method, ipc_reply_fn answered)
+{
+    msgpack_packer *pk =
+        ipc_conn_begin_call(cc->w->conn, method, cc->w->m->limits.call_timeout, answered, cc);
+    msgpack_pack_array(pk, 1);
+    msgpack_pack_map(pk, 1);
+    pack_cstr(pk, "config");
+    pack_json(pk, cc->config);
+    struct plugd_error err;
+    if (ipc_conn_end(cc->w->conn, &err) < 0)
+        config_change_end(cc, &err);
+}
+
+static void refuse_config(struct config_change *cc, const struct plugd_error *err)
+{
+    struct plugd_error e;
+    plugd_error_set(&e, err->code == PLUGD_E_TIMEOUT ? PLUGD_E_TIMEOUT : PLUGD_E_INVALID_REQUEST,
+                    "the worker refused the config: %s", err->message);
+    config_change_end(cc, &e);
+}
+
+static void on_config_applied(struct ipc_conn *c, const struct plugd_error *err,
+                              const msgpack_object *result, void *ud)
+{
+    (void)c;
+    (void)result;
+    struct config_change *cc = ud;
+    if (err != NULL) {
+        refuse_config(cc, err);
+        return;
+    }
+    replace_config(cc->w, cc->config);
+    log_plugd("info", cc->w->m->name, "config applied without a restart");
+    config_change_end(cc, NULL);
+}
+
+/* Applies a validated config: hot when the worker has the hook, else by a
+ * graceful restart. */
+static void apply_config(struct config_change *cc)
+{
+    struct worker *w = cc->w;
+    if (w->state == WK_RUNNING && w->has_config_hook) {
+        send_config(cc, "plugd.config_changed", on_config_applied);
+        return;
+    }
+    replace_config(w, cc->config);
+    if (w->state == WK_RUNNING) {
+        log_plugd("info", w->m->name, "config changed: restarting (no plugd.config_changed hook)");
+        w->is_restart_requested = true;
+        worker_stop(w);
+    }
+    config_change_end(cc, NULL);
+}
+
+static void on_config_validated(struct ipc_conn *c, const struct plugd_error *err,
+                                const msgpack_object *result, void *ud)
+{
+    (void)c;
+    (void)result;
+    struct config_change *cc = ud;
+    if (err != NULL)
+        refuse_config(cc, err);
+    else
+        apply_config(cc);
+}
+
+void worker_set_config(struct worker *w, json_t *config, wk_done_fn done, void *ud)
+{
+    struct config_change *cc = malloc(sizeof(*cc));
+    if (cc == NULL) {
+        struct plugd_error err;
+        plugd_error_set(&err, PLUGD_E_NO_MEMORY, "no memory for a config change");
+        done(&err, ud);
+        return;
+    }
+    *cc = (struct config_change){.w = w, .config = json_incref(config), .done = done, .ud = ud};
+    if (w->state == WK_RUNNING && w->has_validate_hook)
+        send_config(cc, "plugd.validate_config", on_config_validated);
+    else
+        apply_config(cc);
 }

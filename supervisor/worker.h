@@ -27,6 +27,9 @@ struct worker;
 /* Tells the owner that a worker changed state (stopped, running, ...). */
 typedef void (*wk_state_fn)(struct worker *w, enum wk_state from, void *ud);
 
+/* Completes an operation: err NULL on success. */
+typedef void (*wk_done_fn)(const struct plugd_error *err, void *ud);
+
 /* Completes a routed call: exactly once, err NULL on success. */
 typedef void (*wk_reply_fn)(const struct plugd_error *err, const msgpack_object *result, void *ud);
 
@@ -44,7 +47,9 @@ struct worker {
     ev_timer handshake_t, health_t, stop_t, backoff_t;
     int stop_phase; /* 0 drain after plugd.shutdown, 1 after SIGTERM, 2 after SIGKILL */
     bool is_health_pending;
-    bool has_config_hook;
+    bool has_config_hook;                /* the worker applies config changes itself */
+    bool has_validate_hook;              /* the worker validates configs */
+    bool is_restart_requested;           /* start again once stopped (config change) */
     char fault[PLUGD_ERROR_MESSAGE_MAX]; /* why plugd killed it, if it did */
 
     struct log_source src;
@@ -82,6 +87,12 @@ void worker_stop(struct worker *w);
  * call timeout. `reply` runs exactly once (possibly before this returns). */
 void worker_call(struct worker *w, const char *method, const msgpack_object *params, double timeout,
                  wk_reply_fn reply, void *ud);
+
+/* Changes the plugin's config (`config`, a JSON object, is borrowed): the
+ * worker validates it when it has plugd.validate_config, applies it hot with
+ * plugd.config_changed, and is otherwise restarted gracefully with it. A
+ * stopped worker gets it at its next start. `done` runs once. */
+void worker_set_config(struct worker *w, json_t *config, wk_done_fn done, void *ud);
 
 const char *worker_state_name(enum wk_state s);
 

@@ -162,6 +162,55 @@ static void call_host(struct plugd_request *req, const msgpack_object *params, v
         plugd_request_fail(req, err.code, "%s", err.message);
 }
 
+static int64_t config_value;
+
+/* Refuses a config with "bad": true. */
+static int validate_config(struct plugd_worker *w, const msgpack_object *config,
+                           struct plugd_error *err, void *ud)
+{
+    (void)w;
+    (void)ud;
+    const msgpack_object *bad = plugd_map_get(config, "bad");
+    if (bad != NULL && bad->type == MSGPACK_OBJECT_BOOLEAN && bad->via.boolean)
+        return plugd_error_set(err, PLUGD_E_INVALID_REQUEST, "\"bad\" must not be true");
+    return 0;
+}
+
+static int config_changed(struct plugd_worker *w, const msgpack_object *config,
+                          struct plugd_error *err, void *ud)
+{
+    (void)w;
+    (void)err;
+    (void)ud;
+    plugd_get_int(plugd_map_get(config, "value"), &config_value);
+    return 0;
+}
+
+/* With config {"config_hooks": true}, crashy validates and applies config
+ * changes itself; otherwise plugd restarts it for each change. */
+static int initialize(struct plugd_worker *w, const msgpack_object *config, struct plugd_error *err,
+                      void *ud)
+{
+    (void)err;
+    (void)ud;
+    const msgpack_object *hooks = plugd_map_get(config, "config_hooks");
+    if (hooks != NULL && hooks->type == MSGPACK_OBJECT_BOOLEAN && hooks->via.boolean) {
+        plugd_worker_on_validate_config(w, validate_config, NULL);
+        plugd_worker_on_config_changed(w, config_changed, NULL);
+    }
+    plugd_get_int(plugd_map_get(config, "value"), &config_value);
+    return 0;
+}
+
+/* config_value: the "value" of the last config applied hot. */
+static void get_config_value(struct plugd_request *req, const msgpack_object *params, void *ud)
+{
+    (void)params;
+    (void)ud;
+    msgpack_pack_int64(plugd_request_begin_reply(req), config_value);
+    plugd_request_end(req);
+}
+
 int main(void)
 {
     static const struct {
@@ -171,12 +220,13 @@ int main(void)
         {"echo", echo},       {"exit", do_exit},        {"segfault", segfault},
         {"hang", hang},       {"stall", stall},         {"stop_health", stop_health},
         {"garbage", garbage}, {"flood_log", flood_log}, {"ignore_term", ignore_term},
-        {"delay", delay},     {"call_host", call_host},
+        {"delay", delay},     {"call_host", call_host}, {"config_value", get_config_value},
     };
     struct plugd_worker *w = plugd_worker_new(NULL);
     for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
         plugd_worker_method(w, methods[i].name, methods[i].fn, NULL);
     plugd_worker_on_health(w, health, NULL);
+    plugd_worker_on_initialize(w, initialize, NULL);
     int status = plugd_worker_run(w);
     plugd_worker_free(w);
     return status;

@@ -296,3 +296,54 @@ Test(workers, answer_after_the_deadline_is_dropped_and_counted)
     json_decref(st);
     cr_assert_eq(harness_call(&h, "crashy", "echo", "[1]", 0, NULL), PLUGD_OK);
 }
+
+static enum plugd_errc set_config(const char *plugin, const char *config_json)
+{
+    json_error_t jerr;
+    json_t *arg =
+        json_pack("{s:s, s:o}", "plugin", plugin, "config", json_loads(config_json, 0, &jerr));
+    enum plugd_errc code = harness_command(&h, "config", arg, NULL, NULL, 0);
+    json_decref(arg);
+    return code;
+}
+
+static int64_t config_value(const char *plugin)
+{
+    json_t *result = NULL;
+    cr_assert_eq(harness_call(&h, plugin, "config_value", "[]", 0, &result), PLUGD_OK);
+    int64_t v = json_integer_value(result);
+    json_decref(result);
+    return v;
+}
+
+Test(workers, config_change_without_the_hook_restarts_the_worker_with_it)
+{
+    harness_add_plugin(&h, "crashy", "crashy", NULL);
+    harness_start(&h);
+    cr_assert(harness_wait_state(&h, "crashy", "running", -1, 10.0));
+    pid_t before = harness_worker_pid(&h, "crashy");
+    cr_assert_eq(set_config("crashy", "{\"value\": 7}"), PLUGD_OK);
+    for (int i = 0; i < 500 && harness_worker_pid(&h, "crashy") == before; i++)
+        harness_sleep(&h, 0.01);
+    cr_assert(harness_wait_state(&h, "crashy", "running", -1, 10.0));
+    cr_assert_neq(harness_worker_pid(&h, "crashy"), before, "the worker was not restarted");
+    cr_assert_eq(config_value("crashy"), 7, "the new worker did not get the new config");
+}
+
+Test(workers, config_change_with_hooks_is_validated_and_applied_hot)
+{
+    harness_add_plugin(&h, "crashy", "crashy", "{\"config\": {\"config_hooks\": true}}");
+    harness_start(&h);
+    cr_assert(harness_wait_state(&h, "crashy", "running", -1, 10.0));
+    pid_t before = harness_worker_pid(&h, "crashy");
+    cr_assert_eq(set_config("crashy", "{\"config_hooks\": true, \"value\": 5}"), PLUGD_OK);
+    cr_assert_eq(config_value("crashy"), 5);
+    cr_assert_eq(set_config("crashy", "{\"config_hooks\": true, \"value\": 6, \"bad\": true}"),
+                 PLUGD_E_INVALID_REQUEST);
+    cr_assert_eq(config_value("crashy"), 5, "a refused config must change nothing");
+    cr_assert_eq(harness_worker_pid(&h, "crashy"), before, "a hot change must not restart");
+    cr_assert_eq(set_config("nosuch", "{}"), PLUGD_E_INVALID_REQUEST);
+    json_t *arg = json_pack("{s:s, s:i}", "plugin", "crashy", "config", 3);
+    cr_assert_eq(harness_command(&h, "config", arg, NULL, NULL, 0), PLUGD_E_INVALID_REQUEST);
+    json_decref(arg);
+}
