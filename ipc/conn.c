@@ -288,11 +288,9 @@ static msgpack_packer *begin(struct ipc_conn *c, enum building kind)
     return &c->pk;
 }
 
-static void pack_cstr(msgpack_packer *pk, const char *s)
+void ipc_pack_str(msgpack_packer *pk, const char *s)
 {
-    size_t len = strlen(s);
-    msgpack_pack_str(pk, len);
-    msgpack_pack_str_body(pk, s, len);
+    msgpack_pack_str_with_body(pk, s, strlen(s));
 }
 
 msgpack_packer *ipc_conn_begin_call(struct ipc_conn *c, const char *method, double timeout,
@@ -313,7 +311,7 @@ msgpack_packer *ipc_conn_begin_call(struct ipc_conn *c, const char *method, doub
     msgpack_pack_array(pk, 4);
     msgpack_pack_uint8(pk, IPC_REQUEST);
     msgpack_pack_uint32(pk, call->msgid);
-    pack_cstr(pk, method);
+    ipc_pack_str(pk, method);
     return pk;
 }
 
@@ -323,7 +321,7 @@ msgpack_packer *ipc_conn_begin_notify(struct ipc_conn *c, const char *method)
     if (c->building == BUILD_NOTIFY) {
         msgpack_pack_array(pk, 3);
         msgpack_pack_uint8(pk, IPC_NOTIFY);
-        pack_cstr(pk, method);
+        ipc_pack_str(pk, method);
     }
     return pk;
 }
@@ -417,10 +415,10 @@ int ipc_conn_reply_error(struct ipc_conn *c, uint32_t msgid, const struct plugd_
         msgpack_pack_uint8(pk, IPC_RESPONSE);
         msgpack_pack_uint32(pk, msgid);
         msgpack_pack_map(pk, 2);
-        pack_cstr(pk, "code");
-        pack_cstr(pk, plugd_errc_name(e->code));
-        pack_cstr(pk, "message");
-        pack_cstr(pk, e->message);
+        ipc_pack_str(pk, "code");
+        ipc_pack_str(pk, plugd_errc_name(e->code));
+        ipc_pack_str(pk, "message");
+        ipc_pack_str(pk, e->message);
         msgpack_pack_nil(pk);
     }
     return ipc_conn_end(c, err);

@@ -28,11 +28,6 @@ static int reply_error(struct ipc_conn *c, uint32_t msgid, enum plugd_errc code,
     return -1;
 }
 
-static void pack_cstr(msgpack_packer *pk, const char *s)
-{
-    msgpack_pack_str_with_body(pk, s, strlen(s));
-}
-
 /* A host call waiting for the worker's answer. The host connection may be
  * gone by then; the answer is dropped in that case. */
 struct host_call {
@@ -92,34 +87,34 @@ static int cmd_call(struct plugd *d, struct ipc_conn *c, const struct ipc_messag
 static void pack_worker_status(msgpack_packer *pk, const struct worker *w)
 {
     msgpack_pack_map(pk, 12);
-    pack_cstr(pk, "plugin");
-    pack_cstr(pk, w->m->name);
-    pack_cstr(pk, "version");
-    pack_cstr(pk, w->m->version);
-    pack_cstr(pk, "state");
-    pack_cstr(pk, worker_state_name(w->state));
-    pack_cstr(pk, "pid");
+    ipc_pack_str(pk, "plugin");
+    ipc_pack_str(pk, w->m->name);
+    ipc_pack_str(pk, "version");
+    ipc_pack_str(pk, w->m->version);
+    ipc_pack_str(pk, "state");
+    ipc_pack_str(pk, worker_state_name(w->state));
+    ipc_pack_str(pk, "pid");
     msgpack_pack_int64(pk, w->pid);
-    pack_cstr(pk, "failed");
+    ipc_pack_str(pk, "failed");
     if (w->is_failed)
         msgpack_pack_true(pk);
     else
         msgpack_pack_false(pk);
-    pack_cstr(pk, "restarts");
+    ipc_pack_str(pk, "restarts");
     msgpack_pack_uint64(pk, w->restarts);
-    pack_cstr(pk, "calls");
+    ipc_pack_str(pk, "calls");
     msgpack_pack_uint64(pk, w->calls);
-    pack_cstr(pk, "call_errors");
+    ipc_pack_str(pk, "call_errors");
     msgpack_pack_uint64(pk, w->call_errors);
-    pack_cstr(pk, "faults");
+    ipc_pack_str(pk, "faults");
     msgpack_pack_uint64(pk, w->faults);
-    pack_cstr(pk, "late_replies");
+    ipc_pack_str(pk, "late_replies");
     msgpack_pack_uint64(pk,
                         w->late_replies + (w->conn ? ipc_conn_stats(w->conn)->late_replies : 0));
-    pack_cstr(pk, "last_error");
-    pack_cstr(pk, w->last_error.message);
-    pack_cstr(pk, "last_exit");
-    pack_cstr(pk, w->last_exit);
+    ipc_pack_str(pk, "last_error");
+    ipc_pack_str(pk, w->last_error.message);
+    ipc_pack_str(pk, "last_exit");
+    ipc_pack_str(pk, w->last_exit);
 }
 
 /* status {plugin?} → [worker status, ...] */

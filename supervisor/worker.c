@@ -76,11 +76,6 @@ static void fail_permanently(struct worker *w, const char *fmt, ...)
 
 /* ------------------------------------------------------------ channel */
 
-static void pack_cstr(msgpack_packer *pk, const char *s)
-{
-    msgpack_pack_str_with_body(pk, s, strlen(s));
-}
-
 static void start_health_checks(struct worker *w)
 {
     ev_timer_set(&w->health_t, w->m->limits.health_interval, w->m->limits.health_interval);
@@ -124,17 +119,17 @@ static void send_initialize(struct worker *w)
                                              on_initialized, w);
     msgpack_pack_array(pk, 1);
     msgpack_pack_map(pk, 5);
-    pack_cstr(pk, "plugin");
-    pack_cstr(pk, w->m->name);
-    pack_cstr(pk, "version");
-    pack_cstr(pk, w->m->version);
-    pack_cstr(pk, "config");
+    ipc_pack_str(pk, "plugin");
+    ipc_pack_str(pk, w->m->name);
+    ipc_pack_str(pk, "version");
+    ipc_pack_str(pk, w->m->version);
+    ipc_pack_str(pk, "config");
     pack_json(pk, w->m->config);
-    pack_cstr(pk, "capabilities");
+    ipc_pack_str(pk, "capabilities");
     msgpack_pack_array(pk, w->m->n_capabilities);
     for (size_t i = 0; i < w->m->n_capabilities; i++)
-        pack_cstr(pk, w->m->capabilities[i]);
-    pack_cstr(pk, "host_api");
+        ipc_pack_str(pk, w->m->capabilities[i]);
+    ipc_pack_str(pk, "host_api");
     services_pack_granted(pk, w->m);
     struct plugd_error err;
     if (ipc_conn_end(w->conn, &err) < 0)
@@ -164,10 +159,10 @@ static void handle_hello(struct worker *w, const struct ipc_message *msg)
         ev_timer_stop(w->loop, &w->handshake_t);
         msgpack_packer *pk = ipc_conn_begin_reply(w->conn, msg->msgid);
         msgpack_pack_map(pk, 2);
-        pack_cstr(pk, "protocol");
+        ipc_pack_str(pk, "protocol");
         msgpack_pack_int64(pk, protocol->via.i64);
-        pack_cstr(pk, "plugd");
-        pack_cstr(pk, PLUGD_VERSION);
+        ipc_pack_str(pk, "plugd");
+        ipc_pack_str(pk, PLUGD_VERSION);
         ipc_conn_end(w->conn, NULL);
         send_initialize(w);
         return;
@@ -593,7 +588,7 @@ void worker_stop(struct worker *w)
             w->conn, "plugd.shutdown", w->m->limits.drain_timeout, on_shutdown_answered, w);
         msgpack_pack_array(pk, 1);
         msgpack_pack_map(pk, 1);
-        pack_cstr(pk, "deadline_ms");
+        ipc_pack_str(pk, "deadline_ms");
         msgpack_pack_int64(pk, (int64_t)(w->m->limits.drain_timeout * 1000));
         ipc_conn_end(w->conn, NULL);
         w->stop_phase = 0;
@@ -764,7 +759,7 @@ static void send_config(struct config_change *cc, const char *method, ipc_reply_
         ipc_conn_begin_call(cc->w->conn, method, cc->w->m->limits.call_timeout, answered, cc);
     msgpack_pack_array(pk, 1);
     msgpack_pack_map(pk, 1);
-    pack_cstr(pk, "config");
+    ipc_pack_str(pk, "config");
     pack_json(pk, cc->config);
     struct plugd_error err;
     if (ipc_conn_end(cc->w->conn, &err) < 0)

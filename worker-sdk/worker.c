@@ -84,11 +84,6 @@ bool plugd_get_int(const msgpack_object *o, int64_t *out)
     return false;
 }
 
-static void pack_cstr(msgpack_packer *pk, const char *s)
-{
-    msgpack_pack_str_with_body(pk, s, strlen(s));
-}
-
 static void copy_str(char *dst, size_t size, const msgpack_object *o)
 {
     dst[0] = '\0';
@@ -195,16 +190,16 @@ static void handle_initialize(struct plugd_worker *w, const struct ipc_message *
     }
     msgpack_packer *pk = ipc_conn_begin_reply(w->conn, msg->msgid);
     msgpack_pack_map(pk, 2);
-    pack_cstr(pk, "methods");
+    ipc_pack_str(pk, "methods");
     msgpack_pack_array(pk, w->n_methods);
     for (size_t i = 0; i < w->n_methods; i++)
-        pack_cstr(pk, w->methods[i].name);
-    pack_cstr(pk, "hooks");
+        ipc_pack_str(pk, w->methods[i].name);
+    ipc_pack_str(pk, "hooks");
     msgpack_pack_array(pk, (w->on_config != NULL) + (w->on_validate != NULL));
     if (w->on_config != NULL)
-        pack_cstr(pk, "plugd.config_changed");
+        ipc_pack_str(pk, "plugd.config_changed");
     if (w->on_validate != NULL)
-        pack_cstr(pk, "plugd.validate_config");
+        ipc_pack_str(pk, "plugd.validate_config");
     ipc_conn_end(w->conn, NULL);
 }
 
@@ -217,15 +212,15 @@ static void handle_health(struct plugd_worker *w, const struct ipc_message *msg)
         s = w->on_health(w, why, sizeof(why), w->health_ud);
     msgpack_packer *pk = ipc_conn_begin_reply(w->conn, msg->msgid);
     msgpack_pack_map(pk, s == PLUGD_HEALTH_OK ? 2 : 3);
-    pack_cstr(pk, "status");
-    pack_cstr(pk, names[s]);
-    pack_cstr(pk, "diagnostics");
+    ipc_pack_str(pk, "status");
+    ipc_pack_str(pk, names[s]);
+    ipc_pack_str(pk, "diagnostics");
     msgpack_pack_map(pk, 1);
-    pack_cstr(pk, "in_flight");
+    ipc_pack_str(pk, "in_flight");
     msgpack_pack_uint64(pk, w->in_flight);
     if (s != PLUGD_HEALTH_OK) {
-        pack_cstr(pk, "error");
-        pack_cstr(pk, why[0] ? why : "no reason given");
+        ipc_pack_str(pk, "error");
+        ipc_pack_str(pk, why[0] ? why : "no reason given");
     }
     ipc_conn_end(w->conn, NULL);
 }
@@ -473,10 +468,10 @@ int plugd_worker_attach(struct plugd_worker *w, struct ev_loop *loop, struct plu
         ipc_conn_begin_call(w->conn, "plugd.hello", HELLO_TIMEOUT, on_hello_answer, w);
     msgpack_pack_array(pk, 1);
     msgpack_pack_map(pk, 2);
-    pack_cstr(pk, "protocol");
+    ipc_pack_str(pk, "protocol");
     msgpack_pack_int(pk, PLUGD_PROTOCOL_VERSION);
-    pack_cstr(pk, "sdk");
-    pack_cstr(pk, "libplugd-worker/" PLUGD_WORKER_SDK_VERSION);
+    ipc_pack_str(pk, "sdk");
+    ipc_pack_str(pk, "libplugd-worker/" PLUGD_WORKER_SDK_VERSION);
     return ipc_conn_end(w->conn, err);
 }
 
@@ -582,9 +577,9 @@ int plugd_worker_emit(struct plugd_worker *w, const char *event, const msgpack_o
     msgpack_packer *pk = begin_host_call(w, "events.emit", 0, on_reply, ud);
     msgpack_pack_array(pk, 1);
     msgpack_pack_map(pk, 2);
-    pack_cstr(pk, "name");
-    pack_cstr(pk, name);
-    pack_cstr(pk, "payload");
+    ipc_pack_str(pk, "name");
+    ipc_pack_str(pk, name);
+    ipc_pack_str(pk, "payload");
     if (payload != NULL)
         msgpack_pack_object(pk, *payload);
     else
@@ -600,8 +595,8 @@ int plugd_worker_subscribe(struct plugd_worker *w, const char *pattern,
     msgpack_packer *pk = begin_host_call(w, "events.subscribe", 0, on_reply, ud);
     msgpack_pack_array(pk, 1);
     msgpack_pack_map(pk, 1);
-    pack_cstr(pk, "pattern");
-    pack_cstr(pk, pattern);
+    ipc_pack_str(pk, "pattern");
+    ipc_pack_str(pk, pattern);
     return ipc_conn_end(w->conn, err);
 }
 
@@ -619,12 +614,12 @@ void plugd_worker_log(struct plugd_worker *w, enum plugd_log_level level,
     msgpack_packer *pk = ipc_conn_begin_notify(w->conn, "log");
     msgpack_pack_array(pk, 1);
     msgpack_pack_map(pk, fields ? 3 : 2);
-    pack_cstr(pk, "level");
-    pack_cstr(pk, levels[level <= PLUGD_LOG_ERROR ? level : PLUGD_LOG_INFO]);
-    pack_cstr(pk, "message");
-    pack_cstr(pk, text);
+    ipc_pack_str(pk, "level");
+    ipc_pack_str(pk, levels[level <= PLUGD_LOG_ERROR ? level : PLUGD_LOG_INFO]);
+    ipc_pack_str(pk, "message");
+    ipc_pack_str(pk, text);
     if (fields != NULL) {
-        pack_cstr(pk, "fields");
+        ipc_pack_str(pk, "fields");
         msgpack_pack_object(pk, *fields);
     }
     ipc_conn_end(w->conn, NULL);

@@ -62,11 +62,6 @@ static const char *command(const char *cmd, void (*pack_arg)(msgpack_packer *, c
     return a.text;
 }
 
-static void pack_cstr(msgpack_packer *pk, const char *s)
-{
-    msgpack_pack_str_with_body(pk, s, strlen(s));
-}
-
 struct call {
     const char *plugin, *method, *label;
     int argc;
@@ -78,14 +73,14 @@ static void pack_call(msgpack_packer *pk, const void *arg)
 {
     const struct call *c = arg;
     msgpack_pack_map(pk, 3);
-    pack_cstr(pk, "plugin");
-    pack_cstr(pk, c->plugin);
-    pack_cstr(pk, "method");
-    pack_cstr(pk, c->method);
-    pack_cstr(pk, "params");
+    ipc_pack_str(pk, "plugin");
+    ipc_pack_str(pk, c->plugin);
+    ipc_pack_str(pk, "method");
+    ipc_pack_str(pk, c->method);
+    ipc_pack_str(pk, "params");
     msgpack_pack_array(pk, c->argc);
     if (c->str_arg != NULL)
-        pack_cstr(pk, c->str_arg);
+        ipc_pack_str(pk, c->str_arg);
     else
         for (int i = 0; i < c->argc; i++)
             msgpack_pack_int64(pk, c->int_args[i]);

@@ -180,6 +180,9 @@ bool ipc_conn_is_congested(const struct ipc_conn *c);
 size_t ipc_conn_calls_pending(const struct ipc_conn *c);
 const struct ipc_stats *ipc_conn_stats(const struct ipc_conn *c);
 
+/* Packs a NUL-terminated string as a msgpack str. */
+void ipc_pack_str(msgpack_packer *pk, const char *s);
+
 /* Helpers for reading messages. */
 bool ipc_str_equals(const char *s, size_t len, const char *cstr);
 /* The value of `key` in the msgpack map `map`, or NULL (also when `map` is
