@@ -3,6 +3,8 @@
 #include <criterion/criterion.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "plugd_harness.h"
 
@@ -346,4 +348,22 @@ Test(workers, config_change_with_hooks_is_validated_and_applied_hot)
     json_t *arg = json_pack("{s:s, s:i}", "plugin", "crashy", "config", 3);
     cr_assert_eq(harness_command(&h, "config", arg, NULL, NULL, 0), PLUGD_E_INVALID_REQUEST);
     json_decref(arg);
+}
+
+Test(workers, workers_die_with_a_killed_plugd)
+{
+    harness_add_plugin(&h, "hello", "hello", NULL);
+    harness_add_plugin(&h, "python-worker", "py", NULL);
+    harness_start(&h);
+    cr_assert(harness_wait_state(&h, "hello", "running", -1, 10.0));
+    cr_assert(harness_wait_state(&h, "py", "running", -1, 15.0));
+    pid_t workers[] = {harness_worker_pid(&h, "hello"), harness_worker_pid(&h, "py")};
+    kill(h.plugd_pid, SIGKILL);
+    waitpid(h.plugd_pid, NULL, 0);
+    h.plugd_pid = 0;
+    for (int i = 0; i < 2; i++) {
+        for (int tries = 0; tries < 500 && !harness_pid_dead(workers[i]); tries++)
+            usleep(10000);
+        cr_assert(harness_pid_dead(workers[i]), "worker %d outlived plugd", workers[i]);
+    }
 }

@@ -379,6 +379,22 @@ bool harness_pid_gone(pid_t pid)
     return pid > 0 && kill(pid, 0) < 0 && errno == ESRCH;
 }
 
+bool harness_pid_dead(pid_t pid)
+{
+    if (harness_pid_gone(pid))
+        return true;
+    char path[64], buf[512];
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return true;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *paren = strrchr(buf, ')');
+    return paren != NULL && paren[1] == ' ' && paren[2] == 'Z';
+}
+
 /* The parent pid field of /proc/PID/stat (after the command's closing paren). */
 static pid_t parent_of(const char *pid_dir)
 {

@@ -80,6 +80,10 @@ void harness_fini(struct harness *h);
 /* True when `pid` no longer exists (not even as a zombie). */
 bool harness_pid_gone(pid_t pid);
 
+/* True when `pid` has exited (gone, or a zombie its new parent has not
+ * reaped yet: orphans go to whatever reaper the machine has). */
+bool harness_pid_dead(pid_t pid);
+
 /* Descendant processes of `pid` that are alive or zombies. */
 int harness_count_children(pid_t pid);
 
