@@ -667,9 +667,14 @@ void worker_call(struct worker *w, const char *method, const msgpack_object *par
                       on_routed_reply, rc, &err) < 0) {
         free(rc);
         w->call_errors++;
-        if (err.code != PLUGD_E_BUFFER_FULL)
-            err.code = PLUGD_E_WORKER_UNAVAILABLE;
-        reply(&err, NULL, ud);
+        /* buffer_full (the worker stopped reading), message_too_large, ...:
+         * callers only see the stable call errors of docs/protocol.md. */
+        struct plugd_error mapped;
+        plugd_error_set(&mapped,
+                        err.code == PLUGD_E_MESSAGE_TOO_LARGE ? PLUGD_E_INVALID_REQUEST
+                                                              : PLUGD_E_WORKER_UNAVAILABLE,
+                        "%s", err.message);
+        reply(&mapped, NULL, ud);
     }
 }
 
