@@ -30,6 +30,15 @@ static void teardown(void)
 
 TestSuite(workers, .init = setup, .fini = teardown, .timeout = 60);
 
+/* Starts plugd with the one example plugin `example` (manifest `overrides`
+ * merged in, may be NULL) and waits until its worker runs. */
+static void start_running(const char *example, const char *overrides)
+{
+    harness_add_plugin(&h, example, example, overrides);
+    harness_start(&h);
+    cr_assert(harness_wait_state(&h, example, "running", -1, 10.0), "%s did not start", example);
+}
+
 static const char *str_field(json_t *obj, const char *key)
 {
     return json_string_value(json_object_get(obj, key)) ?: "";
@@ -37,9 +46,7 @@ static const char *str_field(json_t *obj, const char *key)
 
 Test(workers, hello_answers_calls_and_inherits_only_its_channel)
 {
-    harness_add_plugin(&h, "hello", "hello", NULL);
-    harness_start(&h);
-    cr_assert(harness_wait_state(&h, "hello", "running", -1, 10.0));
+    start_running("hello", NULL);
 
     json_t *result = NULL;
     cr_assert_eq(harness_call(&h, "hello", "echo", "[\"hi\"]", 0, &result), PLUGD_OK);
@@ -56,9 +63,7 @@ Test(workers, hello_answers_calls_and_inherits_only_its_channel)
 
 Test(workers, unknown_plugin_and_bad_arguments_are_refused)
 {
-    harness_add_plugin(&h, "hello", "hello", NULL);
-    harness_start(&h);
-    cr_assert(harness_wait_state(&h, "hello", "running", -1, 10.0));
+    start_running("hello", NULL);
     cr_assert_eq(harness_call(&h, "nosuch", "echo", "[1]", 0, NULL), PLUGD_E_INVALID_REQUEST);
     cr_assert_eq(harness_call(&h, "hello", "plugd.shutdown", "[{}]", 0, NULL),
                  PLUGD_E_INVALID_REQUEST);
@@ -100,9 +105,7 @@ Test(workers, wrong_protocol_is_refused_naming_both_versions)
 
 Test(workers, crash_is_restarted_at_once_then_with_backoff)
 {
-    harness_add_plugin(&h, "crashy", "crashy", FAST_LIMITS);
-    harness_start(&h);
-    cr_assert(harness_wait_state(&h, "crashy", "running", -1, 10.0));
+    start_running("crashy", FAST_LIMITS);
     pid_t first = harness_worker_pid(&h, "crashy");
     int plugd_fds = harness_count_fds(h.plugd_pid);
 
@@ -147,9 +150,7 @@ Test(workers, crash_loop_stops_restarting_with_the_reason)
 
 Test(workers, failing_health_check_restarts_the_worker)
 {
-    harness_add_plugin(&h, "crashy", "crashy", FAST_LIMITS);
-    harness_start(&h);
-    cr_assert(harness_wait_state(&h, "crashy", "running", -1, 10.0));
+    start_running("crashy", FAST_LIMITS);
     cr_assert_eq(harness_call(&h, "crashy", "stop_health", "[]", 0, NULL), PLUGD_OK);
     cr_assert(harness_wait_state(&h, "crashy", "running", 1, 10.0));
     cr_assert_geq(harness_log_count(&h, "health check reported an error"), 1);
@@ -157,9 +158,7 @@ Test(workers, failing_health_check_restarts_the_worker)
 
 Test(workers, hung_worker_times_out_the_call_and_is_restarted)
 {
-    harness_add_plugin(&h, "crashy", "crashy", FAST_LIMITS);
-    harness_start(&h);
-    cr_assert(harness_wait_state(&h, "crashy", "running", -1, 10.0));
+    start_running("crashy", FAST_LIMITS);
     cr_assert_eq(harness_call(&h, "crashy", "hang", "[]", 200, NULL), PLUGD_E_TIMEOUT);
     cr_assert(harness_wait_state(&h, "crashy", "running", 1, 10.0));
     cr_assert_eq(harness_call(&h, "crashy", "echo", "[1]", 0, NULL), PLUGD_OK);
@@ -186,9 +185,7 @@ Test(workers, garbage_on_the_channel_is_a_fault_that_harms_nobody_else)
 
 Test(workers, graceful_stop_answers_drained_calls_and_fails_the_rest)
 {
-    harness_add_plugin(&h, "crashy", "crashy", FAST_LIMITS);
-    harness_start(&h);
-    cr_assert(harness_wait_state(&h, "crashy", "running", -1, 10.0));
+    start_running("crashy", FAST_LIMITS);
     struct pending *drained = harness_call_async(&h, "crashy", "delay", "[{\"ms\": 200}]", 5000);
     struct pending *stalled = harness_call_async(&h, "crashy", "stall", "[]", 5000);
     harness_sleep(&h, 0.05);
@@ -201,9 +198,7 @@ Test(workers, graceful_stop_answers_drained_calls_and_fails_the_rest)
 
 Test(workers, worker_ignoring_sigterm_is_killed_after_the_deadline)
 {
-    harness_add_plugin(&h, "crashy", "crashy", FAST_LIMITS);
-    harness_start(&h);
-    cr_assert(harness_wait_state(&h, "crashy", "running", -1, 10.0));
+    start_running("crashy", FAST_LIMITS);
     pid_t pid = harness_worker_pid(&h, "crashy");
     cr_assert_eq(harness_call(&h, "crashy", "ignore_term", "[]", 0, NULL), PLUGD_OK);
     harness_call(&h, "crashy", "hang", "[]", 100, NULL);
@@ -242,9 +237,7 @@ Test(workers, python_worker_answers_calls)
 
 Test(workers, host_channel_closing_stops_plugd_and_its_workers)
 {
-    harness_add_plugin(&h, "hello", "hello", NULL);
-    harness_start(&h);
-    cr_assert(harness_wait_state(&h, "hello", "running", -1, 10.0));
+    start_running("hello", NULL);
     pid_t worker = harness_worker_pid(&h, "hello");
     ipc_conn_free(h.host);
     h.host = NULL;
@@ -285,9 +278,7 @@ Test(workers, host_services_are_gated_by_capabilities)
 
 Test(workers, answer_after_the_deadline_is_dropped_and_counted)
 {
-    harness_add_plugin(&h, "crashy", "crashy", NULL);
-    harness_start(&h);
-    cr_assert(harness_wait_state(&h, "crashy", "running", -1, 10.0));
+    start_running("crashy", NULL);
     cr_assert_eq(harness_call(&h, "crashy", "delay", "[{\"ms\": 300}]", 100, NULL),
                  PLUGD_E_TIMEOUT);
     harness_sleep(&h, 0.4);
@@ -320,9 +311,7 @@ static int64_t config_value(const char *plugin)
 
 Test(workers, config_change_without_the_hook_restarts_the_worker_with_it)
 {
-    harness_add_plugin(&h, "crashy", "crashy", NULL);
-    harness_start(&h);
-    cr_assert(harness_wait_state(&h, "crashy", "running", -1, 10.0));
+    start_running("crashy", NULL);
     pid_t before = harness_worker_pid(&h, "crashy");
     cr_assert_eq(set_config("crashy", "{\"value\": 7}"), PLUGD_OK);
     for (int i = 0; i < 500 && harness_worker_pid(&h, "crashy") == before; i++)
@@ -334,9 +323,7 @@ Test(workers, config_change_without_the_hook_restarts_the_worker_with_it)
 
 Test(workers, config_change_with_hooks_is_validated_and_applied_hot)
 {
-    harness_add_plugin(&h, "crashy", "crashy", "{\"config\": {\"config_hooks\": true}}");
-    harness_start(&h);
-    cr_assert(harness_wait_state(&h, "crashy", "running", -1, 10.0));
+    start_running("crashy", "{\"config\": {\"config_hooks\": true}}");
     pid_t before = harness_worker_pid(&h, "crashy");
     cr_assert_eq(set_config("crashy", "{\"config_hooks\": true, \"value\": 5}"), PLUGD_OK);
     cr_assert_eq(config_value("crashy"), 5);
