@@ -87,6 +87,16 @@ static void garbage(struct plugd_request *req, const msgpack_object *params, voi
     (void)ignored;
 }
 
+/* oversize: starts a message that declares a 1 GiB bin on the channel. */
+static void oversize(struct plugd_request *req, const msgpack_object *params, void *ud)
+{
+    (void)params;
+    (void)ud;
+    static const char header[] = "\x94\x01\x01\xc0\xc6\x40\x00\x00\x00";
+    ssize_t ignored = write(plugd_worker_fd(plugd_request_worker(req)), header, sizeof(header) - 1);
+    (void)ignored;
+}
+
 /* flood_log [{lines}]: writes that many lines to stdout and stderr, then answers. */
 static void flood_log(struct plugd_request *req, const msgpack_object *params, void *ud)
 {
@@ -217,10 +227,11 @@ int main(void)
         const char *name;
         plugd_method_fn fn;
     } methods[] = {
-        {"echo", echo},       {"exit", do_exit},        {"segfault", segfault},
-        {"hang", hang},       {"stall", stall},         {"stop_health", stop_health},
-        {"garbage", garbage}, {"flood_log", flood_log}, {"ignore_term", ignore_term},
-        {"delay", delay},     {"call_host", call_host}, {"config_value", get_config_value},
+        {"echo", echo},         {"exit", do_exit},        {"segfault", segfault},
+        {"hang", hang},         {"stall", stall},         {"stop_health", stop_health},
+        {"garbage", garbage},   {"flood_log", flood_log}, {"ignore_term", ignore_term},
+        {"delay", delay},       {"call_host", call_host}, {"config_value", get_config_value},
+        {"oversize", oversize},
     };
     struct plugd_worker *w = plugd_worker_new(NULL);
     for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)

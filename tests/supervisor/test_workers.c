@@ -354,3 +354,15 @@ Test(workers, workers_die_with_a_killed_plugd)
         cr_assert(harness_pid_dead(workers[i]), "worker %d outlived plugd", workers[i]);
     }
 }
+
+Test(workers, oversize_message_from_a_worker_is_a_fault)
+{
+    start_running("crashy", FAST_LIMITS);
+    cr_assert_eq(harness_call(&h, "crashy", "oversize", "[]", 2000, NULL),
+                 PLUGD_E_WORKER_UNAVAILABLE);
+    cr_assert(harness_wait_state(&h, "crashy", "running", 1, 10.0));
+    cr_assert_geq(harness_log_count(&h, "message_too_large"), 1);
+    json_t *st = harness_status(&h, "crashy");
+    cr_assert_geq(json_integer_value(json_object_get(st, "faults")), 1);
+    json_decref(st);
+}
