@@ -1,6 +1,5 @@
 /* plugd: starts every plugin found in --plugins-dir, supervises their
  * workers, serves the host channel, and stops gracefully on SIGTERM/SIGINT. */
-#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -8,25 +7,32 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "plugd.h"
 
 static const char usage[] =
-    "usage: plugd --plugins-dir DIR [--state-dir DIR] [--host-fd N] [--log-file PATH]\n"
+    "usage: plugd [--plugins-dir DIR] [--state-dir DIR] [--host-fd N] [--log-file PATH]\n"
     "\n"
-    "Starts one supervised worker per plugin folder (a folder with a plugin.json)\n"
-    "found in --plugins-dir, and runs until SIGTERM or SIGINT, which stop every\n"
-    "worker gracefully (plugd.shutdown, drain, SIGTERM, SIGKILL).\n"
+    "Brings back every plugin of its registry (STATE/plugd.db) and runs a\n"
+    "supervised worker for each ready one; installs or upgrades the plugin\n"
+    "folders (each with a plugin.json) found in --plugins-dir, now and whenever\n"
+    "they change. Runs until SIGTERM or SIGINT, which stop every worker\n"
+    "gracefully (plugd.shutdown, drain, SIGTERM, SIGKILL).\n"
     "\n"
-    "  --plugins-dir DIR  where the plugin folders are (required)\n"
-    "  --state-dir DIR    plugd's state folder, created if missing (default ./state)\n"
+    "  --plugins-dir DIR  a folder of plugin folders to install from and watch\n"
+    "  --state-dir DIR    plugd's state folder (registry, package copies), created\n"
+    "                     if missing (default ./state)\n"
+    "  --scan-interval-ms N  how often --plugins-dir is checked (default 1000)\n"
+    "  --data-retention-days N  how long an uninstalled plugin's data is kept\n"
+    "                     (default 30)\n"
     "  --host-fd N        speak msgpack-rpc with the host application on fd N;\n"
     "                     plugd stops when that channel closes\n"
     "  --log-file PATH    append JSON log records here instead of stderr\n"
     "  --help             this text\n"
+    "\n"
+    "SIGHUP makes plugd look at --plugins-dir at once.\n"
     "  --version          plugd's version and protocol version\n";
 
 struct options {
@@ -34,43 +40,9 @@ struct options {
     const char *state_dir;
     const char *log_file;
     int host_fd;
+    double scan_interval;
+    double data_retention;
 };
-
-struct worker *plugd_find_worker(struct plugd *d, const char *name, size_t len)
-{
-    for (size_t i = 0; i < d->n_workers; i++)
-        if (ipc_str_equals(name, len, d->workers[i]->m->name))
-            return d->workers[i];
-    return NULL;
-}
-
-static bool all_stopped(const struct plugd *d)
-{
-    for (size_t i = 0; i < d->n_workers; i++)
-        if (d->workers[i]->state != WK_STOPPED)
-            return false;
-    return true;
-}
-
-void plugd_stop_all(struct plugd *d)
-{
-    if (!d->is_stopping)
-        log_plugd("info", NULL, "stopping %zu worker(s)", d->n_workers);
-    d->is_stopping = true;
-    for (size_t i = 0; i < d->n_workers; i++)
-        worker_stop(d->workers[i]);
-    if (all_stopped(d))
-        ev_break(d->loop, EVBREAK_ALL);
-}
-
-static void on_worker_state(struct worker *w, enum wk_state from, void *ud)
-{
-    (void)w;
-    (void)from;
-    struct plugd *d = ud;
-    if (d->is_stopping && all_stopped(d))
-        ev_break(d->loop, EVBREAK_ALL);
-}
 
 static void on_signal(struct ev_loop *loop, ev_signal *s, int revents)
 {
@@ -81,6 +53,29 @@ static void on_signal(struct ev_loop *loop, ev_signal *s, int revents)
     plugd_stop_all(d);
 }
 
+/* SIGHUP: look at the plugins folder now. */
+static void on_sighup(struct ev_loop *loop, ev_signal *s, int revents)
+{
+    (void)loop;
+    (void)revents;
+    plugd_scan(s->data);
+}
+
+/* A decimal integer flag value in [min, max]. */
+static int parse_number(const char *text, const char *flag, long min, long max, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (errno || *end || end == text || v < min || v > max) {
+        fprintf(stderr, "plugd: %s: \"%s\" is not a number from %ld to %ld\n", flag, text, min,
+                max);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
 static int parse_args(int argc, char **argv, struct options *o)
 {
     static const struct option longopts[] = {
@@ -88,6 +83,8 @@ static int parse_args(int argc, char **argv, struct options *o)
         {"state-dir", required_argument, NULL, 's'},
         {"host-fd", required_argument, NULL, 'H'},
         {"log-file", required_argument, NULL, 'l'},
+        {"scan-interval-ms", required_argument, NULL, 'i'},
+        {"data-retention-days", required_argument, NULL, 'r'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -95,7 +92,7 @@ static int parse_args(int argc, char **argv, struct options *o)
     *o = (struct options){.state_dir = "state", .host_fd = -1};
     int c;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        char *end;
+        long number;
         switch (c) {
         case 'p':
             o->plugins_dir = optarg;
@@ -107,14 +104,20 @@ static int parse_args(int argc, char **argv, struct options *o)
             o->log_file = optarg;
             break;
         case 'H':
-            errno = 0;
-            long fd = strtol(optarg, &end, 10);
-            if (errno || *end || end == optarg || fd < 0 || fd > INT_MAX) {
-                fprintf(stderr, "plugd: --host-fd: \"%s\" is not a file descriptor number\n",
-                        optarg);
+            if (parse_number(optarg, "--host-fd", 0, INT_MAX, &number) < 0)
                 return 2;
-            }
-            o->host_fd = (int)fd;
+            o->host_fd = (int)number;
+            break;
+        case 'i':
+            if (parse_number(optarg, "--scan-interval-ms", 10, 86400000, &number) < 0)
+                return 2;
+            o->scan_interval = (double)number / 1000.0;
+            break;
+        case 'r':
+            if (parse_number(optarg, "--data-retention-days", 0, 36500, &number) < 0)
+                return 2;
+            /* 0 days: data is deleted at the first sweep after uninstall */
+            o->data_retention = number ? (double)number * 86400.0 : 1e-9;
             break;
         case 'h':
             fputs(usage, stdout);
@@ -130,59 +133,6 @@ static int parse_args(int argc, char **argv, struct options *o)
     if (optind < argc) {
         fprintf(stderr, "plugd: unexpected argument \"%s\"\n%s", argv[optind], usage);
         return 2;
-    }
-    if (o->plugins_dir == NULL) {
-        fprintf(stderr, "plugd: --plugins-dir is required\n%s", usage);
-        return 2;
-    }
-    return 0;
-}
-
-static int compare_names(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Loads every folder of `dir` that has a plugin.json, in name order. A bad
- * manifest is logged and skipped; it does not stop the others. */
-static int load_plugins(struct plugd *d, const char *dir)
-{
-    DIR *dh = opendir(dir);
-    if (dh == NULL) {
-        fprintf(stderr, "plugd: cannot open --plugins-dir %s: %s\n", dir, strerror(errno));
-        return -1;
-    }
-    char *names[PLUGD_MAX_PLUGINS];
-    size_t n = 0;
-    struct dirent *e;
-    while ((e = readdir(dh)) != NULL && n < PLUGD_MAX_PLUGINS) {
-        char path[PATH_MAX];
-        struct stat st;
-        if (e->d_name[0] == '.')
-            continue;
-        snprintf(path, sizeof(path), "%s/%s/plugin.json", dir, e->d_name);
-        if (stat(path, &st) == 0 && S_ISREG(st.st_mode))
-            names[n++] = strdup(e->d_name);
-    }
-    closedir(dh);
-    qsort(names, n, sizeof(names[0]), compare_names);
-    for (size_t i = 0; i < n; i++) {
-        char path[PATH_MAX];
-        struct plugd_error err;
-        snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
-        free(names[i]);
-        struct manifest *m = manifest_load(path, &err);
-        if (m == NULL) {
-            log_plugd("error", NULL, "skipping plugin folder %s: %s", path, err.message);
-            continue;
-        }
-        if (plugd_find_worker(d, m->name, strlen(m->name)) != NULL) {
-            log_plugd("error", m->name, "skipping %s: a plugin with this name is already loaded",
-                      path);
-            manifest_free(m);
-            continue;
-        }
-        d->workers[d->n_workers++] = worker_new(d->loop, m, on_worker_state, d);
     }
     return 0;
 }
@@ -202,36 +152,36 @@ int main(int argc, char **argv)
         }
         log_set_output(log_file);
     }
-    if (mkdir(o.state_dir, 0750) < 0 && errno != EEXIST) {
-        fprintf(stderr, "plugd: cannot create --state-dir %s: %s\n", o.state_dir, strerror(errno));
-        return 1;
-    }
     signal(SIGPIPE, SIG_IGN);
     srand48((long)time(NULL) ^ getpid());
 
     static struct plugd d;
-    d.loop = ev_default_loop(EVFLAG_AUTO);
-    if (load_plugins(&d, o.plugins_dir) < 0)
-        return 1;
+    struct plugd_options po = {.state_dir = o.state_dir,
+                               .plugins_dir = o.plugins_dir,
+                               .scan_interval = o.scan_interval,
+                               .data_retention = o.data_retention};
     struct plugd_error err;
+    log_plugd("info", NULL, "plugd %s starting (state %s, plugins %s)", PLUGD_VERSION, o.state_dir,
+              o.plugins_dir ? o.plugins_dir : "none");
+    if (plugd_open(&d, ev_default_loop(EVFLAG_AUTO), &po, &err) < 0) {
+        fprintf(stderr, "plugd: %s\n", err.message);
+        return 1;
+    }
     if (o.host_fd >= 0 && host_channel_open(&d, o.host_fd, &err) < 0) {
         fprintf(stderr, "plugd: --host-fd %d: %s\n", o.host_fd, err.message);
+        plugd_close(&d);
         return 1;
     }
 
-    ev_signal sigterm, sigint;
+    ev_signal sigterm, sigint, sighup;
     ev_signal_init(&sigterm, on_signal, SIGTERM);
     ev_signal_init(&sigint, on_signal, SIGINT);
-    sigterm.data = sigint.data = &d;
+    ev_signal_init(&sighup, on_sighup, SIGHUP);
+    sigterm.data = sigint.data = sighup.data = &d;
     ev_signal_start(d.loop, &sigterm);
     ev_signal_start(d.loop, &sigint);
+    ev_signal_start(d.loop, &sighup);
 
-    log_plugd("info", NULL, "plugd %s starting %zu plugin(s) from %s", PLUGD_VERSION, d.n_workers,
-              o.plugins_dir);
-    for (size_t i = 0; i < d.n_workers; i++) {
-        if (worker_start(d.workers[i], &err) < 0)
-            log_plugd("error", d.workers[i]->m->name, "cannot start: %s", err.message);
-    }
     ev_run(d.loop, 0);
 
     log_plugd("info", NULL, "plugd stopped");
@@ -239,9 +189,9 @@ int main(int argc, char **argv)
         ipc_conn_flush(d.host, NULL); /* answers queued in the last iteration */
         ipc_conn_free(d.host);
     }
-    for (size_t i = 0; i < d.n_workers; i++)
-        worker_free(d.workers[i]);
-    ev_loop_destroy(d.loop);
+    struct ev_loop *loop = d.loop;
+    plugd_close(&d);
+    ev_loop_destroy(loop);
     if (log_file != NULL)
         fclose(log_file);
     return d.exit_status;

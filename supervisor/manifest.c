@@ -1,9 +1,15 @@
 #include "manifest.h"
 
+#include "capabilities.h"
+
+#include <ctype.h>
+#include <errno.h>
 #include <jansson.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 void worker_limits_default(struct worker_limits *l)
@@ -18,6 +24,10 @@ void worker_limits_default(struct worker_limits *l)
         .term_timeout = 5.0,
         .crash_loop_restarts = 5,
         .crash_loop_window = 60.0,
+        .memory_mb = 256,
+        .nofile = 256,
+        .nproc = 64,
+        .cpu_percent = 100,
     };
 }
 
@@ -29,9 +39,15 @@ void manifest_free(struct manifest *m)
     free(m->name);
     free(m->version);
     free(m->entrypoint);
+    free(m->entrypoint_rel);
     for (size_t i = 0; i < m->n_capabilities; i++)
         free(m->capabilities[i]);
+    for (size_t i = 0; i < m->n_methods; i++)
+        free(m->methods[i]);
+    for (size_t i = 0; i < m->n_files; i++)
+        free(m->files[i]);
     json_decref(m->config);
+    json_decref(m->json);
     free(m);
 }
 
@@ -39,7 +55,7 @@ static int read_string(json_t *root, const char *field, char **out, struct plugd
 {
     json_t *v = json_object_get(root, field);
     if (!json_is_string(v) || json_string_length(v) == 0)
-        return plugd_error_set(err, PLUGD_E_INVALID_REQUEST,
+        return plugd_error_set(err, PLUGD_E_INVALID_MANIFEST,
                                "manifest: \"%s\" is %s; it must be a non-empty string", field,
                                v == NULL ? "missing" : "not a non-empty string");
     *out = strdup(json_string_value(v));
@@ -54,11 +70,62 @@ static int read_ms(json_t *limits, const char *field, double *out, struct plugd_
     if (v == NULL)
         return 0;
     if (!json_is_integer(v) || json_integer_value(v) <= 0 || json_integer_value(v) > 86400000)
-        return plugd_error_set(err, PLUGD_E_INVALID_REQUEST,
+        return plugd_error_set(err, PLUGD_E_INVALID_MANIFEST,
                                "manifest: \"limits.%s\" must be an integer of milliseconds "
                                "between 1 and 86400000",
                                field);
     *out = (double)json_integer_value(v) / 1000.0;
+    return 0;
+}
+
+/* Optional integer limit in [min, max]; absent keeps the default. */
+static int read_int(json_t *limits, const char *field, int min, int max, int *out,
+                    struct plugd_error *err)
+{
+    json_t *v = json_object_get(limits, field);
+    if (v == NULL)
+        return 0;
+    if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max)
+        return plugd_error_set(err, PLUGD_E_INVALID_MANIFEST,
+                               "manifest: \"limits.%s\" must be an integer between %d and %d",
+                               field, min, max);
+    *out = (int)json_integer_value(v);
+    return 0;
+}
+
+static const char *const known_fields[] = {"name",     "version",      "description", "entrypoint",
+                                           "protocol", "capabilities", "limits",      "methods",
+                                           "config",   "files",        NULL};
+static const char *const known_limits[] = {"call_timeout_ms",
+                                           "handshake_timeout_ms",
+                                           "init_timeout_ms",
+                                           "health_interval_ms",
+                                           "health_timeout_ms",
+                                           "shutdown_drain_ms",
+                                           "shutdown_term_ms",
+                                           "crash_loop_window_ms",
+                                           "crash_loop_restarts",
+                                           "memory_mb",
+                                           "nofile",
+                                           "nproc",
+                                           "cpu_percent",
+                                           NULL};
+
+/* Refuses a key of `obj` not in `known` (a typo must not pass silently). */
+static int only_known_fields(json_t *obj, const char *prefix, const char *const *known,
+                             struct plugd_error *err)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(obj, key, v)
+    {
+        bool is_known = false;
+        for (size_t i = 0; known[i] && !is_known; i++)
+            is_known = strcmp(key, known[i]) == 0;
+        if (!is_known)
+            return plugd_error_set(err, PLUGD_E_INVALID_MANIFEST,
+                                   "manifest: unknown field \"%s%s\"", prefix, key);
+    }
     return 0;
 }
 
@@ -69,7 +136,7 @@ static int read_limits(json_t *root, struct worker_limits *l, struct plugd_error
     if (limits == NULL)
         return 0;
     if (!json_is_object(limits))
-        return plugd_error_set(err, PLUGD_E_INVALID_REQUEST,
+        return plugd_error_set(err, PLUGD_E_INVALID_MANIFEST,
                                "manifest: \"limits\" must be an object");
     if (read_ms(limits, "call_timeout_ms", &l->call_timeout, err) < 0 ||
         read_ms(limits, "handshake_timeout_ms", &l->handshake_timeout, err) < 0 ||
@@ -80,16 +147,13 @@ static int read_limits(json_t *root, struct worker_limits *l, struct plugd_error
         read_ms(limits, "shutdown_term_ms", &l->term_timeout, err) < 0 ||
         read_ms(limits, "crash_loop_window_ms", &l->crash_loop_window, err) < 0)
         return -1;
-    json_t *restarts = json_object_get(limits, "crash_loop_restarts");
-    if (restarts != NULL) {
-        if (!json_is_integer(restarts) || json_integer_value(restarts) < 1 ||
-            json_integer_value(restarts) > 1000)
-            return plugd_error_set(err, PLUGD_E_INVALID_REQUEST,
-                                   "manifest: \"limits.crash_loop_restarts\" must be an integer "
-                                   "between 1 and 1000");
-        l->crash_loop_restarts = (int)json_integer_value(restarts);
-    }
-    return 0;
+    if (read_int(limits, "crash_loop_restarts", 1, 1000, &l->crash_loop_restarts, err) < 0 ||
+        read_int(limits, "memory_mb", 16, 65536, &l->memory_mb, err) < 0 ||
+        read_int(limits, "nofile", 16, 65536, &l->nofile, err) < 0 ||
+        read_int(limits, "nproc", 1, 4096, &l->nproc, err) < 0 ||
+        read_int(limits, "cpu_percent", 1, 800, &l->cpu_percent, err) < 0)
+        return -1;
+    return only_known_fields(limits, "limits.", known_limits, err);
 }
 
 static int read_capabilities(json_t *root, struct manifest *m, struct plugd_error *err)
@@ -98,7 +162,7 @@ static int read_capabilities(json_t *root, struct manifest *m, struct plugd_erro
     if (caps == NULL)
         return 0;
     if (!json_is_array(caps) || json_array_size(caps) > MANIFEST_MAX_CAPS)
-        return plugd_error_set(err, PLUGD_E_INVALID_REQUEST,
+        return plugd_error_set(err, PLUGD_E_INVALID_MANIFEST,
                                "manifest: \"capabilities\" must be an array of at most %d strings",
                                MANIFEST_MAX_CAPS);
     size_t i;
@@ -106,65 +170,319 @@ static int read_capabilities(json_t *root, struct manifest *m, struct plugd_erro
     json_array_foreach(caps, i, v)
     {
         if (!json_is_string(v))
-            return plugd_error_set(err, PLUGD_E_INVALID_REQUEST,
+            return plugd_error_set(err, PLUGD_E_INVALID_MANIFEST,
                                    "manifest: \"capabilities[%zu]\" is not a string", i);
-        m->capabilities[m->n_capabilities++] = strdup(json_string_value(v));
+        const char *name = json_string_value(v);
+        if (cap_find(name) == NULL)
+            return plugd_error_set(err, PLUGD_E_INVALID_MANIFEST,
+                                   "manifest: \"capabilities[%zu]\": \"%s\" is not a known "
+                                   "capability (docs/manifest.md lists them)",
+                                   i, name);
+        for (size_t j = 0; j < m->n_capabilities; j++)
+            if (strcmp(m->capabilities[j], name) == 0)
+                return plugd_error_set(err, PLUGD_E_INVALID_MANIFEST,
+                                       "manifest: \"capabilities[%zu]\": \"%s\" is listed twice", i,
+                                       name);
+        m->capabilities[m->n_capabilities++] = strdup(name);
     }
+    return 0;
+}
+
+/* A relative path inside the package folder naming a regular file. */
+static int check_package_path(const char *field, const char *rel, const struct manifest *m,
+                              char **abs, struct plugd_error *err)
+{
+    struct stat st;
+    if (rel[0] == '/' || strcmp(rel, "..") == 0 || strncmp(rel, "../", 3) == 0 ||
+        strstr(rel, "/../") != NULL ||
+        (strlen(rel) >= 3 && strcmp(rel + strlen(rel) - 3, "/..") == 0))
+        return plugd_error_set(err, PLUGD_E_INVALID_MANIFEST,
+                               "manifest: \"%s\": \"%s\" must be a relative path inside the "
+                               "plugin folder",
+                               field, rel);
+    if (asprintf(abs, "%s/%s", m->dir, rel) < 0) {
+        *abs = NULL;
+        return plugd_error_set(err, PLUGD_E_NO_MEMORY, "manifest: no memory");
+    }
+    if (stat(*abs, &st) != 0 || !S_ISREG(st.st_mode))
+        return plugd_error_set(err, PLUGD_E_INVALID_MANIFEST, "manifest: \"%s\": %s is not a file",
+                               field, *abs);
     return 0;
 }
 
 static int read_entrypoint(json_t *root, struct manifest *m, struct plugd_error *err)
 {
-    char *rel;
-    if (read_string(root, "entrypoint", &rel, err) < 0)
+    if (read_string(root, "entrypoint", &m->entrypoint_rel, err) < 0 ||
+        check_package_path("entrypoint", m->entrypoint_rel, m, &m->entrypoint, err) < 0)
         return -1;
-    int n = asprintf(&m->entrypoint, "%s/%s", m->dir, rel);
-    free(rel);
-    if (n < 0) {
-        m->entrypoint = NULL;
-        return plugd_error_set(err, PLUGD_E_NO_MEMORY, "manifest: no memory");
-    }
     if (access(m->entrypoint, X_OK) != 0)
-        return plugd_error_set(err, PLUGD_E_INVALID_REQUEST,
-                               "manifest: \"entrypoint\": %s is not an executable file",
-                               m->entrypoint);
+        return plugd_error_set(err, PLUGD_E_INVALID_MANIFEST,
+                               "manifest: \"entrypoint\": %s is not executable", m->entrypoint);
     return 0;
+}
+
+/* An optional array of unique strings, each checked by `is_valid`. */
+static int read_string_list(json_t *root, const char *field, size_t max,
+                            bool (*is_valid)(const char *), const char *rule, char **out, size_t *n,
+                            struct plugd_error *err)
+{
+    json_t *list = json_object_get(root, field);
+    if (list == NULL)
+        return 0;
+    if (!json_is_array(list) || json_array_size(list) > max)
+        return plugd_error_set(err, PLUGD_E_INVALID_MANIFEST,
+                               "manifest: \"%s\" must be an array of at most %zu strings", field,
+                               max);
+    size_t i;
+    json_t *v;
+    json_array_foreach(list, i, v)
+    {
+        const char *s = json_string_value(v);
+        if (s == NULL || !is_valid(s))
+            return plugd_error_set(err, PLUGD_E_INVALID_MANIFEST, "manifest: \"%s[%zu]\": %s",
+                                   field, i, rule);
+        for (size_t j = 0; j < *n; j++)
+            if (strcmp(out[j], s) == 0)
+                return plugd_error_set(err, PLUGD_E_INVALID_MANIFEST,
+                                       "manifest: \"%s[%zu]\": \"%s\" is listed twice", field, i,
+                                       s);
+        out[(*n)++] = strdup(s);
+    }
+    return 0;
+}
+
+static bool is_method_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 255 || strncmp(s, "plugd.", 6) == 0)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)s[i]) && s[i] != '_' && s[i] != '.' && s[i] != '-')
+            return false;
+    return true;
+}
+
+static bool is_nonempty(const char *s)
+{
+    return s[0] != 0 && strlen(s) < 1024;
+}
+
+static int read_files(json_t *root, struct manifest *m, struct plugd_error *err)
+{
+    if (read_string_list(root, "files", MANIFEST_MAX_FILES, is_nonempty, "must be a path", m->files,
+                         &m->n_files, err) < 0)
+        return -1;
+    for (size_t i = 0; i < m->n_files; i++) {
+        char field[32], *abs = NULL;
+        snprintf(field, sizeof(field), "files[%zu]", i);
+        int rc = check_package_path(field, m->files[i], m, &abs, err);
+        free(abs);
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* [a-z0-9][a-z0-9-]{0,62} */
+bool manifest_is_valid_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 63 || s[0] == '-')
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
+            return false;
+    return true;
+}
+
+static int read_identity(json_t *root, struct manifest *m, struct plugd_error *err)
+{
+    if (read_string(root, "name", &m->name, err) < 0)
+        return -1;
+    if (!manifest_is_valid_name(m->name))
+        return plugd_error_set(err, PLUGD_E_INVALID_MANIFEST,
+                               "manifest: \"name\": \"%.64s\" must be 1 to 63 characters of "
+                               "a-z, 0-9 and '-', not starting with '-'",
+                               m->name);
+    if (read_string(root, "version", &m->version, err) < 0)
+        return -1;
+    if (!semver_is_valid(m->version))
+        return plugd_error_set(err, PLUGD_E_INVALID_MANIFEST,
+                               "manifest: \"version\": \"%.64s\" is not a semantic version "
+                               "(MAJOR.MINOR.PATCH, semver.org)",
+                               m->version);
+    json_t *description = json_object_get(root, "description");
+    if (description != NULL &&
+        (!json_is_string(description) || json_string_length(description) > 1024))
+        return plugd_error_set(err, PLUGD_E_INVALID_MANIFEST,
+                               "manifest: \"description\" must be a string of at most 1024 bytes");
+    json_t *protocol = json_object_get(root, "protocol");
+    if (!json_is_integer(protocol))
+        return plugd_error_set(err, PLUGD_E_INVALID_MANIFEST,
+                               "manifest: \"protocol\" must be an integer");
+    json_int_t p = json_integer_value(protocol);
+    if (p < PLUGD_PROTOCOL_MIN || p > PLUGD_PROTOCOL_CURRENT)
+        return plugd_error_set(err, PLUGD_E_INVALID_MANIFEST,
+                               "manifest: \"protocol\": %lld is not supported (this plugd "
+                               "speaks %d to %d)",
+                               (long long)p, PLUGD_PROTOCOL_MIN, PLUGD_PROTOCOL_CURRENT);
+    m->protocol = (int)p;
+    return 0;
+}
+
+struct manifest *manifest_parse(json_t *root, const char *dir, struct plugd_error *err)
+{
+    struct manifest *m = calloc(1, sizeof(*m));
+    if (m == NULL || (m->dir = realpath(dir, NULL)) == NULL) {
+        plugd_error_set(err, PLUGD_E_INVALID_MANIFEST, "plugin folder %s cannot be opened", dir);
+        goto fail;
+    }
+    if (!json_is_object(root)) {
+        plugd_error_set(err, PLUGD_E_INVALID_MANIFEST, "manifest: not a JSON object");
+        goto fail;
+    }
+    m->json = json_incref(root);
+    json_t *config = json_object_get(root, "config");
+    if (config != NULL && !json_is_object(config)) {
+        plugd_error_set(err, PLUGD_E_INVALID_MANIFEST, "manifest: \"config\" must be an object");
+        goto fail;
+    }
+    m->config = config ? json_deep_copy(config) : json_object();
+    if (only_known_fields(root, "", known_fields, err) < 0 || read_identity(root, m, err) < 0 ||
+        read_entrypoint(root, m, err) < 0 || read_capabilities(root, m, err) < 0 ||
+        read_limits(root, &m->limits, err) < 0 ||
+        read_string_list(root, "methods", MANIFEST_MAX_METHODS, is_method_name,
+                         "must be 1 to 255 characters of A-Z a-z 0-9 _ . - and not start with "
+                         "\"plugd.\"",
+                         m->methods, &m->n_methods, err) < 0 ||
+        read_files(root, m, err) < 0)
+        goto fail;
+    return m;
+
+fail:
+    manifest_free(m);
+    return NULL;
 }
 
 struct manifest *manifest_load(const char *dir, struct plugd_error *err)
 {
-    struct manifest *m = calloc(1, sizeof(*m));
-    json_t *root = NULL;
     char path[PATH_MAX];
-    if (m == NULL || (m->dir = realpath(dir, NULL)) == NULL) {
-        plugd_error_set(err, PLUGD_E_INVALID_REQUEST, "plugin folder %s cannot be opened", dir);
-        goto fail;
-    }
-    snprintf(path, sizeof(path), "%s/plugin.json", m->dir);
+    snprintf(path, sizeof(path), "%s/plugin.json", dir);
     json_error_t jerr;
-    root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
-    if (root == NULL || !json_is_object(root)) {
-        plugd_error_set(err, PLUGD_E_INVALID_REQUEST, "manifest: %s: %s", path,
-                        root ? "not a JSON object" : jerr.text);
-        goto fail;
+    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL) {
+        plugd_error_set(err, PLUGD_E_INVALID_MANIFEST, "manifest: %s: %s (line %d)", path,
+                        jerr.text, jerr.line);
+        return NULL;
     }
-    if (read_string(root, "name", &m->name, err) < 0 ||
-        read_string(root, "version", &m->version, err) < 0 || read_entrypoint(root, m, err) < 0 ||
-        read_capabilities(root, m, err) < 0 || read_limits(root, &m->limits, err) < 0)
-        goto fail;
-    json_t *protocol = json_object_get(root, "protocol");
-    if (!json_is_integer(protocol)) {
-        plugd_error_set(err, PLUGD_E_INVALID_REQUEST, "manifest: \"protocol\" must be an integer");
-        goto fail;
-    }
-    m->protocol = (int)json_integer_value(protocol);
-    json_t *config = json_object_get(root, "config");
-    m->config = json_is_object(config) ? json_incref(config) : json_object();
+    struct manifest *m = manifest_parse(root, dir, err);
     json_decref(root);
     return m;
+}
 
-fail:
-    json_decref(root);
-    manifest_free(m);
-    return NULL;
+/* ------------------------------------------------------------ semver */
+
+/* A dot-separated identifier list: alphanumerics and '-', none empty; with
+ * `is_numeric_strict`, numeric identifiers have no leading zero. */
+static bool is_identifiers(const char *s, size_t n, bool is_numeric_strict)
+{
+    size_t start = 0;
+    for (size_t i = 0; i <= n; i++) {
+        if (i < n && s[i] != '.') {
+            if (!isalnum((unsigned char)s[i]) && s[i] != '-')
+                return false;
+            continue;
+        }
+        size_t len = i - start;
+        if (len == 0)
+            return false;
+        bool is_numeric = true;
+        for (size_t k = start; k < i; k++)
+            is_numeric = is_numeric && isdigit((unsigned char)s[k]);
+        if (is_numeric_strict && is_numeric && len > 1 && s[start] == '0')
+            return false;
+        start = i + 1;
+    }
+    return true;
+}
+
+/* Parses MAJOR.MINOR.PATCH; sets *rest to what follows. */
+static bool parse_core(const char *v, unsigned long long core[3], const char **rest)
+{
+    const char *p = v;
+    for (int i = 0; i < 3; i++) {
+        if (!isdigit((unsigned char)*p) || (p[0] == '0' && isdigit((unsigned char)p[1])))
+            return false;
+        char *end;
+        errno = 0;
+        core[i] = strtoull(p, &end, 10);
+        if (errno)
+            return false;
+        p = end;
+        if (i < 2 && *p++ != '.')
+            return false;
+    }
+    *rest = p;
+    return true;
+}
+
+bool semver_is_valid(const char *v)
+{
+    unsigned long long core[3];
+    const char *rest;
+    if (!parse_core(v, core, &rest))
+        return false;
+    const char *plus = strchr(rest, '+');
+    size_t pre_len = plus ? (size_t)(plus - rest) : strlen(rest);
+    if (pre_len > 0 && (rest[0] != '-' || !is_identifiers(rest + 1, pre_len - 1, true)))
+        return false;
+    return plus == NULL || is_identifiers(plus + 1, strlen(plus + 1), false);
+}
+
+static int compare_identifier(const char *a, size_t an, const char *b, size_t bn)
+{
+    bool a_num = true, b_num = true;
+    for (size_t i = 0; i < an; i++)
+        a_num = a_num && isdigit((unsigned char)a[i]);
+    for (size_t i = 0; i < bn; i++)
+        b_num = b_num && isdigit((unsigned char)b[i]);
+    if (a_num && b_num) {
+        if (an != bn)
+            return an < bn ? -1 : 1; /* no leading zeros: longer is larger */
+        return memcmp(a, b, an);
+    }
+    if (a_num != b_num)
+        return a_num ? -1 : 1; /* numeric identifiers rank lower */
+    int c = memcmp(a, b, an < bn ? an : bn);
+    return c ? c : (an > bn) - (an < bn);
+}
+
+int semver_compare(const char *a, const char *b)
+{
+    unsigned long long ca[3] = {0}, cb[3] = {0};
+    const char *ra = "", *rb = "";
+    parse_core(a, ca, &ra);
+    parse_core(b, cb, &rb);
+    for (int i = 0; i < 3; i++)
+        if (ca[i] != cb[i])
+            return ca[i] < cb[i] ? -1 : 1;
+    size_t na = strcspn(ra, "+"), nb = strcspn(rb, "+");
+    if (na == 0 || nb == 0)
+        return (na == 0) - (nb == 0) ? (na == 0 ? 1 : -1)
+                                     : 0; /* a release outranks a pre-release */
+    ra++, rb++, na--, nb--;
+    while (na > 0 && nb > 0) {
+        size_t la = strcspn(ra, ".+"), lb = strcspn(rb, ".+");
+        la = la < na ? la : na;
+        lb = lb < nb ? lb : nb;
+        int c = compare_identifier(ra, la, rb, lb);
+        if (c)
+            return c < 0 ? -1 : 1;
+        ra += la, rb += lb, na -= la, nb -= lb;
+        if (na > 0)
+            ra++, na--;
+        if (nb > 0)
+            rb++, nb--;
+    }
+    return (na > 0) - (nb > 0);
 }

@@ -1,4 +1,8 @@
-/* The daemon's top-level state: the loop, the workers, the host channel. */
+/* The daemon's state and its in-process API: the registry, the event bus,
+ * one struct plugin per registered plugin (its committed registry row and
+ * its worker), the plugins folder scan, the host channel. The operations
+ * below are what the host channel (and the control socket) expose; tests
+ * call them directly. docs/lifecycle.md describes them. */
 #ifndef PLUGD_PLUGD_H
 #define PLUGD_PLUGD_H
 
@@ -6,21 +10,94 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "events.h"
 #include "plugd/ipc.h"
+#include "registry.h"
+#include "services.h"
 #include "worker.h"
 
-#define PLUGD_MAX_PLUGINS 1024
+#define PLUGD_MAX_PLUGINS      1024
+#define PLUGD_SCAN_INTERVAL    1.0                /* s, plugins folder */
+#define PLUGD_DATA_RETENTION   (30.0 * 24 * 3600) /* s, data of uninstalled plugins */
+#define PLUGD_RETENTION_PERIOD 3600.0             /* s, between retention sweeps */
+
+struct plugd_options {
+    const char *state_dir;   /* required: plugd.db and packages/ */
+    const char *plugins_dir; /* NULL: no folder to scan */
+    double scan_interval;    /* s; 0: PLUGD_SCAN_INTERVAL */
+    double data_retention;   /* s; 0: PLUGD_DATA_RETENTION */
+};
+
+struct plugin {
+    struct plugd *d;
+    struct reg_plugin row;  /* as committed to the registry */
+    struct worker *w;       /* NULL while the package cannot be loaded */
+    struct manifest *next;  /* to run once the worker has stopped (upgrade, approve, reject) */
+    uint64_t restarts_seen; /* of w, to tell a restart from a first start */
+};
+
+/* One folder of the plugins folder as last seen, so unchanged ones are
+ * neither parsed nor hashed again. */
+struct scan_entry {
+    char name[256];
+    char signature[128];
+};
 
 struct plugd {
     struct ev_loop *loop;
-    struct worker *workers[PLUGD_MAX_PLUGINS];
-    size_t n_workers;
+    char *state_dir, *plugins_dir;
+    struct registry *reg;
+    struct ev_bus *bus;
+    struct services services;
+    struct plugin *plugins[PLUGD_MAX_PLUGINS];
+    size_t n_plugins;
+    struct scan_entry *scanned;
+    size_t n_scanned;
+    double data_retention;
+    ev_timer scan_t, retention_t;
+
     struct ipc_conn *host; /* NULL without --host-fd */
-    bool is_stopping;      /* every worker is being stopped; exit when all are */
+    struct ev_bus_sub *host_sub;
+    bool is_stopping; /* every worker is being stopped; exit when all are */
     int exit_status;
 };
 
+/* Opens the registry in o->state_dir, brings back every plugin (a ready
+ * one gets its worker), then installs or upgrades what the plugins folder
+ * holds and keeps scanning it. 0, or -1 with err. */
+int plugd_open(struct plugd *d, struct ev_loop *loop, const struct plugd_options *o,
+               struct plugd_error *err);
+/* Frees everything (a worker still running is killed). */
+void plugd_close(struct plugd *d);
+
+struct plugin *plugd_find(struct plugd *d, const char *name, size_t len);
 struct worker *plugd_find_worker(struct plugd *d, const char *name, size_t len);
+
+/* Lifecycle operations. Each checks the transition table first and changes
+ * nothing when refused (invalid_transition, plugin_not_found,
+ * invalid_manifest); a transition is committed with its audit row before
+ * its events are published and before the worker is started or stopped.
+ * `actor` is recorded in the audit ("host", "uid:1000", "plugd"). */
+int plugd_install(struct plugd *d, const char *src_dir, const char *actor, struct plugd_error *err);
+int plugd_upgrade(struct plugd *d, const char *src_dir, const char *actor, struct plugd_error *err);
+int plugd_enable(struct plugd *d, const char *name, const char *actor, struct plugd_error *err);
+int plugd_disable(struct plugd *d, const char *name, const char *reason, const char *actor,
+                  struct plugd_error *err);
+int plugd_approve(struct plugd *d, const char *name, const char *actor, struct plugd_error *err);
+int plugd_reject(struct plugd *d, const char *name, const char *actor, struct plugd_error *err);
+int plugd_uninstall(struct plugd *d, const char *name, bool remove_data, const char *actor,
+                    struct plugd_error *err);
+
+/* Stores and applies a new config (a JSON object, borrowed); `done` runs
+ * once, after the worker took it (or refused it: then nothing is stored). */
+void plugd_set_config(struct plugd *d, const char *name, json_t *config, const char *actor,
+                      wk_done_fn done, void *ud);
+
+/* Installs or upgrades what changed in the plugins folder. */
+void plugd_scan(struct plugd *d);
+
+/* Deletes the data of plugins uninstalled longer than the retention ago. */
+void plugd_sweep_retention(struct plugd *d);
 
 /* Stops every worker gracefully; the loop ends when the last has stopped. */
 void plugd_stop_all(struct plugd *d);

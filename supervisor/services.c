@@ -2,6 +2,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "jsonpack.h"
@@ -45,12 +46,309 @@ static void serve_log(struct worker *w, const struct ipc_message *msg, const uin
         ipc_conn_reply(w->conn, *msgid, NULL, NULL);
 }
 
-/* Services whose capability exists but whose backing (the event bus, the
- * state store) arrives with the lifecycle work. */
-static void serve_later(struct worker *w, const struct ipc_message *msg, const uint32_t *msgid)
+/* The shared backing (bus, registry) of a worker's services, or a refusal. */
+static const struct services *backing(struct worker *w, const struct ipc_message *msg,
+                                      const uint32_t *msgid)
 {
-    refuse(w, msgid, PLUGD_E_METHOD_NOT_FOUND, "%.*s is not served by this plugd yet",
-           (int)msg->method_len, msg->method);
+    if (w->services == NULL)
+        refuse(w, msgid, PLUGD_E_WORKER_UNAVAILABLE, "%.*s: this plugd runs without a registry",
+               (int)msg->method_len, msg->method);
+    return w->services;
+}
+
+/* A string argument of 1..max bytes copied into `out` (max + 1 bytes);
+ * `fallback` when absent (NULL: required). */
+static bool str_arg(struct worker *w, const struct ipc_message *msg, const uint32_t *msgid,
+                    const char *field, size_t max, const char *fallback, char *out)
+{
+    const msgpack_object *v = ipc_arg(msg, field);
+    if (v == NULL && fallback != NULL) {
+        snprintf(out, max + 1, "%s", fallback);
+        return true;
+    }
+    if (v == NULL || v->type != MSGPACK_OBJECT_STR || v->via.str.size == 0 ||
+        v->via.str.size > max || memchr(v->via.str.ptr, 0, v->via.str.size) != NULL) {
+        refuse(w, msgid, PLUGD_E_INVALID_REQUEST, "%.*s: \"%s\" must be a string of 1 to %zu bytes",
+               (int)msg->method_len, msg->method, field, max);
+        return false;
+    }
+    memcpy(out, v->via.str.ptr, v->via.str.size);
+    out[v->via.str.size] = 0;
+    return true;
+}
+
+static void reply_map_end(struct worker *w)
+{
+    ipc_conn_end(w->conn, NULL);
+}
+
+int services_send_event(struct ipc_conn *c, const struct ev_bus_event *e)
+{
+    if (c == NULL || !ipc_conn_is_open(c))
+        return -1;
+    if (ipc_conn_is_congested(c))
+        return 1;
+    msgpack_packer *pk = ipc_conn_begin_notify(c, "plugd.event");
+    msgpack_pack_array(pk, 1);
+    pk->callback(pk->data, e->packed, e->packed_len); /* the map packed once by the bus */
+    return ipc_conn_end(c, NULL) == 0 ? 0 : -1;
+}
+
+void services_send_drop_notice(struct ipc_conn *c, const char *why, uint64_t seq)
+{
+    if (c == NULL || !ipc_conn_is_open(c))
+        return;
+    msgpack_packer *pk = ipc_conn_begin_notify(c, "plugd.event");
+    msgpack_pack_array(pk, 1);
+    msgpack_pack_map(pk, 4);
+    ipc_pack_str(pk, "seq");
+    msgpack_pack_uint64(pk, seq);
+    ipc_pack_str(pk, "name");
+    ipc_pack_str(pk, "subscriber.overflow");
+    ipc_pack_str(pk, "plugin");
+    msgpack_pack_nil(pk);
+    ipc_pack_str(pk, "payload");
+    msgpack_pack_map(pk, 1);
+    ipc_pack_str(pk, "reason");
+    ipc_pack_str(pk, why);
+    ipc_conn_end(c, NULL);
+}
+
+static int deliver_to_worker(const struct ev_bus_event *e, void *ud)
+{
+    return services_send_event(((struct worker *)ud)->conn, e);
+}
+
+static void on_worker_sub_dropped(struct ev_bus_sub *s, const char *why, void *ud)
+{
+    (void)s;
+    struct worker *w = ud;
+    log_plugd("warn", w->m->name, "event subscription dropped: %s", why);
+    services_send_drop_notice(w->conn, why, ev_bus_last_seq(w->services->bus));
+    w->sub = NULL;
+}
+
+/* events.emit {name, payload?} → {seq}: only in the plugin's own namespace
+ * plugin.<name>.<event>. */
+static void serve_emit(struct worker *w, const struct ipc_message *msg, const uint32_t *msgid)
+{
+    const struct services *sv = backing(w, msg, msgid);
+    char name[EV_BUS_MAX_NAME + 1], prefix[96];
+    if (sv == NULL || !str_arg(w, msg, msgid, "name", EV_BUS_MAX_NAME, NULL, name))
+        return;
+    int n = snprintf(prefix, sizeof(prefix), "plugin.%s.", w->m->name);
+    if (strncmp(name, prefix, (size_t)n) != 0 || name[n] == 0 || !ev_bus_is_valid_name(name)) {
+        refuse(w, msgid, PLUGD_E_CAPABILITY_DENIED,
+               "events.emit: \"%s\" is outside this plugin's namespace %s<event> (event names "
+               "are [a-z0-9_.-])",
+               name, prefix);
+        return;
+    }
+    const msgpack_object *payload = ipc_arg(msg, "payload");
+    if (payload != NULL && payload->type != MSGPACK_OBJECT_MAP &&
+        payload->type != MSGPACK_OBJECT_NIL) {
+        refuse(w, msgid, PLUGD_E_INVALID_REQUEST, "events.emit: \"payload\" must be a map");
+        return;
+    }
+    json_t *body =
+        payload && payload->type == MSGPACK_OBJECT_MAP ? json_from_msgpack(payload) : NULL;
+    uint64_t seq = ev_bus_publish(sv->bus, name, w->m->name, body);
+    if (msgid == NULL)
+        return;
+    msgpack_packer *pk = ipc_conn_begin_reply(w->conn, *msgid);
+    msgpack_pack_map(pk, 1);
+    ipc_pack_str(pk, "seq");
+    msgpack_pack_uint64(pk, seq);
+    reply_map_end(w);
+}
+
+/* events.subscribe {pattern, filter?, since?} → {seq, gap}: events whose
+ * name matches the pattern (and the filter) arrive as plugd.event. */
+static void serve_subscribe(struct worker *w, const struct ipc_message *msg, const uint32_t *msgid)
+{
+    const struct services *sv = backing(w, msg, msgid);
+    char pattern[EV_BUS_MAX_NAME + 1];
+    if (sv == NULL || !str_arg(w, msg, msgid, "pattern", EV_BUS_MAX_NAME, NULL, pattern))
+        return;
+    const msgpack_object *filter = ipc_arg(msg, "filter");
+    const msgpack_object *since = ipc_arg(msg, "since");
+    if ((filter != NULL && filter->type != MSGPACK_OBJECT_MAP) ||
+        (since != NULL && since->type != MSGPACK_OBJECT_POSITIVE_INTEGER)) {
+        refuse(w, msgid, PLUGD_E_INVALID_REQUEST,
+               "events.subscribe: \"filter\" must be a map and \"since\" a sequence number");
+        return;
+    }
+    if (w->sub == NULL &&
+        (w->sub = ev_bus_subscribe(sv->bus, deliver_to_worker, on_worker_sub_dropped, w)) == NULL) {
+        refuse(w, msgid, PLUGD_E_NO_MEMORY, "events.subscribe: no memory");
+        return;
+    }
+    json_t *jfilter = filter ? json_from_msgpack(filter) : NULL;
+    struct plugd_error err;
+    int rc = ev_bus_sub_add(w->sub, pattern, jfilter, &err);
+    json_decref(jfilter);
+    if (rc < 0) {
+        if (msgid != NULL)
+            ipc_conn_reply_error(w->conn, *msgid, &err, NULL);
+        return;
+    }
+    uint64_t seq = ev_bus_last_seq(sv->bus);
+    bool has_gap = since != NULL && ev_bus_sub_replay(w->sub, since->via.u64);
+    if (msgid == NULL)
+        return;
+    msgpack_packer *pk = ipc_conn_begin_reply(w->conn, *msgid);
+    msgpack_pack_map(pk, 2);
+    ipc_pack_str(pk, "seq");
+    msgpack_pack_uint64(pk, seq);
+    ipc_pack_str(pk, "gap");
+    has_gap ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+    reply_map_end(w);
+}
+
+/* The namespace and key every state.* call names. */
+static bool state_key(struct worker *w, const struct ipc_message *msg, const uint32_t *msgid,
+                      char *ns, char *key)
+{
+    return str_arg(w, msg, msgid, "namespace", STATE_NAMESPACE_MAX, "default", ns) &&
+           (key == NULL || str_arg(w, msg, msgid, "key", STATE_KEY_MAX, NULL, key));
+}
+
+static void reply_storage_error(struct worker *w, const uint32_t *msgid,
+                                const struct plugd_error *err)
+{
+    if (msgid != NULL)
+        ipc_conn_reply_error(w->conn, *msgid, err, NULL);
+}
+
+/* state.get {namespace?, key} → {found, value} */
+static void serve_state_get(struct worker *w, const struct ipc_message *msg, const uint32_t *msgid)
+{
+    const struct services *sv = backing(w, msg, msgid);
+    char ns[STATE_NAMESPACE_MAX + 1], key[STATE_KEY_MAX + 1];
+    if (sv == NULL || !state_key(w, msg, msgid, ns, key) || msgid == NULL)
+        return;
+    void *value = NULL;
+    size_t len = 0;
+    struct plugd_error err;
+    int found = reg_state_get(sv->reg, w->m->name, ns, key, &value, &len, &err);
+    if (found < 0) {
+        reply_storage_error(w, msgid, &err);
+        return;
+    }
+    msgpack_packer *pk = ipc_conn_begin_reply(w->conn, *msgid);
+    msgpack_pack_map(pk, 2);
+    ipc_pack_str(pk, "found");
+    found ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+    ipc_pack_str(pk, "value");
+    if (found)
+        pk->callback(pk->data, value, len); /* stored as the worker packed it */
+    else
+        msgpack_pack_nil(pk);
+    reply_map_end(w);
+    free(value);
+}
+
+/* state.set {namespace?, key, value} → nil; the packed value is at most
+ * STATE_VALUE_MAX bytes. */
+static void serve_state_set(struct worker *w, const struct ipc_message *msg, const uint32_t *msgid)
+{
+    const struct services *sv = backing(w, msg, msgid);
+    char ns[STATE_NAMESPACE_MAX + 1], key[STATE_KEY_MAX + 1];
+    if (sv == NULL || !state_key(w, msg, msgid, ns, key))
+        return;
+    const msgpack_object *value = ipc_arg(msg, "value");
+    if (value == NULL) {
+        refuse(w, msgid, PLUGD_E_INVALID_REQUEST, "state.set: \"value\" is missing");
+        return;
+    }
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_object(&pk, *value);
+    struct plugd_error err;
+    if (sb.size > STATE_VALUE_MAX)
+        plugd_error_set(&err, PLUGD_E_VALUE_TOO_LARGE,
+                        "state.set: the value of \"%s\" is %zu bytes packed; the limit is %d", key,
+                        sb.size, STATE_VALUE_MAX);
+    else if (reg_state_set(sv->reg, w->m->name, ns, key, sb.data, sb.size, &err) == 0)
+        err.code = PLUGD_OK;
+    msgpack_sbuffer_destroy(&sb);
+    if (err.code != PLUGD_OK)
+        reply_storage_error(w, msgid, &err);
+    else if (msgid != NULL)
+        ipc_conn_reply(w->conn, *msgid, NULL, NULL);
+}
+
+/* state.delete {namespace?, key} → {deleted} */
+static void serve_state_delete(struct worker *w, const struct ipc_message *msg,
+                               const uint32_t *msgid)
+{
+    const struct services *sv = backing(w, msg, msgid);
+    char ns[STATE_NAMESPACE_MAX + 1], key[STATE_KEY_MAX + 1];
+    if (sv == NULL || !state_key(w, msg, msgid, ns, key))
+        return;
+    struct plugd_error err;
+    int deleted = reg_state_delete(sv->reg, w->m->name, ns, key, &err);
+    if (deleted < 0) {
+        reply_storage_error(w, msgid, &err);
+        return;
+    }
+    if (msgid == NULL)
+        return;
+    msgpack_packer *pk = ipc_conn_begin_reply(w->conn, *msgid);
+    msgpack_pack_map(pk, 1);
+    ipc_pack_str(pk, "deleted");
+    deleted ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+    reply_map_end(w);
+}
+
+struct key_list {
+    json_t *keys;
+};
+
+static void add_key(const char *key, void *ud)
+{
+    json_array_append_new(((struct key_list *)ud)->keys, json_string(key));
+}
+
+/* state.list {namespace?, after?, limit?} → {keys, more} in key order. */
+static void serve_state_list(struct worker *w, const struct ipc_message *msg, const uint32_t *msgid)
+{
+    const struct services *sv = backing(w, msg, msgid);
+    char ns[STATE_NAMESPACE_MAX + 1], after[STATE_KEY_MAX + 1];
+    if (sv == NULL || !state_key(w, msg, msgid, ns, NULL) ||
+        !str_arg(w, msg, msgid, "after", STATE_KEY_MAX, "", after) || msgid == NULL)
+        return;
+    const msgpack_object *limit = ipc_arg(msg, "limit");
+    int max = STATE_LIST_MAX;
+    if (limit != NULL) {
+        if (limit->type != MSGPACK_OBJECT_POSITIVE_INTEGER || limit->via.u64 > STATE_LIST_MAX) {
+            refuse(w, msgid, PLUGD_E_INVALID_REQUEST,
+                   "state.list: \"limit\" must be an integer from 1 to %d", STATE_LIST_MAX);
+            return;
+        }
+        max = (int)limit->via.u64;
+    }
+    struct key_list kl = {.keys = json_array()};
+    struct plugd_error err;
+    int n = reg_state_list(sv->reg, w->m->name, ns, after, max + 1, add_key, &kl, &err);
+    if (n < 0) {
+        json_decref(kl.keys);
+        reply_storage_error(w, msgid, &err);
+        return;
+    }
+    bool has_more = n > max;
+    if (has_more)
+        json_array_remove(kl.keys, (size_t)max);
+    msgpack_packer *pk = ipc_conn_begin_reply(w->conn, *msgid);
+    msgpack_pack_map(pk, 2);
+    ipc_pack_str(pk, "keys");
+    pack_json(pk, kl.keys);
+    ipc_pack_str(pk, "more");
+    has_more ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+    reply_map_end(w);
+    json_decref(kl.keys);
 }
 
 static const struct service {
@@ -59,12 +357,12 @@ static const struct service {
     void (*serve)(struct worker *w, const struct ipc_message *msg, const uint32_t *msgid);
 } services[] = {
     {"log", NULL, serve_log},
-    {"events.emit", "events.emit", serve_later},
-    {"events.subscribe", "events.subscribe", serve_later},
-    {"state.get", "plugin.state.read", serve_later},
-    {"state.list", "plugin.state.read", serve_later},
-    {"state.set", "plugin.state.write", serve_later},
-    {"state.delete", "plugin.state.write", serve_later},
+    {"events.emit", "events.emit", serve_emit},
+    {"events.subscribe", "events.subscribe", serve_subscribe},
+    {"state.get", "plugin.state.read", serve_state_get},
+    {"state.list", "plugin.state.read", serve_state_list},
+    {"state.set", "plugin.state.write", serve_state_set},
+    {"state.delete", "plugin.state.write", serve_state_delete},
 };
 
 #define N_SERVICES (sizeof(services) / sizeof(services[0]))

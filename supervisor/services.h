@@ -9,6 +9,20 @@
 #include "plugd/ipc.h"
 #include "worker.h"
 
+#include "events.h"
+#include "registry.h"
+
+#define STATE_VALUE_MAX     65536 /* bytes of one packed state value */
+#define STATE_KEY_MAX       512
+#define STATE_NAMESPACE_MAX 64
+#define STATE_LIST_MAX      1000
+
+/* What the host services stand on; shared by every worker of one plugd. */
+struct services {
+    struct registry *reg;
+    struct ev_bus *bus;
+};
+
 bool manifest_has_capability(const struct manifest *m, const char *capability);
 
 /* Packs the names of the services `m`'s capabilities grant (host_api). */
@@ -18,5 +32,13 @@ void services_pack_granted(msgpack_packer *pk, const struct manifest *m);
  * answers capability_denied without the capability, method_not_found for
  * an unknown service. */
 void services_handle(struct worker *w, const struct ipc_message *msg, const uint32_t *msgid);
+
+/* Sends `e` as a plugd.event notification on `c`: 0 sent, 1 the channel is
+ * congested (try again on drain), -1 it is closed. An ev_bus_deliver_fn
+ * body for every channel. */
+int services_send_event(struct ipc_conn *c, const struct ev_bus_event *e);
+
+/* Sends the `subscriber.overflow` notice that ends a subscription. */
+void services_send_drop_notice(struct ipc_conn *c, const char *why, uint64_t seq);
 
 #endif

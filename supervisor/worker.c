@@ -200,6 +200,15 @@ static void on_worker_notify(struct ipc_conn *c, const struct ipc_message *msg, 
     services_handle(w, msg, NULL);
 }
 
+/* The channel takes output again: queued events go first. */
+static void on_worker_drain(struct ipc_conn *c, void *ud)
+{
+    (void)c;
+    struct worker *w = ud;
+    if (w->sub != NULL)
+        ev_bus_sub_drain(w->sub);
+}
+
 static void on_worker_close(struct ipc_conn *c, const struct plugd_error *why, void *ud)
 {
     (void)c;
@@ -227,9 +236,12 @@ static void on_health(struct ipc_conn *c, const struct plugd_error *err,
     const msgpack_object *error = ipc_map_get(result, "error");
     if (status != NULL && status->type == MSGPACK_OBJECT_STR &&
         ipc_str_equals(status->via.str.ptr, status->via.str.size, "ok")) {
-        if (!w->is_healthy)
+        if (!w->is_healthy) {
             log_plugd("info", w->m->name, "health recovered");
-        w->is_healthy = true;
+            w->is_healthy = true;
+            if (w->on_health != NULL)
+                w->on_health(w, NULL, w->ud);
+        }
         return;
     }
     char why[160] = "no reason given";
@@ -237,9 +249,12 @@ static void on_health(struct ipc_conn *c, const struct plugd_error *err,
         snprintf(why, sizeof(why), "%.*s", (int)error->via.str.size, error->via.str.ptr);
     if (status != NULL && status->type == MSGPACK_OBJECT_STR &&
         ipc_str_equals(status->via.str.ptr, status->via.str.size, "degraded")) {
-        if (w->is_healthy)
+        if (w->is_healthy) {
             log_plugd("warn", w->m->name, "health degraded: %s", why);
-        w->is_healthy = false;
+            w->is_healthy = false;
+            if (w->on_health != NULL)
+                w->on_health(w, why, w->ud);
+        }
         return;
     }
     fault(w, "health check reported an error: %s", why);
@@ -364,6 +379,7 @@ static int spawn(struct worker *w, struct plugd_error *err)
         .on_request = on_worker_request,
         .on_notify = on_worker_notify,
         .on_close = on_worker_close,
+        .on_drain = on_worker_drain,
     };
     w->conn = ipc_conn_new(w->loop, sv[0], sv[0], NULL, &h, w, err);
     if (w->conn == NULL) {
@@ -424,6 +440,8 @@ static void release_run(struct worker *w)
     }
     log_stream_stop(w->loop, &w->out);
     log_stream_stop(w->loop, &w->err);
+    ev_bus_unsubscribe(w->sub);
+    w->sub = NULL;
     if (w->conn != NULL) {
         struct ipc_conn *c = w->conn;
         w->late_replies += ipc_conn_stats(c)->late_replies;
@@ -733,6 +751,13 @@ void worker_free(struct worker *w)
     ev_timer_stop(w->loop, &w->backoff_t);
     manifest_free(w->m);
     free(w);
+}
+
+void worker_set_manifest(struct worker *w, struct manifest *m)
+{
+    manifest_free(w->m);
+    w->m = m;
+    w->src = (struct log_source){.plugin = m->name, .version = m->version};
 }
 
 /* ------------------------------------------------------------ config */

@@ -10,22 +10,27 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "events.h"
 #include "logs.h"
 #include "manifest.h"
 #include "plugd/error.h"
 #include "plugd/ipc.h"
 
-#define PLUGD_PROTOCOL_CURRENT 1
-#define PLUGD_VERSION          "0.1.0"
-#define WK_RESTART_HISTORY     64
+#define PLUGD_VERSION      "0.1.0"
+#define WK_RESTART_HISTORY 64
 
 /* Worker states (in memory; the persisted plugin status is the lifecycle's). */
 enum wk_state { WK_STOPPED, WK_STARTING, WK_RUNNING, WK_STOPPING, WK_BACKOFF };
 
 struct worker;
+struct services;
 
 /* Tells the owner that a worker changed state (stopped, running, ...). */
 typedef void (*wk_state_fn)(struct worker *w, enum wk_state from, void *ud);
+
+/* Tells the owner that the worker's health changed: `why` is the worker's
+ * reason when it is degraded, NULL when it recovered. */
+typedef void (*wk_health_fn)(struct worker *w, const char *why, void *ud);
 
 /* Completes an operation: err NULL on success. */
 typedef void (*wk_done_fn)(const struct plugd_error *err, void *ud);
@@ -68,7 +73,11 @@ struct worker {
     char last_exit[160];           /* "exited with 3", "killed by SIGSEGV" */
 
     wk_state_fn on_state;
+    wk_health_fn on_health; /* optional */
     void *ud;
+
+    const struct services *services; /* what host services stand on; NULL: none */
+    struct ev_bus_sub *sub;          /* this run's event subscription, or NULL */
 };
 
 /* A worker for manifest `m` (taken over), stopped. */
@@ -93,6 +102,10 @@ void worker_call(struct worker *w, const char *method, const msgpack_object *par
  * plugd.config_changed, and is otherwise restarted gracefully with it. A
  * stopped worker gets it at its next start. `done` runs once. */
 void worker_set_config(struct worker *w, json_t *config, wk_done_fn done, void *ud);
+
+/* Replaces the manifest of a stopped worker (takes ownership of `m`; the
+ * old one is freed): the next start runs that version. */
+void worker_set_manifest(struct worker *w, struct manifest *m);
 
 const char *worker_state_name(enum wk_state s);
 

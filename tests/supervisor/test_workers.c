@@ -64,7 +64,7 @@ Test(workers, hello_answers_calls_and_inherits_only_its_channel)
 Test(workers, unknown_plugin_and_bad_arguments_are_refused)
 {
     start_running("hello", NULL);
-    cr_assert_eq(harness_call(&h, "nosuch", "echo", "[1]", 0, NULL), PLUGD_E_INVALID_REQUEST);
+    cr_assert_eq(harness_call(&h, "nosuch", "echo", "[1]", 0, NULL), PLUGD_E_PLUGIN_NOT_FOUND);
     cr_assert_eq(harness_call(&h, "hello", "plugd.shutdown", "[{}]", 0, NULL),
                  PLUGD_E_INVALID_REQUEST);
     cr_assert_eq(harness_call(&h, "hello", "nosuch", "[]", 0, NULL), PLUGD_E_METHOD_NOT_FOUND);
@@ -270,9 +270,12 @@ Test(workers, host_services_are_gated_by_capabilities)
                        "ok");
     expect_host_answer("plain", "[\"log\", {\"level\": \"loud\", \"message\": \"x\"}]",
                        "invalid_request");
-    /* With the capability the gate opens (the event bus itself comes later). */
-    expect_host_answer("emitter", "[\"events.emit\", {\"name\": \"plugin.emitter.x\"}]",
-                       "method_not_found");
+    /* With the capability the gate opens, for the plugin's own namespace only. */
+    expect_host_answer("emitter", "[\"events.emit\", {\"name\": \"plugin.emitter.x\"}]", "ok");
+    expect_host_answer("emitter", "[\"events.emit\", {\"name\": \"plugin.plain.x\"}]",
+                       "capability_denied");
+    expect_host_answer("emitter", "[\"events.emit\", {\"name\": \"plugin.status_changed\"}]",
+                       "capability_denied");
     cr_assert_eq(harness_log_count(&h, "\"message\":\"hi there\""), 1);
 }
 
@@ -331,7 +334,7 @@ Test(workers, config_change_with_hooks_is_validated_and_applied_hot)
                  PLUGD_E_INVALID_REQUEST);
     cr_assert_eq(config_value("crashy"), 5, "a refused config must change nothing");
     cr_assert_eq(harness_worker_pid(&h, "crashy"), before, "a hot change must not restart");
-    cr_assert_eq(set_config("nosuch", "{}"), PLUGD_E_INVALID_REQUEST);
+    cr_assert_eq(set_config("nosuch", "{}"), PLUGD_E_PLUGIN_NOT_FOUND);
     json_t *arg = json_pack("{s:s, s:i}", "plugin", "crashy", "config", 3);
     cr_assert_eq(harness_command(&h, "config", arg, NULL, NULL, 0), PLUGD_E_INVALID_REQUEST);
     json_decref(arg);

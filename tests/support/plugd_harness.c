@@ -38,15 +38,16 @@ void harness_init(struct harness *h)
     h->loop = ev_loop_new(EVFLAG_AUTO);
 }
 
-void harness_add_plugin(struct harness *h, const char *example, const char *name,
-                        const char *overrides)
+/* Fills folder `dst` from example `example`: its files linked, its
+ * plugin.json rewritten with `name` and `overrides`. */
+static void fill_package(const char *example, const char *dst, const char *name,
+                         const char *overrides)
 {
-    char src[PATH_MAX / 2], dst[PATH_MAX / 2], path[PATH_MAX];
+    char src[PATH_MAX / 2], path[PATH_MAX];
     struct stat st;
     snprintf(src, sizeof(src), "%s/examples/%s", build_root(), example);
     if (stat(src, &st) != 0 && getenv("PLUGD_SOURCE_ROOT") != NULL)
         snprintf(src, sizeof(src), "%s/tests/fixtures/%s", getenv("PLUGD_SOURCE_ROOT"), example);
-    snprintf(dst, sizeof(dst), "%s/plugins/%s", h->dir, name);
     cr_assert_eq(mkdir(dst, 0755), 0, "mkdir %s: %s", dst, strerror(errno));
 
     DIR *d = opendir(src);
@@ -76,6 +77,36 @@ void harness_add_plugin(struct harness *h, const char *example, const char *name
     snprintf(path, sizeof(path), "%s/plugin.json", dst);
     cr_assert_eq(json_dump_file(manifest, path, JSON_INDENT(2)), 0);
     json_decref(manifest);
+}
+
+void harness_add_plugin(struct harness *h, const char *example, const char *name,
+                        const char *overrides)
+{
+    char dst[PATH_MAX];
+    snprintf(dst, sizeof(dst), "%s/plugins/%s", h->dir, name);
+    fill_package(example, dst, name, overrides);
+}
+
+char *harness_make_package(struct harness *h, const char *example, const char *folder,
+                           const char *name, const char *overrides)
+{
+    char dst[PATH_MAX];
+    snprintf(dst, sizeof(dst), "%s/src", h->dir);
+    mkdir(dst, 0755);
+    snprintf(dst, sizeof(dst), "%s/src/%s", h->dir, folder);
+    fill_package(example, dst, name, overrides);
+    return strdup(dst);
+}
+
+static void on_host_notify(struct ipc_conn *c, const struct ipc_message *msg, void *ud)
+{
+    (void)c;
+    struct harness *h = ud;
+    if (!ipc_str_equals(msg->method, msg->method_len, "plugd.event"))
+        return;
+    if (h->events == NULL)
+        h->events = json_array();
+    json_array_append_new(h->events, json_from_msgpack(ipc_param(msg, 0)));
 }
 
 static void on_host_close(struct ipc_conn *c, const struct plugd_error *why, void *ud)
@@ -110,7 +141,8 @@ void harness_start(struct harness *h)
     }
     close(sv[1]);
     h->plugd_pid = pid;
-    struct ipc_handlers handlers = {.on_close = on_host_close};
+    h->host_closed = false;
+    struct ipc_handlers handlers = {.on_notify = on_host_notify, .on_close = on_host_close};
     h->host = ipc_conn_new(h->loop, sv[0], sv[0], NULL, &handlers, h, NULL);
     cr_assert_not_null(h->host);
 }
@@ -370,6 +402,8 @@ void harness_fini(struct harness *h)
     if (h->loop != NULL)
         ev_loop_destroy(h->loop);
     h->loop = NULL;
+    json_decref(h->events);
+    h->events = NULL;
     if (getenv("PLUGD_KEEP_TEST_DIR") == NULL)
         nftw(h->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
@@ -461,4 +495,96 @@ int harness_extra_fds(pid_t pid, int allowed)
     }
     closedir(d);
     return n;
+}
+
+void harness_subscribe(struct harness *h, const char *pattern, long since)
+{
+    json_t *arg = json_pack("{s:s}", "pattern", pattern);
+    if (since >= 0)
+        json_object_set_new(arg, "since", json_integer(since));
+    enum plugd_errc code = harness_command(h, "subscribe", arg, NULL, NULL, 0);
+    json_decref(arg);
+    cr_assert_eq(code, PLUGD_OK, "subscribe: %s", plugd_errc_name(code));
+}
+
+static bool is_event(json_t *e, const char *name, const char *plugin)
+{
+    const char *n = json_string_value(json_object_get(e, "name"));
+    const char *p = json_string_value(json_object_get(e, "plugin"));
+    return n != NULL && strcmp(n, name) == 0 &&
+           (plugin == NULL || (p != NULL && strcmp(p, plugin) == 0));
+}
+
+int harness_wait_event(struct harness *h, const char *name, const char *plugin, size_t from,
+                       double seconds)
+{
+    ev_tstamp until = ev_time() + seconds;
+    for (;;) {
+        for (size_t i = from; h->events && i < json_array_size(h->events); i++)
+            if (is_event(json_array_get(h->events, i), name, plugin))
+                return (int)i;
+        if (ev_time() >= until)
+            return -1;
+        harness_sleep(h, 0.01);
+    }
+}
+
+void harness_event_names(struct harness *h, const char *plugin, size_t from, char *out, size_t size)
+{
+    size_t used = 0;
+    out[0] = 0;
+    for (size_t i = from; h->events && i < json_array_size(h->events); i++) {
+        json_t *e = json_array_get(h->events, i);
+        const char *p = json_string_value(json_object_get(e, "plugin"));
+        if (plugin != NULL && (p == NULL || strcmp(p, plugin) != 0))
+            continue;
+        int n = snprintf(out + used, size - used, "%s%s", used ? " " : "",
+                         json_string_value(json_object_get(e, "name")));
+        if (n < 0 || (size_t)n >= size - used)
+            break;
+        used += (size_t)n;
+    }
+}
+
+enum plugd_errc harness_op(struct harness *h, const char *cmd, const char *name, char *message,
+                           size_t size)
+{
+    json_t *arg = json_pack("{s:s}", name[0] == '/' ? "path" : "plugin", name);
+    enum plugd_errc code = harness_command(h, cmd, arg, NULL, message, size);
+    json_decref(arg);
+    return code;
+}
+
+void harness_lifecycle(struct harness *h, const char *plugin, char *out, size_t size)
+{
+    json_t *st = harness_status(h, plugin);
+    snprintf(out, size, "%s", st ? json_string_value(json_object_get(st, "status")) ?: "" : "");
+    json_decref(st);
+}
+
+bool harness_wait_status(struct harness *h, const char *plugin, const char *status, double seconds)
+{
+    ev_tstamp until = ev_time() + seconds;
+    char now[32];
+    do {
+        harness_lifecycle(h, plugin, now, sizeof(now));
+        if (strcmp(now, status) == 0)
+            return true;
+        harness_sleep(h, 0.02);
+    } while (ev_time() < until);
+    return false;
+}
+
+void harness_kill9(struct harness *h)
+{
+    if (h->plugd_pid > 0) {
+        kill(h->plugd_pid, SIGKILL);
+        waitpid(h->plugd_pid, NULL, 0);
+        h->plugd_pid = 0;
+    }
+    if (h->host != NULL) {
+        ipc_conn_free(h->host);
+        h->host = NULL;
+    }
+    h->host_closed = true;
 }

@@ -18,6 +18,7 @@ struct harness {
     struct ev_loop *loop;
     struct ipc_conn *host;
     bool host_closed;
+    json_t *events; /* plugd.event notifications received, in order */
 };
 
 /* Creates the temp folder (nothing runs yet). */
@@ -29,6 +30,12 @@ void harness_init(struct harness *h);
  * e.g. "{\"limits\": {\"health_interval_ms\": 100}}", or NULL) merged in. */
 void harness_add_plugin(struct harness *h, const char *example, const char *name,
                         const char *overrides);
+
+/* Makes a package folder DIR/src/FOLDER from the built example like
+ * harness_add_plugin, outside the plugins folder (for install and upgrade
+ * commands). Returns its path (the caller frees it). */
+char *harness_make_package(struct harness *h, const char *example, const char *folder,
+                           const char *name, const char *overrides);
 
 /* Starts plugd on the plugins folder with the host channel. */
 void harness_start(struct harness *h);
@@ -73,6 +80,35 @@ int harness_stop(struct harness *h, double seconds);
 /* Stops plugd and checks that it exited 0 and left nothing behind: no
  * child (zombie or alive) and none of its workers. */
 void harness_stop_and_check(struct harness *h);
+
+/* subscribe {pattern, since?}: from now on plugd.event notifications are
+ * collected in h->events. */
+void harness_subscribe(struct harness *h, const char *pattern, long since);
+
+/* Waits until an event `name` about `plugin` (NULL: any) has arrived after
+ * index `from` of h->events; returns its index or -1 after `seconds`. */
+int harness_wait_event(struct harness *h, const char *name, const char *plugin, size_t from,
+                       double seconds);
+
+/* Names of the events about `plugin` from index `from`, joined by spaces
+ * ("plugin.status_changed plugin.disabled ..."), into `out`. */
+void harness_event_names(struct harness *h, const char *plugin, size_t from, char *out,
+                         size_t size);
+
+/* A lifecycle command {plugin: name} (or {path} for install/upgrade when
+ * `name` starts with '/'); returns the code, the message in `message`. */
+enum plugd_errc harness_op(struct harness *h, const char *cmd, const char *name, char *message,
+                           size_t size);
+
+/* The "status" field (lifecycle) of one plugin, into `out` ("" if none). */
+void harness_lifecycle(struct harness *h, const char *plugin, char *out, size_t size);
+
+/* Polls until the plugin's lifecycle status is `status`. */
+bool harness_wait_status(struct harness *h, const char *plugin, const char *status, double seconds);
+
+/* SIGKILL to plugd (its workers die with it), reaped; the host channel is
+ * closed. harness_start can start it again on the same folders. */
+void harness_kill9(struct harness *h);
 
 /* Removes the temp folder and frees everything (kills plugd if needed). */
 void harness_fini(struct harness *h);

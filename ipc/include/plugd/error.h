@@ -27,7 +27,12 @@
     X(PLUGD_E_WORKER_UNAVAILABLE, "worker_unavailable")                                            \
     X(PLUGD_E_WORKER_ERROR, "worker_error")                                                        \
     X(PLUGD_E_CAPABILITY_DENIED, "capability_denied")                                              \
-    X(PLUGD_E_METHOD_NOT_FOUND, "method_not_found")
+    X(PLUGD_E_METHOD_NOT_FOUND, "method_not_found")                                                \
+    X(PLUGD_E_INVALID_MANIFEST, "invalid_manifest")                                                \
+    X(PLUGD_E_INVALID_TRANSITION, "invalid_transition")                                            \
+    X(PLUGD_E_PLUGIN_NOT_FOUND, "plugin_not_found")                                                \
+    X(PLUGD_E_VALUE_TOO_LARGE, "value_too_large")                                                  \
+    X(PLUGD_E_STORAGE, "storage_error")
 
 enum plugd_errc {
 #define PLUGD_ERRC_ENUM(id, name) id,

@@ -1,0 +1,33 @@
+#include "capabilities.h"
+
+#include <string.h>
+
+#define LIST(...) ((const char *const[]){__VA_ARGS__, NULL})
+#define NONE      ((const char *const[]){NULL})
+
+static const struct capability table[] = {
+    {"events.emit", "emit events in the plugin's own namespace plugin.<name>.<event>",
+     LIST("events.emit"), NONE},
+    {"events.subscribe", "receive events that match a pattern and filter", LIST("events.subscribe"),
+     NONE},
+    {"plugin.state.read", "read the plugin's own state", LIST("state.get", "state.list"), NONE},
+    {"plugin.state.write", "write and delete the plugin's own state",
+     LIST("state.set", "state.delete"), NONE},
+    {"net.outbound", "open outbound network connections", NONE, LIST("network")},
+    {"fs.read", "read files outside the plugin's package (read-only view of the host)", NONE,
+     LIST("fs.read")},
+};
+
+const struct capability *cap_table(size_t *n)
+{
+    *n = sizeof(table) / sizeof(table[0]);
+    return table;
+}
+
+const struct capability *cap_find(const char *name)
+{
+    for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
+        if (strcmp(table[i].name, name) == 0)
+            return &table[i];
+    return NULL;
+}

@@ -1,0 +1,187 @@
+#include "package.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sodium.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* The package's files, relative to its folder, in a fixed order (an
+ * array the caller frees; NULL when out of memory). */
+static const char **package_files(const struct manifest *m, size_t *n)
+{
+    const char **files = calloc(m->n_files + 2, sizeof(*files));
+    if (files == NULL)
+        return NULL;
+    files[0] = "plugin.json";
+    files[1] = m->entrypoint_rel;
+    for (size_t i = 0; i < m->n_files; i++)
+        files[2 + i] = m->files[i];
+    *n = m->n_files + 2;
+    return files;
+}
+
+static int hash_file(crypto_hash_sha256_state *h, const char *dir, const char *rel,
+                     struct plugd_error *err)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/%s", dir, rel);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        return plugd_error_set(err, PLUGD_E_INVALID_MANIFEST, "package: cannot read %s: %s", path,
+                               strerror(e));
+    }
+    /* name, size and bytes of each file, so moving bytes between files
+     * changes the digest */
+    uint64_t size = (uint64_t)st.st_size;
+    crypto_hash_sha256_update(h, (const unsigned char *)rel, strlen(rel) + 1);
+    crypto_hash_sha256_update(h, (const unsigned char *)&size, sizeof(size));
+    unsigned char buf[65536];
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof(buf))) > 0)
+        crypto_hash_sha256_update(h, buf, (unsigned long long)n);
+    close(fd);
+    if (n < 0)
+        return plugd_error_set(err, PLUGD_E_IO, "package: reading %s failed", path);
+    return 0;
+}
+
+int pkg_digest(const struct manifest *m, char out[PKG_DIGEST_HEX], struct plugd_error *err)
+{
+    size_t n;
+    const char **files = package_files(m, &n);
+    if (files == NULL)
+        return plugd_error_set(err, PLUGD_E_NO_MEMORY, "package: no memory");
+    crypto_hash_sha256_state h;
+    crypto_hash_sha256_init(&h);
+    for (size_t i = 0; i < n; i++) {
+        if (hash_file(&h, m->dir, files[i], err) < 0) {
+            free(files);
+            return -1;
+        }
+    }
+    free(files);
+    unsigned char digest[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256_final(&h, digest);
+    sodium_bin2hex(out, PKG_DIGEST_HEX, digest, sizeof(digest));
+    return 0;
+}
+
+static int make_dirs(char *path, mode_t mode)
+{
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = 0;
+        int rc = mkdir(path, mode);
+        *p = '/';
+        if (rc < 0 && errno != EEXIST)
+            return -1;
+    }
+    return mkdir(path, mode) < 0 && errno != EEXIST ? -1 : 0;
+}
+
+static int copy_file(const char *from, const char *to, struct plugd_error *err)
+{
+    int in = open(from, O_RDONLY | O_CLOEXEC), out = -1;
+    struct stat st;
+    if (in < 0 || fstat(in, &st) < 0)
+        goto fail;
+    out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, st.st_mode & 0755);
+    if (out < 0)
+        goto fail;
+    char buf[65536];
+    ssize_t n;
+    while ((n = read(in, buf, sizeof(buf))) > 0) {
+        for (ssize_t done = 0; done < n;) {
+            ssize_t w = write(out, buf + done, (size_t)(n - done));
+            if (w < 0)
+                goto fail;
+            done += w;
+        }
+    }
+    if (n < 0 || close(out) < 0) {
+        out = -1;
+        goto fail;
+    }
+    close(in);
+    return 0;
+
+fail:
+    plugd_error_set(err, PLUGD_E_IO, "package: copying %s to %s: %s", from, to, strerror(errno));
+    if (in >= 0)
+        close(in);
+    if (out >= 0)
+        close(out);
+    return -1;
+}
+
+static void remove_tree(const char *dir, const char **files, size_t n)
+{
+    char path[PATH_MAX * 2];
+    for (size_t i = 0; i < n; i++) {
+        snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
+        unlink(path);
+    }
+    rmdir(dir);
+}
+
+/* Copies the files into `tmp` and renames it to `final`. */
+static int copy_package(const struct manifest *m, const char **files, size_t n, const char *tmp,
+                        const char *final, struct plugd_error *err)
+{
+    remove_tree(tmp, files, n); /* a leftover of an interrupted copy */
+    if (make_dirs((char *)tmp, 0750) < 0)
+        return plugd_error_set(err, PLUGD_E_IO, "package: cannot create %s: %s", tmp,
+                               strerror(errno));
+    for (size_t i = 0; i < n; i++) {
+        char from[PATH_MAX], to[PATH_MAX + 40];
+        snprintf(from, sizeof(from), "%s/%s", m->dir, files[i]);
+        snprintf(to, sizeof(to), "%s/%s", tmp, files[i]);
+        char *slash = strrchr(to, '/');
+        *slash = 0;
+        int rc = make_dirs(to, 0750);
+        *slash = '/';
+        if (rc < 0)
+            return plugd_error_set(err, PLUGD_E_IO, "package: cannot create a folder for %s", to);
+        if (copy_file(from, to, err) < 0)
+            return -1;
+    }
+    if (rename(tmp, final) < 0 && errno != ENOTEMPTY && errno != EEXIST)
+        return plugd_error_set(err, PLUGD_E_IO, "package: cannot move %s into place: %s", tmp,
+                               strerror(errno));
+    return 0;
+}
+
+int pkg_store(const char *state_dir, const struct manifest *m, const char *digest, char *out,
+              size_t out_size, struct plugd_error *err)
+{
+    char final[PATH_MAX], tmp[PATH_MAX + 32], probe[PATH_MAX + 16];
+    snprintf(final, sizeof(final), "%s/packages/%s/%s-%.12s", state_dir, m->name, m->version,
+             digest);
+    snprintf(probe, sizeof(probe), "%s/plugin.json", final);
+    if (realpath(final, out) != NULL && strlen(out) < out_size && access(probe, R_OK) == 0)
+        return 0; /* this exact package is stored already */
+    snprintf(tmp, sizeof(tmp), "%s.tmp%ld", final, (long)getpid());
+    size_t n;
+    const char **files = package_files(m, &n);
+    if (files == NULL)
+        return plugd_error_set(err, PLUGD_E_NO_MEMORY, "package: no memory");
+    int rc = copy_package(m, files, n, tmp, final, err);
+    remove_tree(tmp, files, n); /* left on failure, or when another copy won the rename */
+    free(files);
+    if (rc < 0)
+        return -1;
+    if (realpath(final, out) == NULL || strlen(out) >= out_size)
+        return plugd_error_set(err, PLUGD_E_IO, "package: %s is not reachable", final);
+    return 0;
+}
