@@ -399,6 +399,12 @@ int plugd_upgrade(struct plugd *d, const char *src_dir, const char *actor, struc
     int rc = -1;
     if (p == NULL || old == NULL)
         goto out;
+    if (p->row.status != LC_READY && p->row.status != LC_ERROR) {
+        plugd_error_set(err, PLUGD_E_INVALID_TRANSITION,
+                        "upgrade: a plugin that is %s cannot be upgraded (only ready or error)",
+                        lc_status_name(p->row.status));
+        goto out;
+    }
     if (strcmp(p->row.digest, pkg.digest) == 0) {
         rc = 0; /* this very package runs already */
         goto out;

@@ -1,6 +1,7 @@
 /* counter: keeps a count, emits plugin.counter.changed on every change and
- * counts the hello events it is subscribed to. */
+ * counts the events it watches (config "watch", a name pattern). */
 #include <plugd/worker.h>
+#include <stdio.h>
 #include <string.h>
 
 struct counter {
@@ -25,13 +26,12 @@ static void increment(struct plugd_request *req, const msgpack_object *params, v
         return;
     }
     c->value += by;
-    msgpack_object payload = {.type = MSGPACK_OBJECT_POSITIVE_INTEGER};
-    if (c->value < 0) {
-        payload.type = MSGPACK_OBJECT_NEGATIVE_INTEGER;
-        payload.via.i64 = c->value;
-    } else {
-        payload.via.u64 = (uint64_t)c->value;
-    }
+    msgpack_object_kv value = {
+        .key = {.type = MSGPACK_OBJECT_STR, .via.str = {.size = 5, .ptr = "value"}},
+        .val = {.type = c->value < 0 ? MSGPACK_OBJECT_NEGATIVE_INTEGER
+                                     : MSGPACK_OBJECT_POSITIVE_INTEGER,
+                .via.i64 = c->value}};
+    msgpack_object payload = {.type = MSGPACK_OBJECT_MAP, .via.map = {.size = 1, .ptr = &value}};
     plugd_worker_emit(plugd_request_worker(req), "changed", &payload, NULL, NULL, NULL);
     reply_int(req, c->value);
 }
@@ -63,8 +63,13 @@ static int on_initialize(struct plugd_worker *w, const msgpack_object *config,
     (void)err;
     struct counter *c = ud;
     plugd_get_int(plugd_map_get(config, "start"), &c->value);
+    /* config "watch": the events to count (default: every counter's changes) */
+    const msgpack_object *watch = plugd_map_get(config, "watch");
+    char pattern[256] = "plugin.*.changed";
+    if (watch != NULL && watch->type == MSGPACK_OBJECT_STR && watch->via.str.size < sizeof(pattern))
+        snprintf(pattern, sizeof(pattern), "%.*s", (int)watch->via.str.size, watch->via.str.ptr);
     if (plugd_worker_has_capability(w, "events.subscribe"))
-        plugd_worker_subscribe(w, "plugin.hello.*", NULL, NULL, NULL);
+        plugd_worker_subscribe(w, pattern, NULL, NULL, NULL);
     return 0;
 }
 

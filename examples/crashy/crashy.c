@@ -108,6 +108,32 @@ static void flood_log(struct plugd_request *req, const msgpack_object *params, v
     plugd_request_reply(req, NULL);
 }
 
+static msgpack_object str_object(const char *s, size_t len)
+{
+    return (msgpack_object){.type = MSGPACK_OBJECT_STR,
+                            .via.str = {.size = (uint32_t)len, .ptr = s}};
+}
+
+/* emit_many {n, size}: emits n events plugin.<name>.flood {i, pad} with a
+ * pad of `size` bytes (needs events.emit); answers n. */
+static void emit_many(struct plugd_request *req, const msgpack_object *params, void *ud)
+{
+    (void)ud;
+    int64_t n = int_arg(params, "n", 100), size = int_arg(params, "size", 16);
+    char *pad = malloc(size > 0 ? (size_t)size : 1);
+    memset(pad, 'x', size > 0 ? (size_t)size : 1);
+    msgpack_object_kv kv[2] = {{str_object("i", 1), {.type = MSGPACK_OBJECT_POSITIVE_INTEGER}},
+                               {str_object("pad", 3), str_object(pad, (size_t)size)}};
+    msgpack_object payload = {.type = MSGPACK_OBJECT_MAP, .via.map = {.size = 2, .ptr = kv}};
+    for (int64_t i = 0; i < n; i++) {
+        kv[0].val.via.u64 = (uint64_t)i;
+        plugd_worker_emit(plugd_request_worker(req), "flood", &payload, NULL, NULL, NULL);
+    }
+    free(pad);
+    msgpack_pack_int64(plugd_request_begin_reply(req), n);
+    plugd_request_end(req);
+}
+
 /* ignore_term: SIGTERM is ignored from now on. */
 static void ignore_term(struct plugd_request *req, const msgpack_object *params, void *ud)
 {
@@ -231,7 +257,7 @@ int main(void)
         {"hang", hang},         {"stall", stall},         {"stop_health", stop_health},
         {"garbage", garbage},   {"flood_log", flood_log}, {"ignore_term", ignore_term},
         {"delay", delay},       {"call_host", call_host}, {"config_value", get_config_value},
-        {"oversize", oversize},
+        {"oversize", oversize}, {"emit_many", emit_many},
     };
     struct plugd_worker *w = plugd_worker_new(NULL);
     for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)

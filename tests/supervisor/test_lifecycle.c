@@ -1,0 +1,628 @@
+/* The plugin lifecycle: the transition table, every operation through a
+ * real plugd (host channel commands, the plugins folder), its events and
+ * their order, upgrades with the capability diff, plugin state, and the
+ * registry surviving kill -9. */
+#include <criterion/criterion.h>
+#include <limits.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "jsonpack.h"
+#include "lifecycle.h"
+#include "plugd_harness.h"
+
+static struct harness h;
+
+static void setup(void)
+{
+    harness_init(&h);
+}
+
+static void teardown(void)
+{
+    harness_stop_and_check(&h);
+    harness_fini(&h);
+}
+
+TestSuite(lifecycle, .init = setup, .fini = teardown, .timeout = 120);
+
+/* ------------------------------------------------------------ the table */
+
+Test(lifecycle, table_is_exactly_the_architecture)
+{
+    static const char *const allowed[] = {
+        "installed>ready",       "installed>error",       "installed>uninstalled",
+        "ready>ready",           "ready>disabled",        "ready>error",
+        "ready>upgrade_pending", "ready>uninstalled",     "disabled>ready",
+        "disabled>uninstalled",  "error>ready",           "error>uninstalled",
+        "upgrade_pending>ready", "upgrade_pending>error", "upgrade_pending>uninstalled",
+        "uninstalled>installed",
+    };
+    int n_allowed = 0;
+    for (int from = 0; from < LC_STATUS_COUNT; from++) {
+        for (int to = 0; to < LC_STATUS_COUNT; to++) {
+            char pair[64];
+            snprintf(pair, sizeof(pair), "%s>%s", lc_status_name(from), lc_status_name(to));
+            bool expected = false;
+            for (size_t i = 0; i < sizeof(allowed) / sizeof(allowed[0]); i++)
+                expected = expected || strcmp(allowed[i], pair) == 0;
+            cr_expect_eq(lc_is_allowed(from, to), expected, "%s", pair);
+            struct plugd_error err;
+            int rc = lc_check("op", from, to, &err);
+            cr_expect_eq(rc == 0, expected, "%s", pair);
+            if (rc < 0) {
+                cr_expect_eq(err.code, PLUGD_E_INVALID_TRANSITION);
+                cr_expect(strstr(err.message, lc_status_name(from)) &&
+                              strstr(err.message, lc_status_name(to)),
+                          "the refusal names both states: %s", err.message);
+            }
+            n_allowed += expected;
+        }
+    }
+    cr_assert_eq(n_allowed, 16);
+}
+
+/* ------------------------------------------------------------ helpers */
+
+static char *package(const char *example, const char *folder, const char *name,
+                     const char *overrides)
+{
+    return harness_make_package(&h, example, folder, name, overrides);
+}
+
+static void expect_op(const char *cmd, const char *name, enum plugd_errc code)
+{
+    char message[PLUGD_ERROR_MESSAGE_MAX] = "";
+    enum plugd_errc got = harness_op(&h, cmd, name, message, sizeof(message));
+    cr_assert_eq(got, code, "%s %s: got %s (%s), expected %s", cmd, name, plugd_errc_name(got),
+                 message, plugd_errc_name(code));
+}
+
+static void expect_status(const char *plugin, const char *status)
+{
+    cr_assert(harness_wait_status(&h, plugin, status, 15.0), "%s never became %s", plugin, status);
+}
+
+static json_t *status_field(const char *plugin, const char *field)
+{
+    json_t *st = harness_status(&h, plugin);
+    cr_assert_not_null(st);
+    json_t *v = json_incref(json_object_get(st, field));
+    json_decref(st);
+    return v;
+}
+
+static void expect_version(const char *plugin, const char *version)
+{
+    json_t *v = status_field(plugin, "version");
+    cr_assert_str_eq(json_string_value(v), version);
+    json_decref(v);
+}
+
+static int audit_rows(const char *plugin)
+{
+    json_t *arg = json_pack("{s:s, s:i}", "plugin", plugin, "limit", 10000), *rows = NULL;
+    cr_assert_eq(harness_command(&h, "audit", arg, &rows, NULL, 0), PLUGD_OK);
+    json_decref(arg);
+    int n = (int)json_array_size(rows);
+    json_decref(rows);
+    return n;
+}
+
+/* Starts plugd with an empty plugins folder, subscribed to every event. */
+static void start_empty(void)
+{
+    harness_start(&h);
+    harness_subscribe(&h, "*", -1);
+}
+
+static void install_ready(const char *example, const char *name, const char *overrides)
+{
+    char *path = package(example, name, name, overrides);
+    expect_op("install", path, PLUGD_OK);
+    free(path);
+    expect_status(name, "ready");
+    cr_assert(harness_wait_state(&h, name, "running", -1, 10.0));
+}
+
+/* ------------------------------------------------------------ operations */
+
+Test(lifecycle, install_loads_to_ready_with_events_in_order)
+{
+    start_empty();
+    size_t from = json_array_size(h.events);
+    install_ready("hello", "hello", NULL);
+    cr_assert_geq(harness_wait_event(&h, "plugin.loaded", "hello", from, 5.0), 0);
+    char names[1024];
+    harness_event_names(&h, "hello", from, names, sizeof(names));
+    cr_assert_str_eq(names, "plugin.status_changed plugin.worker_started plugin.status_changed "
+                            "plugin.loaded");
+    json_t *first = json_array_get(h.events, from);
+    json_t *payload = json_object_get(first, "payload");
+    cr_assert(json_is_null(json_object_get(payload, "previousStatus")));
+    cr_assert_str_eq(json_string_value(json_object_get(payload, "newStatus")), "installed");
+    /* sequence numbers increase by one */
+    for (size_t i = 1; i < json_array_size(h.events); i++)
+        cr_assert_eq(json_integer_value(json_object_get(json_array_get(h.events, i), "seq")),
+                     json_integer_value(json_object_get(json_array_get(h.events, i - 1), "seq")) +
+                         1);
+    cr_assert_eq(harness_call(&h, "hello", "echo", "[7]", 0, NULL), PLUGD_OK);
+    cr_assert_eq(audit_rows("hello"), 2, "install and load, one audit row each");
+}
+
+Test(lifecycle, disable_stops_the_worker_and_enable_brings_it_back)
+{
+    start_empty();
+    install_ready("hello", "hello", NULL);
+    pid_t pid = harness_worker_pid(&h, "hello");
+    size_t from = json_array_size(h.events);
+    expect_op("disable", "hello", PLUGD_OK);
+    expect_status("hello", "disabled");
+    cr_assert(harness_wait_state(&h, "hello", "stopped", -1, 10.0));
+    cr_assert(harness_pid_dead(pid));
+    cr_assert_eq(harness_call(&h, "hello", "echo", "[1]", 0, NULL), PLUGD_E_WORKER_UNAVAILABLE);
+    cr_assert_geq(harness_wait_event(&h, "plugin.worker_stopped", "hello", from, 5.0), 0);
+    char names[1024];
+    harness_event_names(&h, "hello", from, names, sizeof(names));
+    cr_assert_str_eq(names, "plugin.status_changed plugin.disabled plugin.worker_stopped");
+
+    from = json_array_size(h.events);
+    expect_op("enable", "hello", PLUGD_OK);
+    expect_status("hello", "ready");
+    cr_assert(harness_wait_state(&h, "hello", "running", -1, 10.0));
+    cr_assert_geq(harness_wait_event(&h, "plugin.worker_started", "hello", from, 5.0), 0);
+    harness_event_names(&h, "hello", from, names, sizeof(names));
+    cr_assert_str_eq(names, "plugin.status_changed plugin.enabled plugin.worker_started");
+    cr_assert_eq(harness_call(&h, "hello", "echo", "[1]", 0, NULL), PLUGD_OK);
+}
+
+/* Every operation the table refuses from `status` answers
+ * invalid_transition and changes neither the status nor the audit. */
+static void expect_refused(const char *plugin, const char *status, const char *const *ops,
+                           const char *upgrade_path)
+{
+    int rows = audit_rows(plugin);
+    for (size_t i = 0; ops[i] != NULL; i++) {
+        const char *target = strcmp(ops[i], "install") == 0 || strcmp(ops[i], "upgrade") == 0
+                                 ? upgrade_path
+                                 : plugin;
+        expect_op(ops[i], target, PLUGD_E_INVALID_TRANSITION);
+        char now[32];
+        harness_lifecycle(&h, plugin, now, sizeof(now));
+        cr_assert_str_eq(now, status, "%s from %s changed the status to %s", ops[i], status, now);
+    }
+    cr_assert_eq(audit_rows(plugin), rows, "a refused operation wrote an audit row");
+}
+
+Test(lifecycle, refused_transitions_from_every_status_change_nothing)
+{
+    start_empty();
+    install_ready("hello", "hello", NULL);
+    char *same = package("hello", "hello-same", "hello", NULL);
+    char *newer = package("hello", "hello-2", "hello",
+                          "{\"version\": \"2.0.0\", \"capabilities\": [\"plugin.state.read\"]}");
+
+    expect_refused("hello", "ready", (const char *const[]){"approve", "reject", "install", NULL},
+                   same);
+
+    expect_op("disable", "hello", PLUGD_OK);
+    expect_refused(
+        "hello", "disabled",
+        (const char *const[]){"disable", "approve", "reject", "install", "upgrade", NULL}, newer);
+
+    expect_op("enable", "hello", PLUGD_OK);
+    expect_status("hello", "ready");
+    expect_op("upgrade", newer, PLUGD_OK);
+    expect_status("hello", "upgrade_pending");
+    expect_refused("hello", "upgrade_pending",
+                   (const char *const[]){"disable", "enable", "install", "upgrade", NULL}, same);
+
+    expect_op("reject", "hello", PLUGD_OK);
+    expect_status("hello", "ready");
+    expect_op("uninstall", "hello", PLUGD_OK);
+    expect_status("hello", "uninstalled");
+    expect_refused("hello", "uninstalled",
+                   (const char *const[]){"enable", "disable", "approve", "reject", "uninstall",
+                                         "upgrade", NULL},
+                   newer);
+    expect_op("enable", "nosuch", PLUGD_E_PLUGIN_NOT_FOUND);
+    free(same);
+    free(newer);
+}
+
+Test(lifecycle, crash_loop_goes_to_error_and_enable_makes_it_ready_again)
+{
+    start_empty();
+    install_ready("crashy", "crashy",
+                  "{\"limits\": {\"crash_loop_restarts\": 2, \"crash_loop_window_ms\": 60000}}");
+    size_t from = json_array_size(h.events);
+    for (int i = 0; i < 10 && !harness_wait_status(&h, "crashy", "error", 0.05); i++) {
+        harness_wait_state(&h, "crashy", "running", -1, 5.0);
+        harness_call(&h, "crashy", "exit", "[{\"code\": 3}]", 0, NULL);
+    }
+    expect_status("crashy", "error");
+    int at = harness_wait_event(&h, "plugin.error", "crashy", from, 5.0);
+    cr_assert_geq(at, 0);
+    const char *why = json_string_value(
+        json_object_get(json_object_get(json_array_get(h.events, (size_t)at), "payload"), "error"));
+    cr_assert(why && strstr(why, "crash loop"), "reason: %s", why);
+    cr_assert_geq(harness_wait_event(&h, "plugin.worker.crashed", "crashy", from, 1.0), 0);
+    json_t *error = status_field("crashy", "error");
+    cr_assert(strstr(json_string_value(error), "crash loop"));
+    json_decref(error);
+
+    expect_op("enable", "crashy", PLUGD_OK);
+    expect_status("crashy", "ready");
+    cr_assert(harness_wait_state(&h, "crashy", "running", -1, 10.0));
+    cr_assert_eq(harness_call(&h, "crashy", "echo", "[1]", 0, NULL), PLUGD_OK);
+}
+
+/* ------------------------------------------------------------ upgrades */
+
+Test(lifecycle, upgrade_without_added_capabilities_runs_the_new_version)
+{
+    start_empty();
+    install_ready("counter", "counter", NULL);
+    pid_t old = harness_worker_pid(&h, "counter");
+    char *v2 = package("counter", "counter-2", "counter",
+                       "{\"version\": \"1.1.0\", \"capabilities\": [\"events.emit\"]}");
+    size_t from = json_array_size(h.events);
+    expect_op("upgrade", v2, PLUGD_OK);
+    free(v2);
+    expect_status("counter", "ready");
+    expect_version("counter", "1.1.0");
+    cr_assert_geq(harness_wait_event(&h, "plugin.worker_started", "counter", from, 10.0), 0);
+    cr_assert(harness_pid_dead(old), "the old worker was drained and stopped");
+    int at = harness_wait_event(&h, "plugin.upgraded", "counter", from, 1.0);
+    cr_assert_geq(at, 0);
+    json_t *diff = status_field("counter", "diff");
+    cr_assert_eq(json_array_size(json_object_get(diff, "added")), 0);
+    cr_assert_str_eq(json_string_value(json_array_get(json_object_get(diff, "removed"), 0)),
+                     "events.subscribe");
+    json_decref(diff);
+    cr_assert_eq(harness_call(&h, "counter", "increment", "[]", 0, NULL), PLUGD_OK);
+}
+
+static void start_pending_upgrade(void)
+{
+    start_empty();
+    install_ready("hello", "hello", NULL);
+    char *v2 = package("hello", "hello-2", "hello",
+                       "{\"version\": \"1.1.0\", \"capabilities\": [\"plugin.state.read\"]}");
+    size_t from = json_array_size(h.events);
+    expect_op("upgrade", v2, PLUGD_OK);
+    free(v2);
+    expect_status("hello", "upgrade_pending");
+    int at = harness_wait_event(&h, "plugin.upgrade_pending", "hello", from, 5.0);
+    cr_assert_geq(at, 0);
+    json_t *payload = json_object_get(json_array_get(h.events, (size_t)at), "payload");
+    cr_assert_str_eq(json_string_value(json_array_get(json_object_get(payload, "added"), 0)),
+                     "plugin.state.read");
+    cr_assert(harness_wait_state(&h, "hello", "stopped", -1, 10.0));
+    cr_assert_eq(harness_call(&h, "hello", "echo", "[1]", 0, NULL), PLUGD_E_WORKER_UNAVAILABLE);
+    expect_version("hello", "1.0.0");
+    json_t *pending = status_field("hello", "pending_version");
+    cr_assert_str_eq(json_string_value(pending), "1.1.0");
+    json_decref(pending);
+}
+
+Test(lifecycle, upgrade_with_an_added_capability_waits_for_approval)
+{
+    start_pending_upgrade();
+    expect_op("approve", "hello", PLUGD_OK);
+    expect_status("hello", "ready");
+    expect_version("hello", "1.1.0");
+    cr_assert(harness_wait_state(&h, "hello", "running", -1, 10.0));
+    cr_assert_eq(harness_call(&h, "hello", "echo", "[1]", 0, NULL), PLUGD_OK);
+}
+
+Test(lifecycle, rejected_upgrade_returns_to_the_old_version)
+{
+    start_pending_upgrade();
+    expect_op("reject", "hello", PLUGD_OK);
+    expect_status("hello", "ready");
+    expect_version("hello", "1.0.0");
+    cr_assert(harness_wait_state(&h, "hello", "running", -1, 10.0));
+    cr_assert_eq(harness_call(&h, "hello", "echo", "[1]", 0, NULL), PLUGD_OK);
+    json_t *pending = status_field("hello", "pending_version");
+    cr_assert(json_is_null(pending));
+    json_decref(pending);
+}
+
+Test(lifecycle, downgrade_and_invalid_packages_are_refused)
+{
+    start_empty();
+    install_ready("hello", "hello", "{\"version\": \"1.2.0\"}");
+    char *older = package("hello", "hello-old", "hello", "{\"version\": \"1.1.9\"}");
+    char *bad = package("hello", "hello-bad", "hello", "{\"version\": \"1.x\"}");
+    char message[PLUGD_ERROR_MESSAGE_MAX];
+    cr_assert_eq(harness_op(&h, "upgrade", older, message, sizeof(message)),
+                 PLUGD_E_INVALID_REQUEST);
+    cr_assert(strstr(message, "not newer"), "%s", message);
+    cr_assert_eq(harness_op(&h, "upgrade", bad, message, sizeof(message)),
+                 PLUGD_E_INVALID_MANIFEST);
+    cr_assert(strstr(message, "\"version\": \"1.x\" is not a semantic version"), "%s", message);
+    expect_version("hello", "1.2.0");
+    free(older);
+    free(bad);
+}
+
+/* ------------------------------------------------------------ state */
+
+static void expect_host_answer(const char *plugin, const char *params, const char *code)
+{
+    json_t *result = NULL;
+    cr_assert_eq(harness_call(&h, plugin, "call_host", params, 0, &result), PLUGD_OK);
+    cr_assert_str_eq(json_string_value(result), code, "%s: got %s", params,
+                     json_string_value(result));
+    json_decref(result);
+}
+
+Test(lifecycle, state_service_is_gated_and_limited)
+{
+    start_empty();
+    install_ready("crashy", "reader", "{\"capabilities\": [\"plugin.state.read\"]}");
+    install_ready("crashy", "writer",
+                  "{\"capabilities\": [\"plugin.state.read\", \"plugin.state.write\"]}");
+    expect_host_answer("reader", "[\"state.set\", {\"key\": \"k\", \"value\": 1}]",
+                       "capability_denied");
+    expect_host_answer("reader", "[\"state.get\", {\"key\": \"k\"}]", "ok");
+    expect_host_answer("writer", "[\"state.set\", {\"key\": \"k\", \"value\": [1, 2]}]", "ok");
+    expect_host_answer("writer", "[\"state.set\", {\"key\": \"\", \"value\": 1}]",
+                       "invalid_request");
+    char big[200000];
+    int n = snprintf(big, sizeof(big), "[\"state.set\", {\"key\": \"big\", \"value\": \"");
+    memset(big + n, 'x', 70000);
+    snprintf(big + n + 70000, sizeof(big) - (size_t)n - 70000, "\"}]");
+    expect_host_answer("writer", big, "value_too_large");
+    expect_host_answer("writer", "[\"state.delete\", {\"key\": \"k\"}]", "ok");
+}
+
+/* Counts rows of `plugin` in the state table of the registry. */
+static int state_rows(const char *plugin)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/state/plugd.db", h.dir);
+    sqlite3 *db;
+    cr_assert_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st;
+    cr_assert_eq(
+        sqlite3_prepare_v2(db, "SELECT count(*) FROM state WHERE plugin = ?", -1, &st, NULL),
+        SQLITE_OK);
+    sqlite3_bind_text(st, 1, plugin, -1, SQLITE_STATIC);
+    cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+    int n = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+}
+
+Test(lifecycle, uninstall_keeps_data_reinstall_recovers_it_and_purge_deletes_it)
+{
+    start_empty();
+    const char *caps = "{\"capabilities\": [\"plugin.state.read\", \"plugin.state.write\"]}";
+    install_ready("crashy", "keeper", caps);
+    expect_host_answer("keeper", "[\"state.set\", {\"key\": \"a\", \"value\": 42}]", "ok");
+    expect_host_answer("keeper",
+                       "[\"state.set\", {\"namespace\": \"n\", \"key\": \"b\", "
+                       "\"value\": \"x\"}]",
+                       "ok");
+    cr_assert_eq(state_rows("keeper"), 2);
+    pid_t pid = harness_worker_pid(&h, "keeper");
+    size_t from = json_array_size(h.events);
+    expect_op("uninstall", "keeper", PLUGD_OK);
+    expect_status("keeper", "uninstalled");
+    cr_assert(harness_wait_state(&h, "keeper", "stopped", -1, 10.0));
+    cr_assert(harness_pid_dead(pid));
+    int at = harness_wait_event(&h, "plugin.unloaded", "keeper", from, 5.0);
+    cr_assert_geq(at, 0);
+    cr_assert(json_is_false(json_object_get(
+        json_object_get(json_array_get(h.events, (size_t)at), "payload"), "removeData")));
+    cr_assert_eq(state_rows("keeper"), 2, "uninstall keeps the data");
+
+    char *again = package("crashy", "keeper-again", "keeper", caps);
+    expect_op("install", again, PLUGD_OK);
+    free(again);
+    expect_status("keeper", "ready");
+    cr_assert(harness_wait_state(&h, "keeper", "running", -1, 10.0));
+    cr_assert_eq(state_rows("keeper"), 2, "reinstall recovers the data");
+    expect_host_answer("keeper", "[\"state.delete\", {\"key\": \"a\"}]", "ok");
+    cr_assert_eq(state_rows("keeper"), 1, "the reinstalled plugin owns its old data");
+
+    json_t *arg = json_pack("{s:s, s:b}", "plugin", "keeper", "remove_data", 1);
+    cr_assert_eq(harness_command(&h, "uninstall", arg, NULL, NULL, 0), PLUGD_OK);
+    json_decref(arg);
+    cr_assert_eq(state_rows("keeper"), 0, "purge deletes the data at once");
+}
+
+/* ------------------------------------------------------------ events */
+
+Test(lifecycle, plugins_react_to_events_with_patterns)
+{
+    harness_add_plugin(&h, "counter", "a", NULL);
+    harness_add_plugin(&h, "counter", "b", "{\"config\": {\"watch\": \"plugin.a.changed\"}}");
+    harness_start(&h);
+    harness_subscribe(&h, "*", 0);
+    expect_status("a", "ready");
+    expect_status("b", "ready");
+    cr_assert(harness_wait_state(&h, "b", "running", -1, 10.0));
+    harness_sleep(&h, 0.2); /* b's subscription is sent right after its initialize */
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(harness_call(&h, "a", "increment", "[]", 0, NULL), PLUGD_OK);
+    cr_assert_eq(harness_call(&h, "b", "increment", "[]", 0, NULL), PLUGD_OK);
+    json_t *seen = NULL;
+    for (int i = 0; i < 100; i++) {
+        json_decref(seen);
+        seen = NULL;
+        cr_assert_eq(harness_call(&h, "b", "events_seen", "[]", 0, &seen), PLUGD_OK);
+        if (json_integer_value(seen) >= 3)
+            break;
+        harness_sleep(&h, 0.02);
+    }
+    char names[4096];
+    harness_event_names(&h, NULL, 0, names, sizeof(names));
+    cr_assert_eq(json_integer_value(seen), 3, "b sees a's three changes and not its own: %lld %s",
+                 json_integer_value(seen), names);
+    json_decref(seen);
+}
+
+Test(lifecycle, slow_subscriber_is_dropped_while_others_keep_receiving)
+{
+    harness_add_plugin(&h, "crashy", "flood", "{\"capabilities\": [\"events.emit\"]}");
+    harness_add_plugin(&h, "crashy", "slow",
+                       "{\"capabilities\": [\"events.subscribe\"], \"limits\": "
+                       "{\"health_interval_ms\": 600000}}");
+    harness_add_plugin(&h, "counter", "fast", "{\"config\": {\"watch\": \"plugin.flood.*\"}}");
+    harness_start(&h);
+    expect_status("flood", "ready");
+    expect_status("slow", "ready");
+    expect_status("fast", "ready");
+    cr_assert(harness_wait_state(&h, "fast", "running", -1, 10.0));
+    expect_host_answer("slow", "[\"events.subscribe\", {\"pattern\": \"plugin.flood.*\"}]", "ok");
+    /* slow stops reading its channel (its loop blocks in the hang call) */
+    struct pending *hang = harness_call_async(&h, "slow", "hang", "[]", 60000);
+    harness_sleep(&h, 0.1);
+    json_t *n = NULL;
+    cr_assert_eq(
+        harness_call(&h, "flood", "emit_many", "[{\"n\": 3000, \"size\": 2000}]", 30000, &n),
+        PLUGD_OK);
+    cr_assert_eq(json_integer_value(n), 3000);
+    json_decref(n);
+    json_t *seen = NULL;
+    for (int i = 0; i < 500; i++) {
+        json_decref(seen);
+        seen = NULL;
+        harness_call(&h, "fast", "events_seen", "[]", 0, &seen);
+        if (json_integer_value(seen) >= 3000)
+            break;
+        harness_sleep(&h, 0.02);
+    }
+    cr_assert_eq(json_integer_value(seen), 3000, "the fast subscriber got every event");
+    json_decref(seen);
+    cr_assert_eq(harness_log_count(&h, "event subscription dropped: its queue overflowed"), 1);
+    cr_assert_eq(harness_call(&h, "flood", "echo", "[1]", 0, NULL), PLUGD_OK);
+    harness_kill9(&h); /* the hung worker would hold the graceful stop for its drain */
+    free(hang);
+}
+
+/* ------------------------------------------------------------ hot lifecycle */
+
+Test(lifecycle, plugins_folder_installs_and_upgrades_while_running)
+{
+    harness_add_plugin(&h, "hello", "hello", NULL);
+    harness_start(&h);
+    expect_status("hello", "ready");
+    cr_assert(harness_wait_state(&h, "hello", "running", -1, 10.0));
+    pid_t hello = harness_worker_pid(&h, "hello");
+
+    harness_add_plugin(&h, "counter", "counter", NULL);
+    expect_status("counter", "ready");
+    cr_assert_eq(harness_call(&h, "counter", "increment", "[]", 0, NULL), PLUGD_OK);
+    cr_assert_eq(harness_worker_pid(&h, "hello"), hello, "installing counter disturbed hello");
+
+    /* a new version of counter is dropped into its folder */
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/plugins/counter/plugin.json", h.dir);
+    json_t *m = json_load_file(path, 0, NULL);
+    json_object_set_new(m, "version", json_string("1.0.1"));
+    char tmp[PATH_MAX + 8];
+    snprintf(tmp, sizeof(tmp), "%s.new", path);
+    cr_assert_eq(json_dump_file(m, tmp, 0), 0);
+    json_decref(m);
+    cr_assert_eq(rename(tmp, path), 0);
+    for (int i = 0; i < 300; i++) {
+        json_t *v = status_field("counter", "version");
+        bool is_done = strcmp(json_string_value(v), "1.0.1") == 0;
+        json_decref(v);
+        if (is_done)
+            break;
+        cr_assert_eq(harness_call(&h, "hello", "echo", "[1]", 0, NULL), PLUGD_OK);
+        harness_sleep(&h, 0.02);
+    }
+    expect_version("counter", "1.0.1");
+    expect_status("counter", "ready");
+    cr_assert_eq(harness_worker_pid(&h, "hello"), hello, "upgrading counter disturbed hello");
+}
+
+/* ------------------------------------------------------------ kill -9 */
+
+/* The registry after a kill -9: intact, its foreign keys hold, and each
+ * plugin's status is the one its last audit row recorded. */
+static void expect_consistent_registry(void)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/state/plugd.db", h.dir);
+    sqlite3 *db;
+    cr_assert_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    static const char *const checks[] = {
+        "SELECT count(*) FROM pragma_integrity_check WHERE integrity_check != 'ok'",
+        "SELECT count(*) FROM pragma_foreign_key_check",
+        "SELECT count(*) FROM plugins p WHERE p.status != (SELECT to_status FROM audit a"
+        " WHERE a.plugin = p.name ORDER BY id DESC LIMIT 1)",
+        "SELECT count(*) FROM plugins WHERE (status = 'upgrade_pending') !="
+        " (pending_version IS NOT NULL)",
+    };
+    for (size_t i = 0; i < sizeof(checks) / sizeof(checks[0]); i++) {
+        sqlite3_stmt *st;
+        cr_assert_eq(sqlite3_prepare_v2(db, checks[i], -1, &st, NULL), SQLITE_OK, "%s: %s",
+                     checks[i], sqlite3_errmsg(db));
+        cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+        cr_assert_eq(sqlite3_column_int(st, 0), 0, "%s", checks[i]);
+        sqlite3_finalize(st);
+    }
+    sqlite3_close(db);
+}
+
+/* The command that puts a transition under way in round `round`: an
+ * upgrade to a new version (every other one adding a capability), or the
+ * answer to a pending one. */
+static void send_transition(int round, const char *status)
+{
+    json_t *arg;
+    const char *cmd;
+    if (strcmp(status, "upgrade_pending") == 0) {
+        cmd = round % 3 ? "approve" : "reject";
+        arg = json_pack("{s:s}", "plugin", "hello");
+    } else {
+        char folder[32], overrides[160];
+        snprintf(folder, sizeof(folder), "v%d", round);
+        snprintf(overrides, sizeof(overrides), "{\"version\": \"1.%d.0\", \"capabilities\": [%s]}",
+                 round + 1, round % 2 ? "\"plugin.state.read\"" : "");
+        char *path = package("hello", folder, "hello", overrides);
+        cmd = "upgrade";
+        arg = json_pack("{s:s}", "path", path);
+        free(path);
+    }
+    msgpack_packer *pk = ipc_conn_begin_call(h.host, cmd, 5.0, NULL, NULL);
+    msgpack_pack_array(pk, 1);
+    pack_json(pk, arg);
+    ipc_conn_end(h.host, NULL);
+    ipc_conn_flush(h.host, NULL);
+    json_decref(arg);
+}
+
+Test(lifecycle, kill9_during_upgrades_leaves_a_consistent_registry, .timeout = 300)
+{
+    harness_add_plugin(&h, "hello", "hello", NULL);
+    srand48(getpid());
+    for (int round = 0; round < 50; round++) {
+        harness_start(&h);
+        char status[32] = "";
+        for (int i = 0; i < 500; i++) {
+            harness_lifecycle(&h, "hello", status, sizeof(status));
+            if (strcmp(status, "ready") == 0 || strcmp(status, "upgrade_pending") == 0)
+                break;
+            harness_sleep(&h, 0.01);
+        }
+        cr_assert(strcmp(status, "ready") == 0 || strcmp(status, "upgrade_pending") == 0,
+                  "round %d: plugd came back with hello %s", round, status);
+        send_transition(round, status);
+        usleep((useconds_t)(drand48() * 20000));
+        harness_kill9(&h);
+        expect_consistent_registry();
+    }
+}
