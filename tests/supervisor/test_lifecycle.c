@@ -605,7 +605,7 @@ static void send_transition(int round, const char *status)
     json_decref(arg);
 }
 
-Test(lifecycle, kill9_during_upgrades_leaves_a_consistent_registry, .timeout = 300)
+Test(lifecycle, kill9_during_upgrades_leaves_a_consistent_registry)
 {
     harness_add_plugin(&h, "hello", "hello", NULL);
     srand48(getpid());
