@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -143,6 +144,11 @@ int main(int argc, char **argv)
     int rc = parse_args(argc, argv, &o);
     if (rc != 0)
         return rc;
+    /* the log often lives in the state folder: make it first */
+    if (mkdir(o.state_dir, 0750) < 0 && errno != EEXIST) {
+        fprintf(stderr, "plugd: cannot create --state-dir %s: %s\n", o.state_dir, strerror(errno));
+        return 1;
+    }
     FILE *log_file = NULL;
     if (o.log_file != NULL) {
         log_file = fopen(o.log_file, "ae");

@@ -121,13 +121,17 @@ static void wait_for_workers(void)
 static void print_table(const msgpack_object *list, void *ctx)
 {
     (void)ctx;
-    printf("\n%-16s %-10s %-8s %-9s %s\n", "PLUGIN", "STATE", "PID", "RESTARTS", "CALLS");
+    printf("\n%-16s %-9s %-10s %-10s %-8s %-9s %s\n", "PLUGIN", "VERSION", "STATUS", "WORKER",
+           "PID", "RESTARTS", "CALLS");
     for (uint32_t i = 0; list->type == MSGPACK_OBJECT_ARRAY && i < list->via.array.size; i++) {
         const msgpack_object *w = &list->via.array.ptr[i];
         const msgpack_object *name = ipc_map_get(w, "plugin"), *state = ipc_map_get(w, "state");
-        printf("%-16.*s %-10.*s %-8lld %-9llu %llu\n", (int)name->via.str.size, name->via.str.ptr,
-               (int)state->via.str.size, state->via.str.ptr,
-               (long long)ipc_map_get(w, "pid")->via.i64,
+        const msgpack_object *version = ipc_map_get(w, "version");
+        const msgpack_object *status = ipc_map_get(w, "status");
+        printf("%-16.*s %-9.*s %-10.*s %-10.*s %-8lld %-9llu %llu\n", (int)name->via.str.size,
+               name->via.str.ptr, (int)version->via.str.size, version->via.str.ptr,
+               (int)status->via.str.size, status->via.str.ptr, (int)state->via.str.size,
+               state->via.str.ptr, (long long)ipc_map_get(w, "pid")->via.i64,
                (unsigned long long)ipc_map_get(w, "restarts")->via.u64,
                (unsigned long long)ipc_map_get(w, "calls")->via.u64);
     }
