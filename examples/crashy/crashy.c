@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static bool is_health_failing;
+static enum plugd_health_status health_status = PLUGD_HEALTH_OK;
 
 static int64_t int_arg(const msgpack_object *params, const char *key, int64_t fallback)
 {
@@ -63,18 +63,35 @@ static void stop_health(struct plugd_request *req, const msgpack_object *params,
 {
     (void)params;
     (void)ud;
-    is_health_failing = true;
+    health_status = PLUGD_HEALTH_ERROR;
     plugd_request_reply(req, NULL);
+}
+
+/* set_health ["ok"|"degraded"|"error"]: what later plugd.health calls report. */
+static void set_health(struct plugd_request *req, const msgpack_object *params, void *ud)
+{
+    (void)ud;
+    static const char *const names[] = {"ok", "degraded", "error"};
+    const msgpack_object *s = plugd_param(params, 0);
+    for (int i = 0; i < 3; i++) {
+        if (s != NULL && s->type == MSGPACK_OBJECT_STR && s->via.str.size == strlen(names[i]) &&
+            memcmp(s->via.str.ptr, names[i], s->via.str.size) == 0) {
+            health_status = (enum plugd_health_status)i;
+            plugd_request_reply(req, NULL);
+            return;
+        }
+    }
+    plugd_request_fail(req, PLUGD_E_INVALID_REQUEST, "set_health takes ok, degraded or error");
 }
 
 static enum plugd_health_status health(struct plugd_worker *w, char *why, size_t size, void *ud)
 {
     (void)w;
     (void)ud;
-    if (!is_health_failing)
-        return PLUGD_HEALTH_OK;
-    snprintf(why, size, "told to fail its health checks");
-    return PLUGD_HEALTH_ERROR;
+    if (health_status != PLUGD_HEALTH_OK)
+        snprintf(why, size, "told to report %s",
+                 health_status == PLUGD_HEALTH_ERROR ? "an error" : "degraded health");
+    return health_status;
 }
 
 /* garbage: writes bytes that are not msgpack-rpc onto the channel. */
@@ -257,7 +274,7 @@ int main(void)
         {"hang", hang},         {"stall", stall},         {"stop_health", stop_health},
         {"garbage", garbage},   {"flood_log", flood_log}, {"ignore_term", ignore_term},
         {"delay", delay},       {"call_host", call_host}, {"config_value", get_config_value},
-        {"oversize", oversize}, {"emit_many", emit_many},
+        {"oversize", oversize}, {"emit_many", emit_many}, {"set_health", set_health},
     };
     struct plugd_worker *w = plugd_worker_new(NULL);
     for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)

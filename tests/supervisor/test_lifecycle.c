@@ -261,6 +261,35 @@ Test(lifecycle, crash_loop_goes_to_error_and_enable_makes_it_ready_again)
     cr_assert_eq(harness_call(&h, "crashy", "echo", "[1]", 0, NULL), PLUGD_OK);
 }
 
+Test(lifecycle, crashes_restarts_and_health_changes_are_events)
+{
+    start_empty();
+    install_ready("crashy", "crashy", "{\"limits\": {\"health_interval_ms\": 50}}");
+    size_t from = json_array_size(h.events);
+    harness_call(&h, "crashy", "exit", "[{\"code\": 3}]", 0, NULL);
+    cr_assert_geq(harness_wait_event(&h, "plugin.worker.restarted", "crashy", from, 10.0), 0);
+    char names[1024];
+    harness_event_names(&h, "crashy", from, names, sizeof(names));
+    cr_assert_str_eq(names, "plugin.worker.crashed plugin.worker_started plugin.worker.restarted");
+    int at = harness_wait_event(&h, "plugin.worker.crashed", "crashy", from, 1.0);
+    json_t *payload = json_object_get(json_array_get(h.events, (size_t)at), "payload");
+    cr_assert_str_eq(json_string_value(json_object_get(payload, "exit")), "exited with status 3");
+    expect_status("crashy", "ready");
+
+    from = json_array_size(h.events);
+    cr_assert_eq(harness_call(&h, "crashy", "set_health", "[\"degraded\"]", 0, NULL), PLUGD_OK);
+    at = harness_wait_event(&h, "plugin.health.degraded", "crashy", from, 5.0);
+    cr_assert_geq(at, 0);
+    payload = json_object_get(json_array_get(h.events, (size_t)at), "payload");
+    cr_assert_str_eq(json_string_value(json_object_get(payload, "reason")),
+                     "told to report degraded health");
+    cr_assert_eq(harness_call(&h, "crashy", "set_health", "[\"ok\"]", 0, NULL), PLUGD_OK);
+    cr_assert_geq(harness_wait_event(&h, "plugin.health.recovered", "crashy", (size_t)at, 5.0), 0);
+    harness_event_names(&h, "crashy", from, names, sizeof(names));
+    cr_assert_str_eq(names, "plugin.health.degraded plugin.health.recovered",
+                     "one event per change, not per health call");
+}
+
 /* ------------------------------------------------------------ upgrades */
 
 Test(lifecycle, upgrade_without_added_capabilities_runs_the_new_version)
