@@ -386,6 +386,20 @@ static json_t *capabilities_added(const struct manifest *a, const struct manifes
     return out;
 }
 
+/* Removed capabilities take effect at once: the running worker (still
+ * draining) loses those that `next` does not have. */
+static void revoke_capabilities(struct manifest *running, const struct manifest *next)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < running->n_capabilities; i++) {
+        if (manifest_has_capability(next, running->capabilities[i]))
+            running->capabilities[kept++] = running->capabilities[i];
+        else
+            free(running->capabilities[i]);
+    }
+    running->n_capabilities = kept;
+}
+
 int plugd_upgrade(struct plugd *d, const char *src_dir, const char *actor, struct plugd_error *err)
 {
     struct package pkg;
@@ -456,6 +470,8 @@ int plugd_upgrade(struct plugd *d, const char *src_dir, const char *actor, struc
                 worker_stop(p->w);
         } else {
             publish(d, "plugin.upgraded", p->row.name, event);
+            if (p->w != NULL)
+                revoke_capabilities(p->w->m, pkg.m);
             struct manifest *m = load_package(p->row.package_dir, p->row.config, err);
             if (m == NULL)
                 mark_error(p, err->message);

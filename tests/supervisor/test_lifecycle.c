@@ -234,6 +234,67 @@ Test(lifecycle, refused_transitions_from_every_status_change_nothing)
     free(newer);
 }
 
+/* The newest audit row of `plugin` says `actor` did `action`, `from` → `to`. */
+static void expect_last_audit(const char *plugin, const char *actor, const char *action,
+                              const char *from, const char *to)
+{
+    json_t *arg = json_pack("{s:s, s:i}", "plugin", plugin, "limit", 1), *rows = NULL;
+    cr_assert_eq(harness_command(&h, "audit", arg, &rows, NULL, 0), PLUGD_OK);
+    json_decref(arg);
+    json_t *row = json_array_get(rows, 0);
+    cr_assert_str_eq(json_string_value(json_object_get(row, "action")), action);
+    cr_assert_str_eq(json_string_value(json_object_get(row, "from")), from);
+    cr_assert_str_eq(json_string_value(json_object_get(row, "to")), to);
+    cr_assert_str_eq(json_string_value(json_object_get(row, "actor")), actor);
+    json_decref(rows);
+}
+
+Test(lifecycle, allowed_transitions_that_end_a_plugin)
+{
+    start_empty();
+    /* installed → error: a worker that speaks another protocol can never load */
+    char *old = package("oldproto", "oldproto", "oldproto", NULL);
+    expect_op("install", old, PLUGD_OK);
+    free(old);
+    expect_status("oldproto", "error");
+    expect_last_audit("oldproto", "plugd", "fail", "installed", "error");
+    json_t *error = status_field("oldproto", "error");
+    cr_assert(strstr(json_string_value(error), "protocol"), "%s", json_string_value(error));
+    json_decref(error);
+    /* error → uninstalled */
+    expect_op("uninstall", "oldproto", PLUGD_OK);
+    expect_last_audit("oldproto", "host", "uninstall", "error", "uninstalled");
+
+    /* installed → uninstalled: a worker that has not said hello yet */
+    char *silent =
+        package("silent", "silent", "silent", "{\"limits\": {\"handshake_timeout_ms\": 20000}}");
+    expect_op("install", silent, PLUGD_OK);
+    free(silent);
+    expect_status("silent", "installed");
+    expect_op("uninstall", "silent", PLUGD_OK);
+    expect_last_audit("silent", "host", "uninstall", "installed", "uninstalled");
+    cr_assert(harness_wait_state(&h, "silent", "stopped", -1, 10.0));
+
+    /* disabled → uninstalled */
+    install_ready("hello", "hello", NULL);
+    expect_op("disable", "hello", PLUGD_OK);
+    expect_op("uninstall", "hello", PLUGD_OK);
+    expect_last_audit("hello", "host", "uninstall", "disabled", "uninstalled");
+
+    /* upgrade_pending → uninstalled */
+    install_ready("hello", "other", NULL);
+    char *wider = package("hello", "other-2", "other",
+                          "{\"version\": \"2.0.0\", \"capabilities\": [\"events.emit\"]}");
+    expect_op("upgrade", wider, PLUGD_OK);
+    free(wider);
+    expect_status("other", "upgrade_pending");
+    expect_op("uninstall", "other", PLUGD_OK);
+    expect_last_audit("other", "host", "uninstall", "upgrade_pending", "uninstalled");
+    json_t *pending = status_field("other", "pending_version");
+    cr_assert(json_is_null(pending), "an uninstall discards the pending upgrade");
+    json_decref(pending);
+}
+
 Test(lifecycle, crash_loop_goes_to_error_and_enable_makes_it_ready_again)
 {
     start_empty();
@@ -468,6 +529,25 @@ Test(lifecycle, uninstall_keeps_data_reinstall_recovers_it_and_purge_deletes_it)
     cr_assert_eq(state_rows("keeper"), 0, "purge deletes the data at once");
 }
 
+Test(lifecycle, data_of_uninstalled_plugins_is_deleted_after_the_retention)
+{
+    h.extra_args[0] = "--data-retention-days";
+    h.extra_args[1] = "0";
+    start_empty();
+    const char *caps = "{\"capabilities\": [\"plugin.state.write\"]}";
+    install_ready("crashy", "gone", caps);
+    install_ready("crashy", "kept", caps);
+    expect_host_answer("gone", "[\"state.set\", {\"key\": \"a\", \"value\": 1}]", "ok");
+    expect_host_answer("kept", "[\"state.set\", {\"key\": \"a\", \"value\": 1}]", "ok");
+    expect_op("uninstall", "gone", PLUGD_OK);
+    cr_assert_eq(state_rows("gone"), 1, "the data stays until the next retention sweep");
+    cr_assert_eq(harness_stop(&h, 20.0), 0);
+    harness_start(&h); /* a sweep runs at every start */
+    expect_status("kept", "ready");
+    cr_assert_eq(state_rows("gone"), 0, "past its retention the data is deleted");
+    cr_assert_eq(state_rows("kept"), 1, "an installed plugin's data is never swept");
+}
+
 /* ------------------------------------------------------------ events */
 
 Test(lifecycle, plugins_react_to_events_with_patterns)
@@ -649,6 +729,9 @@ Test(lifecycle, kill9_during_upgrades_leaves_a_consistent_registry)
         }
         cr_assert(strcmp(status, "ready") == 0 || strcmp(status, "upgrade_pending") == 0,
                   "round %d: plugd came back with hello %s", round, status);
+        if (strcmp(status, "ready") == 0)
+            cr_assert(harness_wait_state(&h, "hello", "running", -1, 10.0),
+                      "round %d: a ready plugin got no worker back", round);
         send_transition(round, status);
         usleep((useconds_t)(drand48() * 20000));
         harness_kill9(&h);

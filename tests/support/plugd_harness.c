@@ -135,8 +135,11 @@ void harness_start(struct harness *h)
             _exit(126);
         char fd[8];
         snprintf(fd, sizeof(fd), "%d", HOST_FD);
-        execl(plugd, plugd, "--plugins-dir", plugins, "--state-dir", state, "--log-file", log,
-              "--host-fd", fd, (char *)NULL);
+        char *argv[16] = {plugd, "--plugins-dir", plugins, "--state-dir", state, "--log-file",
+                          log,   "--host-fd",     fd};
+        for (int i = 0; i < 4 && h->extra_args[i] != NULL; i++)
+            argv[9 + i] = (char *)h->extra_args[i];
+        execv(plugd, argv);
         _exit(127);
     }
     close(sv[1]);

@@ -18,7 +18,8 @@ struct harness {
     struct ev_loop *loop;
     struct ipc_conn *host;
     bool host_closed;
-    json_t *events; /* plugd.event notifications received, in order */
+    json_t *events;            /* plugd.event notifications received, in order */
+    const char *extra_args[4]; /* more plugd flags for harness_start, NULL-ended */
 };
 
 /* Creates the temp folder (nothing runs yet). */
