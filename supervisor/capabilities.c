@@ -31,3 +31,12 @@ const struct capability *cap_find(const char *name)
             return &table[i];
     return NULL;
 }
+
+const struct capability *cap_granting(const char *method)
+{
+    for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
+        for (const char *const *s = table[i].services; *s != NULL; s++)
+            if (strcmp(*s, method) == 0)
+                return &table[i];
+    return NULL;
+}

@@ -17,4 +17,8 @@ struct capability {
 const struct capability *cap_find(const char *name);
 const struct capability *cap_table(size_t *n);
 
+/* The capability that grants host service `method`; NULL when none does
+ * (the service is open to every worker). */
+const struct capability *cap_granting(const char *method);
+
 #endif

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "capabilities.h"
 #include "jsonpack.h"
 
 /* Answers `msgid` (when the worker asked for an answer) with an error. */
@@ -351,18 +352,19 @@ static void serve_state_list(struct worker *w, const struct ipc_message *msg, co
     json_decref(kl.keys);
 }
 
+/* Which capability grants a service is the capability table's to say
+ * (capabilities.c); a service no capability lists is open to every worker. */
 static const struct service {
     const char *method;
-    const char *capability; /* NULL: every worker may call it */
     void (*serve)(struct worker *w, const struct ipc_message *msg, const uint32_t *msgid);
 } services[] = {
-    {"log", NULL, serve_log},
-    {"events.emit", "events.emit", serve_emit},
-    {"events.subscribe", "events.subscribe", serve_subscribe},
-    {"state.get", "plugin.state.read", serve_state_get},
-    {"state.list", "plugin.state.read", serve_state_list},
-    {"state.set", "plugin.state.write", serve_state_set},
-    {"state.delete", "plugin.state.write", serve_state_delete},
+    {"log", serve_log},
+    {"events.emit", serve_emit},
+    {"events.subscribe", serve_subscribe},
+    {"state.get", serve_state_get},
+    {"state.list", serve_state_list},
+    {"state.set", serve_state_set},
+    {"state.delete", serve_state_delete},
 };
 
 #define N_SERVICES (sizeof(services) / sizeof(services[0]))
@@ -377,7 +379,8 @@ bool manifest_has_capability(const struct manifest *m, const char *capability)
 
 static bool is_granted(const struct service *s, const struct manifest *m)
 {
-    return s->capability == NULL || manifest_has_capability(m, s->capability);
+    const struct capability *c = cap_granting(s->method);
+    return c == NULL || manifest_has_capability(m, c->name);
 }
 
 void services_pack_granted(msgpack_packer *pk, const struct manifest *m)
@@ -399,7 +402,7 @@ void services_handle(struct worker *w, const struct ipc_message *msg, const uint
             continue;
         if (!is_granted(s, w->m))
             refuse(w, msgid, PLUGD_E_CAPABILITY_DENIED, "%s needs the capability %s", s->method,
-                   s->capability);
+                   cap_granting(s->method)->name);
         else
             s->serve(w, msg, msgid);
         return;
