@@ -548,6 +548,37 @@ Test(lifecycle, data_of_uninstalled_plugins_is_deleted_after_the_retention)
     cr_assert_eq(state_rows("kept"), 1, "an installed plugin's data is never swept");
 }
 
+static int64_t crashy_config_value(const char *plugin)
+{
+    json_t *v = NULL;
+    cr_assert_eq(harness_call(&h, plugin, "config_value", "[]", 0, &v), PLUGD_OK);
+    int64_t n = json_integer_value(v);
+    json_decref(v);
+    return n;
+}
+
+Test(lifecycle, a_config_change_is_applied_hot_and_kept_across_restarts)
+{
+    harness_add_plugin(&h, "crashy", "crashy", "{\"config\": {\"config_hooks\": true}}");
+    start_empty();
+    expect_status("crashy", "ready");
+    cr_assert(harness_wait_state(&h, "crashy", "running", -1, 10.0));
+    pid_t pid = harness_worker_pid(&h, "crashy");
+    json_t *arg = json_pack("{s:s, s:{s:b, s:i}}", "plugin", "crashy", "config", "config_hooks", 1,
+                            "value", 9);
+    cr_assert_eq(harness_command(&h, "config", arg, NULL, NULL, 0), PLUGD_OK);
+    json_decref(arg);
+    cr_assert_eq(crashy_config_value("crashy"), 9);
+    cr_assert_eq(harness_worker_pid(&h, "crashy"), pid, "applied hot, without a restart");
+    expect_last_audit("crashy", "host", "config", "ready", "ready");
+
+    cr_assert_eq(harness_stop(&h, 20.0), 0);
+    harness_start(&h);
+    expect_status("crashy", "ready");
+    cr_assert(harness_wait_state(&h, "crashy", "running", -1, 10.0));
+    cr_assert_eq(crashy_config_value("crashy"), 9, "the stored config survives a restart");
+}
+
 /* ------------------------------------------------------------ events */
 
 Test(lifecycle, plugins_react_to_events_with_patterns)
