@@ -590,13 +590,28 @@ int plugd_worker_emit(struct plugd_worker *w, const char *event, const msgpack_o
 int plugd_worker_subscribe(struct plugd_worker *w, const char *pattern,
                            plugd_host_reply_fn on_reply, void *ud, struct plugd_error *err)
 {
+    return plugd_worker_subscribe_filtered(w, pattern, NULL, 0, on_reply, ud, err);
+}
+
+int plugd_worker_subscribe_filtered(struct plugd_worker *w, const char *pattern,
+                                    const msgpack_object *filter, uint64_t since,
+                                    plugd_host_reply_fn on_reply, void *ud, struct plugd_error *err)
+{
     if (w->conn == NULL)
         return plugd_error_set(err, PLUGD_E_CONNECTION_CLOSED, "worker is not attached");
     msgpack_packer *pk = begin_host_call(w, "events.subscribe", 0, on_reply, ud);
     msgpack_pack_array(pk, 1);
-    msgpack_pack_map(pk, 1);
+    msgpack_pack_map(pk, 1 + (filter != NULL) + (since > 0));
     ipc_pack_str(pk, "pattern");
     ipc_pack_str(pk, pattern);
+    if (filter != NULL) {
+        ipc_pack_str(pk, "filter");
+        msgpack_pack_object(pk, *filter);
+    }
+    if (since > 0) {
+        ipc_pack_str(pk, "since");
+        msgpack_pack_uint64(pk, since);
+    }
     return ipc_conn_end(w->conn, err);
 }
 

@@ -1,5 +1,6 @@
 /* counter: keeps a count, emits plugin.counter.changed on every change and
- * counts the events it watches (config "watch", a name pattern). */
+ * counts the events it watches (config "watch", a name pattern, and "from",
+ * a plugin name). */
 #include <plugd/worker.h>
 #include <stdio.h>
 #include <string.h>
@@ -68,8 +69,15 @@ static int on_initialize(struct plugd_worker *w, const msgpack_object *config,
     char pattern[256] = "plugin.*.changed";
     if (watch != NULL && watch->type == MSGPACK_OBJECT_STR && watch->via.str.size < sizeof(pattern))
         snprintf(pattern, sizeof(pattern), "%.*s", (int)watch->via.str.size, watch->via.str.ptr);
+    /* config "from": count only that plugin's events (a filter kept in plugd) */
+    msgpack_object_kv from = {
+        .key = {.type = MSGPACK_OBJECT_STR, .via.str = {.size = 6, .ptr = "plugin"}},
+        .val = *(plugd_map_get(config, "from") ?: &(msgpack_object){.type = MSGPACK_OBJECT_NIL})};
+    msgpack_object filter = {.type = MSGPACK_OBJECT_MAP, .via.map = {.size = 1, .ptr = &from}};
+    bool has_filter = from.val.type == MSGPACK_OBJECT_STR;
     if (plugd_worker_has_capability(w, "events.subscribe"))
-        plugd_worker_subscribe(w, pattern, NULL, NULL, NULL);
+        plugd_worker_subscribe_filtered(w, pattern, has_filter ? &filter : NULL, 0, NULL, NULL,
+                                        NULL);
     return 0;
 }
 

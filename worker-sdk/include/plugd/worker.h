@@ -117,6 +117,14 @@ int plugd_worker_emit(struct plugd_worker *w, const char *event, const msgpack_o
 /* events.subscribe with a name pattern ("plugin.hello.*"). */
 int plugd_worker_subscribe(struct plugd_worker *w, const char *pattern,
                            plugd_host_reply_fn on_reply, void *ud, struct plugd_error *err);
+/* events.subscribe with a filter (a map: every key must equal the event's
+ * "name", "plugin" or payload field; NULL for none) and, when `since` > 0,
+ * a replay of the kept events after that sequence number
+ * (docs/events.md). */
+int plugd_worker_subscribe_filtered(struct plugd_worker *w, const char *pattern,
+                                    const msgpack_object *filter, uint64_t since,
+                                    plugd_host_reply_fn on_reply, void *ud,
+                                    struct plugd_error *err);
 
 /* A structured log record in plugd's log; `fields` (a map) may be NULL. */
 void plugd_worker_log(struct plugd_worker *w, enum plugd_log_level level,
