@@ -119,6 +119,10 @@ static void on_host_close(struct ipc_conn *c, const struct plugd_error *why, voi
 
 void harness_start(struct harness *h)
 {
+    if (h->host != NULL) { /* the channel of a plugd started before */
+        ipc_conn_free(h->host);
+        h->host = NULL;
+    }
     int sv[2];
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
     char plugd[PATH_MAX], plugins[PATH_MAX], state[PATH_MAX], log[PATH_MAX];
