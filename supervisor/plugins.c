@@ -415,7 +415,8 @@ int plugd_upgrade(struct plugd *d, const char *src_dir, const char *actor, struc
         goto out;
     if (p->row.status != LC_READY && p->row.status != LC_ERROR) {
         plugd_error_set(err, PLUGD_E_INVALID_TRANSITION,
-                        "upgrade: a plugin that is %s cannot be upgraded (only ready or error)",
+                        "upgrade: a plugin that is %s cannot become ready or upgrade_pending by an "
+                        "upgrade (only a ready or error one can; enable it first)",
                         lc_status_name(p->row.status));
         goto out;
     }
@@ -563,8 +564,8 @@ int plugd_enable(struct plugd *d, const char *name, const char *actor, struct pl
         return 0; /* enabled already (or loading) */
     if (p->row.status == LC_UPGRADE_PENDING)
         return plugd_error_set(err, PLUGD_E_INVALID_TRANSITION,
-                               "enable: %s is upgrade_pending; approve or reject the upgrade",
-                               name);
+                               "enable: a plugin that is upgrade_pending becomes ready by approve "
+                               "or reject, not by enable");
     struct reg_plugin next;
     if (lc_check("enable", p->row.status, LC_READY, err) < 0 || begin_change(p, &next, err) < 0)
         return -1;
@@ -903,6 +904,7 @@ void plugd_stop_all(struct plugd *d)
         log_plugd("info", NULL, "stopping %zu plugin(s)", d->n_plugins);
     d->is_stopping = true;
     ev_timer_stop(d->loop, &d->scan_t);
+    ev_timer_stop(d->loop, &d->retention_t);
     for (size_t i = 0; i < d->n_plugins; i++)
         if (d->plugins[i]->w != NULL)
             worker_stop(d->plugins[i]->w);
