@@ -31,6 +31,52 @@ static json_t *now_iso8601(void)
     return json_string(buf);
 }
 
+/* The newest records, for `logs` (a ring of references). */
+static json_t *recent[LOG_RECENT];
+static uint64_t n_recent;
+static struct {
+    log_listener_fn fn;
+    void *ud;
+} listeners[LOG_LISTENERS];
+static bool is_notifying; /* a listener that logs must not recurse */
+
+int log_add_listener(log_listener_fn fn, void *ud)
+{
+    for (size_t i = 0; i < LOG_LISTENERS; i++) {
+        if (listeners[i].fn == NULL) {
+            listeners[i].fn = fn;
+            listeners[i].ud = ud;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+void log_remove_listener(log_listener_fn fn, void *ud)
+{
+    for (size_t i = 0; i < LOG_LISTENERS; i++)
+        if (listeners[i].fn == fn && listeners[i].ud == ud)
+            listeners[i].fn = NULL;
+}
+
+size_t log_recent(const json_t **out, size_t max)
+{
+    size_t kept = n_recent < LOG_RECENT ? (size_t)n_recent : LOG_RECENT;
+    size_t n = kept < max ? kept : max;
+    for (size_t i = 0; i < n; i++)
+        out[i] = recent[(n_recent - n + i) % LOG_RECENT];
+    return n;
+}
+
+void log_forget_recent(void)
+{
+    for (size_t i = 0; i < LOG_RECENT; i++) {
+        json_decref(recent[i]);
+        recent[i] = NULL;
+    }
+    n_recent = 0;
+}
+
 void log_record(json_t *rec)
 {
     if (rec == NULL)
@@ -41,7 +87,16 @@ void log_record(json_t *rec)
     if (json_dumpf(rec, out, JSON_COMPACT | JSON_PRESERVE_ORDER) == 0)
         fputc('\n', out);
     fflush(out);
-    json_decref(rec);
+    size_t slot = n_recent++ % LOG_RECENT;
+    json_decref(recent[slot]);
+    recent[slot] = rec; /* the ring keeps the reference */
+    if (is_notifying)
+        return;
+    is_notifying = true;
+    for (size_t i = 0; i < LOG_LISTENERS; i++)
+        if (listeners[i].fn != NULL)
+            listeners[i].fn(rec, listeners[i].ud);
+    is_notifying = false;
 }
 
 void log_plugd(const char *level, const char *plugin, const char *fmt, ...)

@@ -198,6 +198,7 @@ int main(int argc, char **argv)
     struct ev_loop *loop = d.loop;
     plugd_close(&d);
     ev_loop_destroy(loop);
+    log_forget_recent();
     if (log_file != NULL)
         fclose(log_file);
     return d.exit_status;

@@ -58,7 +58,9 @@ struct plugd {
 
     struct ipc_conn *host; /* NULL without --host-fd */
     struct ev_bus_sub *host_sub;
-    bool is_stopping; /* every worker is being stopped; exit when all are */
+    bool is_host_following_logs;
+    char host_log_plugin[64]; /* the followed plugin's records only; "" for all */
+    bool is_stopping;         /* every worker is being stopped; exit when all are */
     int exit_status;
 };
 

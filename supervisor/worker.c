@@ -220,6 +220,27 @@ static void on_worker_close(struct ipc_conn *c, const struct plugd_error *why, v
 
 /* ------------------------------------------------------------ health */
 
+/* Keeps the last health answer for stats and doctor: "ok", "degraded:
+ * why", "error: why", or the call's failure. */
+static void describe_health(struct worker *w, const struct plugd_error *err,
+                            const msgpack_object *result)
+{
+    if (err != NULL) {
+        snprintf(w->last_health, sizeof(w->last_health), "%s: %.120s", plugd_errc_name(err->code),
+                 err->message);
+        return;
+    }
+    const msgpack_object *status = ipc_map_get(result, "status");
+    const msgpack_object *error = ipc_map_get(result, "error");
+    int n = snprintf(w->last_health, sizeof(w->last_health), "%.*s",
+                     status && status->type == MSGPACK_OBJECT_STR ? (int)status->via.str.size : 1,
+                     status && status->type == MSGPACK_OBJECT_STR ? status->via.str.ptr : "?");
+    if (error != NULL && error->type == MSGPACK_OBJECT_STR && n > 0 &&
+        (size_t)n < sizeof(w->last_health))
+        snprintf(w->last_health + n, sizeof(w->last_health) - (size_t)n, ": %.*s",
+                 (int)error->via.str.size, error->via.str.ptr);
+}
+
 static void on_health(struct ipc_conn *c, const struct plugd_error *err,
                       const msgpack_object *result, void *ud)
 {
@@ -228,6 +249,7 @@ static void on_health(struct ipc_conn *c, const struct plugd_error *err,
     w->is_health_pending = false;
     if (w->state != WK_RUNNING)
         return;
+    describe_health(w, err, result);
     if (err != NULL) {
         fault(w, "health check failed: %s", err->message);
         return;
@@ -624,7 +646,13 @@ struct routed_call {
     struct worker *w;
     wk_reply_fn reply;
     void *ud;
+    ev_tstamp started;
 };
+
+static void record_latency(struct worker *w, ev_tstamp started)
+{
+    w->call_latency[w->n_latency++ % WK_LATENCY_SAMPLES] = ev_time() - started;
+}
 
 /* Maps what the channel says to the stable call errors of docs/protocol.md. */
 static void on_routed_reply(struct ipc_conn *c, const struct plugd_error *err,
@@ -632,6 +660,7 @@ static void on_routed_reply(struct ipc_conn *c, const struct plugd_error *err,
 {
     (void)c;
     struct routed_call *rc = ud;
+    record_latency(rc->w, rc->started);
     if (err == NULL) {
         rc->reply(NULL, result, rc->ud);
         free(rc);
@@ -679,7 +708,7 @@ void worker_call(struct worker *w, const char *method, const msgpack_object *par
         reply(&err, NULL, ud);
         return;
     }
-    *rc = (struct routed_call){.w = w, .reply = reply, .ud = ud};
+    *rc = (struct routed_call){.w = w, .reply = reply, .ud = ud, .started = ev_time()};
     w->calls++;
     if (ipc_conn_call(w->conn, method, params, timeout > 0 ? timeout : w->m->limits.call_timeout,
                       on_routed_reply, rc, &err) < 0) {

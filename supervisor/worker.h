@@ -18,6 +18,7 @@
 
 #define PLUGD_VERSION      "0.1.0"
 #define WK_RESTART_HISTORY 64
+#define WK_LATENCY_SAMPLES 256 /* routed calls kept for the latency percentiles */
 
 /* Worker states (in memory; the persisted plugin status is the lifecycle's). */
 enum wk_state { WK_STOPPED, WK_STARTING, WK_RUNNING, WK_STOPPING, WK_BACKOFF };
@@ -68,9 +69,12 @@ struct worker {
     unsigned backoff_step;
 
     uint64_t restarts, calls, call_errors, faults;
-    uint64_t late_replies;         /* answers that came after their call's deadline */
-    struct plugd_error last_error; /* code PLUGD_OK while none */
-    char last_exit[160];           /* "exited with 3", "killed by SIGSEGV" */
+    uint64_t late_replies;                   /* answers that came after their call's deadline */
+    struct plugd_error last_error;           /* code PLUGD_OK while none */
+    double call_latency[WK_LATENCY_SAMPLES]; /* s, the newest routed calls (a ring) */
+    uint64_t n_latency;                      /* calls recorded, ever */
+    char last_health[160];                   /* the last health answer, "" before one */
+    char last_exit[160];                     /* "exited with 3", "killed by SIGSEGV" */
 
     wk_state_fn on_state;
     wk_health_fn on_health; /* optional */

@@ -69,9 +69,9 @@ Test(workers, unknown_plugin_and_bad_arguments_are_refused)
                  PLUGD_E_INVALID_REQUEST);
     cr_assert_eq(harness_call(&h, "hello", "nosuch", "[]", 0, NULL), PLUGD_E_METHOD_NOT_FOUND);
     json_t *arg = json_pack("{s:s, s:s, s:i}", "plugin", "hello", "method", "echo", "params", 3);
-    cr_assert_eq(harness_command(&h, "call", arg, NULL, NULL, 0), PLUGD_E_INVALID_REQUEST);
+    cr_assert_eq(harness_command(&h, "call", arg, NULL, NULL, 0), PLUGD_E_INVALID_ARGUMENT);
     json_decref(arg);
-    cr_assert_eq(harness_command(&h, "frobnicate", NULL, NULL, NULL, 0), PLUGD_E_METHOD_NOT_FOUND);
+    cr_assert_eq(harness_command(&h, "frobnicate", NULL, NULL, NULL, 0), PLUGD_E_UNKNOWN_COMMAND);
     /* Still serving. */
     cr_assert_eq(harness_call(&h, "hello", "echo", "[1]", 0, NULL), PLUGD_OK);
 }
@@ -336,7 +336,7 @@ Test(workers, config_change_with_hooks_is_validated_and_applied_hot)
     cr_assert_eq(harness_worker_pid(&h, "crashy"), before, "a hot change must not restart");
     cr_assert_eq(set_config("nosuch", "{}"), PLUGD_E_PLUGIN_NOT_FOUND);
     json_t *arg = json_pack("{s:s, s:i}", "plugin", "crashy", "config", 3);
-    cr_assert_eq(harness_command(&h, "config", arg, NULL, NULL, 0), PLUGD_E_INVALID_REQUEST);
+    cr_assert_eq(harness_command(&h, "config", arg, NULL, NULL, 0), PLUGD_E_INVALID_ARGUMENT);
     json_decref(arg);
 }
 

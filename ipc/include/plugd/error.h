@@ -32,7 +32,12 @@
     X(PLUGD_E_INVALID_TRANSITION, "invalid_transition")                                            \
     X(PLUGD_E_PLUGIN_NOT_FOUND, "plugin_not_found")                                                \
     X(PLUGD_E_VALUE_TOO_LARGE, "value_too_large")                                                  \
-    X(PLUGD_E_STORAGE, "storage_error")
+    X(PLUGD_E_STORAGE, "storage_error")                                                            \
+    X(PLUGD_E_PERMISSION_DENIED, "permission_denied")                                              \
+    X(PLUGD_E_INVALID_JSON, "invalid_json")                                                        \
+    X(PLUGD_E_LINE_TOO_LONG, "line_too_long")                                                      \
+    X(PLUGD_E_UNKNOWN_COMMAND, "unknown_command")                                                  \
+    X(PLUGD_E_INVALID_ARGUMENT, "invalid_argument")
 
 enum plugd_errc {
 #define PLUGD_ERRC_ENUM(id, name) id,

@@ -1,0 +1,593 @@
+#include "commands.h"
+
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "capabilities.h"
+#include "jsonpack.h"
+
+void cmd_fail(struct cmd_request *r, enum plugd_errc code, const char *fmt, ...)
+{
+    struct plugd_error e = {.code = code};
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e.message, sizeof(e.message), fmt, ap);
+    va_end(ap);
+    r->t->fail(r, &e);
+}
+
+static void reply_done(struct cmd_request *r, int rc, const struct plugd_error *err)
+{
+    if (rc < 0)
+        r->t->fail(r, err);
+    else
+        r->t->reply_json(r, NULL);
+}
+
+/* ------------------------------------------------------------ arguments */
+
+/* Which arguments a command takes, checked before it runs: a field not
+ * listed is refused, so a typo never passes silently. */
+struct arg_spec {
+    const char *name;
+    int type; /* JSON_STRING, JSON_INTEGER, JSON_TRUE (a boolean), JSON_OBJECT, JSON_ARRAY */
+    bool is_required;
+};
+
+static const char *type_name(int type)
+{
+    switch (type) {
+    case JSON_STRING:
+        return "a string";
+    case JSON_INTEGER:
+        return "an integer";
+    case JSON_TRUE:
+        return "true or false";
+    case JSON_OBJECT:
+        return "an object";
+    default:
+        return "an array";
+    }
+}
+
+static bool has_type(const json_t *v, int type)
+{
+    if (type == JSON_TRUE)
+        return json_is_boolean(v);
+    if (type == JSON_STRING)
+        return json_is_string(v) && json_string_length(v) > 0 &&
+               strlen(json_string_value(v)) == json_string_length(v);
+    return (int)json_typeof(v) == type;
+}
+
+static int check_args(struct cmd_request *r, const char *cmd, const struct arg_spec *spec,
+                      json_t *args)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(args, key, v)
+    {
+        const struct arg_spec *s = spec;
+        while (s->name != NULL && strcmp(s->name, key) != 0)
+            s++;
+        if (s->name == NULL) {
+            cmd_fail(r, PLUGD_E_INVALID_ARGUMENT, "%s: unknown argument \"%s\"", cmd, key);
+            return -1;
+        }
+        if (!has_type(v, s->type)) {
+            cmd_fail(r, PLUGD_E_INVALID_ARGUMENT, "%s: \"%s\" must be %s%s", cmd, key,
+                     type_name(s->type), s->type == JSON_STRING ? " (not empty)" : "");
+            return -1;
+        }
+    }
+    for (const struct arg_spec *s = spec; s->name != NULL; s++) {
+        if (s->is_required && json_object_get(args, s->name) == NULL) {
+            cmd_fail(r, PLUGD_E_INVALID_ARGUMENT, "%s: \"%s\" is required", cmd, s->name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static const char *str(json_t *args, const char *name)
+{
+    return json_string_value(json_object_get(args, name));
+}
+
+static struct plugin *find_plugin(struct cmd_request *r, const char *cmd, const char *name)
+{
+    struct plugin *p = plugd_find(r->d, name, strlen(name));
+    if (p == NULL)
+        cmd_fail(r, PLUGD_E_PLUGIN_NOT_FOUND, "%s: no plugin named \"%s\"", cmd, name);
+    return p;
+}
+
+/* ------------------------------------------------------------ status */
+
+static json_t *nullable(const char *s)
+{
+    return s ? json_string(s) : json_null();
+}
+
+static json_t *plugin_status(const struct plugin *p)
+{
+    const struct worker *w = p->w;
+    json_t *diff = p->row.diff ? json_loads(p->row.diff, 0, NULL) : NULL;
+    uint64_t late = w ? w->late_replies + (w->conn ? ipc_conn_stats(w->conn)->late_replies : 0) : 0;
+    return json_pack(
+        "{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:s, s:I, s:b, s:I, s:I, s:I, s:I, s:I, s:s, s:s}",
+        "plugin", p->row.name, "status", lc_status_name(p->row.status), "version", p->row.version,
+        "digest", p->row.digest, "pending_version", nullable(p->row.pending_version), "diff",
+        diff ? diff : json_null(), "error", nullable(p->row.last_error), "state",
+        worker_state_name(w ? w->state : WK_STOPPED), "pid", (json_int_t)(w ? w->pid : 0), "failed",
+        w && w->is_failed, "restarts", (json_int_t)(w ? w->restarts : 0), "calls",
+        (json_int_t)(w ? w->calls : 0), "call_errors", (json_int_t)(w ? w->call_errors : 0),
+        "faults", (json_int_t)(w ? w->faults : 0), "late_replies", (json_int_t)late, "last_error",
+        w ? w->last_error.message : "", "last_exit", w ? w->last_exit : "");
+}
+
+static const struct arg_spec plugin_optional[] = {{"plugin", JSON_STRING, false}, {NULL, 0, 0}};
+static const struct arg_spec plugin_required[] = {{"plugin", JSON_STRING, true}, {NULL, 0, 0}};
+static const struct arg_spec no_args[] = {{NULL, 0, 0}};
+
+/* status / list {plugin?} → [status, ...] */
+static void cmd_status(struct cmd_request *r, json_t *args)
+{
+    const char *name = str(args, "plugin");
+    struct plugin *only = name ? find_plugin(r, "status", name) : NULL;
+    if (name != NULL && only == NULL)
+        return;
+    json_t *list = json_array();
+    for (size_t i = 0; i < r->d->n_plugins; i++)
+        if (only == NULL || only == r->d->plugins[i])
+            json_array_append_new(list, plugin_status(r->d->plugins[i]));
+    r->t->reply_json(r, list);
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+static const struct arg_spec path_args[] = {{"path", JSON_STRING, true}, {NULL, 0, 0}};
+
+static void cmd_install(struct cmd_request *r, json_t *args)
+{
+    struct plugd_error err;
+    reply_done(r, plugd_install(r->d, str(args, "path"), r->actor, &err), &err);
+}
+
+static void cmd_upgrade(struct cmd_request *r, json_t *args)
+{
+    struct plugd_error err;
+    reply_done(r, plugd_upgrade(r->d, str(args, "path"), r->actor, &err), &err);
+}
+
+static void cmd_enable(struct cmd_request *r, json_t *args)
+{
+    struct plugd_error err;
+    reply_done(r, plugd_enable(r->d, str(args, "plugin"), r->actor, &err), &err);
+}
+
+static void cmd_approve(struct cmd_request *r, json_t *args)
+{
+    struct plugd_error err;
+    reply_done(r, plugd_approve(r->d, str(args, "plugin"), r->actor, &err), &err);
+}
+
+static void cmd_reject(struct cmd_request *r, json_t *args)
+{
+    struct plugd_error err;
+    reply_done(r, plugd_reject(r->d, str(args, "plugin"), r->actor, &err), &err);
+}
+
+static const struct arg_spec disable_args[] = {
+    {"plugin", JSON_STRING, true}, {"reason", JSON_STRING, false}, {NULL, 0, 0}};
+
+static void cmd_disable(struct cmd_request *r, json_t *args)
+{
+    struct plugd_error err;
+    reply_done(r, plugd_disable(r->d, str(args, "plugin"), str(args, "reason"), r->actor, &err),
+               &err);
+}
+
+static const struct arg_spec uninstall_args[] = {
+    {"plugin", JSON_STRING, true}, {"remove_data", JSON_TRUE, false}, {NULL, 0, 0}};
+
+static void cmd_uninstall(struct cmd_request *r, json_t *args)
+{
+    struct plugd_error err;
+    bool remove_data = json_is_true(json_object_get(args, "remove_data"));
+    reply_done(r, plugd_uninstall(r->d, str(args, "plugin"), remove_data, r->actor, &err), &err);
+}
+
+/* purge {plugin}: deletes an uninstalled plugin's retained data now. */
+static void cmd_purge(struct cmd_request *r, json_t *args)
+{
+    struct plugin *p = find_plugin(r, "purge", str(args, "plugin"));
+    if (p == NULL)
+        return;
+    if (p->row.status != LC_UNINSTALLED) {
+        cmd_fail(r, PLUGD_E_INVALID_TRANSITION,
+                 "purge: %s is %s; only an uninstalled plugin's data can be purged (uninstall "
+                 "it with remove_data to do both)",
+                 p->row.name, lc_status_name(p->row.status));
+        return;
+    }
+    struct plugd_error err;
+    int64_t rows = reg_state_count(r->d->reg, p->row.name);
+    if (reg_purge_data(r->d->reg, p->row.name, &err) < 0) {
+        r->t->fail(r, &err);
+        return;
+    }
+    log_plugd("info", p->row.name, "data purged by %s (%lld values)", r->actor, (long long)rows);
+    r->t->reply_json(r, json_pack("{s:I}", "deleted", (json_int_t)rows));
+}
+
+static const struct arg_spec audit_args[] = {
+    {"plugin", JSON_STRING, true}, {"limit", JSON_INTEGER, false}, {NULL, 0, 0}};
+
+/* audit {plugin, limit?} → newest first */
+static void cmd_audit(struct cmd_request *r, json_t *args)
+{
+    json_int_t limit = json_integer_value(json_object_get(args, "limit"));
+    if (json_object_get(args, "limit") != NULL && (limit < 1 || limit > 10000)) {
+        cmd_fail(r, PLUGD_E_INVALID_ARGUMENT, "audit: \"limit\" must be from 1 to 10000");
+        return;
+    }
+    struct plugd_error err;
+    char *text = reg_audit_json(r->d->reg, str(args, "plugin"), limit ? (int)limit : 100, &err);
+    json_t *rows = text ? json_loads(text, 0, NULL) : NULL;
+    free(text);
+    if (rows == NULL)
+        r->t->fail(r, &err);
+    else
+        r->t->reply_json(r, rows);
+}
+
+/* ------------------------------------------------------------ calls */
+
+static const struct arg_spec call_args[] = {{"plugin", JSON_STRING, true},
+                                            {"method", JSON_STRING, true},
+                                            {"params", JSON_ARRAY, false},
+                                            {"timeout_ms", JSON_INTEGER, false},
+                                            {NULL, 0, 0}};
+
+static void on_call_answered(const struct plugd_error *err, const msgpack_object *result, void *ud)
+{
+    struct cmd_request *r = ud;
+    if (err != NULL)
+        r->t->fail(r, err);
+    else
+        r->t->reply_msgpack(r, result);
+}
+
+/* call {plugin, method, params?, timeout_ms?} → the worker's result */
+static void cmd_call(struct cmd_request *r, json_t *args)
+{
+    const char *method = str(args, "method");
+    json_int_t timeout = json_integer_value(json_object_get(args, "timeout_ms"));
+    if (strlen(method) > 255 ||
+        (json_object_get(args, "timeout_ms") && (timeout < 1 || timeout > 86400000))) {
+        cmd_fail(r, PLUGD_E_INVALID_ARGUMENT,
+                 "call: \"method\" must be 1 to 255 bytes and \"timeout_ms\" from 1 to 86400000");
+        return;
+    }
+    struct plugin *p = find_plugin(r, "call", str(args, "plugin"));
+    if (p == NULL)
+        return;
+    if (p->w == NULL || p->row.status != LC_READY) {
+        cmd_fail(r, PLUGD_E_WORKER_UNAVAILABLE, "call: %s is %s", p->row.name,
+                 lc_status_name(p->row.status));
+        return;
+    }
+    /* params as the transport got them (msgpack keeps bin and ext), else
+     * packed from JSON */
+    const msgpack_object *params = r->raw ? ipc_map_get(r->raw, "params") : NULL;
+    msgpack_sbuffer sb;
+    msgpack_zone zone;
+    msgpack_object from_json;
+    msgpack_sbuffer_init(&sb);
+    msgpack_zone_init(&zone, 256);
+    if (params == NULL && json_object_get(args, "params") != NULL) {
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        pack_json(&pk, json_object_get(args, "params"));
+        msgpack_unpack(sb.data, sb.size, NULL, &zone, &from_json);
+        params = &from_json;
+    }
+    worker_call(p->w, method, params, timeout ? (double)timeout / 1000.0 : 0, on_call_answered, r);
+    msgpack_zone_destroy(&zone);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+/* ------------------------------------------------------------ config */
+
+static const struct arg_spec config_args[] = {
+    {"plugin", JSON_STRING, true}, {"config", JSON_OBJECT, false}, {NULL, 0, 0}};
+
+static void on_config_done(const struct plugd_error *err, void *ud)
+{
+    struct cmd_request *r = ud;
+    reply_done(r, err ? -1 : 0, err);
+}
+
+/* config {plugin} → {defaults, config, effective}; config {plugin, config}
+ * → nil once the worker took it (validated, then hot or by a restart). */
+static void cmd_config(struct cmd_request *r, json_t *args)
+{
+    struct plugin *p = find_plugin(r, "config", str(args, "plugin"));
+    if (p == NULL)
+        return;
+    json_t *config = json_object_get(args, "config");
+    if (config != NULL) {
+        plugd_set_config(r->d, p->row.name, config, r->actor, on_config_done, r);
+        return;
+    }
+    json_t *manifest = json_loads(p->row.manifest, 0, NULL);
+    json_t *defaults = json_incref(json_object_get(manifest, "config"));
+    json_t *stored = p->row.config ? json_loads(p->row.config, 0, NULL) : NULL;
+    json_t *effective = p->w ? json_deep_copy(p->w->m->config) : json_null();
+    json_decref(manifest);
+    r->t->reply_json(r,
+                     json_pack("{s:o, s:o, s:o}", "defaults", defaults ? defaults : json_object(),
+                               "config", stored ? stored : json_null(), "effective", effective));
+}
+
+/* ------------------------------------------------------------ events, logs */
+
+static const struct arg_spec subscribe_args[] = {{"pattern", JSON_STRING, false},
+                                                 {"filter", JSON_OBJECT, false},
+                                                 {"since", JSON_INTEGER, false},
+                                                 {NULL, 0, 0}};
+
+json_t *cmd_event_json(const struct ev_bus_event *e)
+{
+    return json_pack("{s:I, s:f, s:s, s:o, s:O}", "seq", (json_int_t)e->seq, "time", e->time,
+                     "name", e->name, "plugin", nullable(e->plugin), "payload", e->payload);
+}
+
+/* subscribe {pattern?, filter?, since?} → {seq, gap}, then the events */
+static void cmd_subscribe(struct cmd_request *r, json_t *args)
+{
+    const char *pattern = str(args, "pattern");
+    json_t *since = json_object_get(args, "since");
+    if (since != NULL && json_integer_value(since) < 0) {
+        cmd_fail(r, PLUGD_E_INVALID_ARGUMENT, "subscribe: \"since\" must be a sequence number");
+        return;
+    }
+    uint64_t last = ev_bus_last_seq(r->d->bus);
+    int64_t from = since ? (int64_t)json_integer_value(since) : -1;
+    bool has_gap = from >= 0 && (uint64_t)from + EV_BUS_HISTORY < last;
+    json_t *answer = json_pack("{s:I, s:b}", "seq", (json_int_t)last, "gap", has_gap);
+    struct plugd_error err;
+    if (r->t->subscribe(r, pattern ? pattern : "*", json_object_get(args, "filter"), from, answer,
+                        &err) < 0)
+        r->t->fail(r, &err);
+}
+
+static const struct arg_spec logs_args[] = {{"plugin", JSON_STRING, false},
+                                            {"lines", JSON_INTEGER, false},
+                                            {"follow", JSON_TRUE, false},
+                                            {NULL, 0, 0}};
+
+static bool is_about(const json_t *rec, const char *plugin)
+{
+    const char *p = json_string_value(json_object_get(rec, "plugin"));
+    return plugin == NULL || (p != NULL && strcmp(p, plugin) == 0);
+}
+
+/* logs {plugin?, lines?, follow?} → {lines: [record, ...]} (then, with
+ * follow, every new record) */
+static void cmd_logs(struct cmd_request *r, json_t *args)
+{
+    const char *plugin = str(args, "plugin");
+    json_int_t want =
+        json_object_get(args, "lines") ? json_integer_value(json_object_get(args, "lines")) : 100;
+    if (want < 0 || want > LOG_RECENT) {
+        cmd_fail(r, PLUGD_E_INVALID_ARGUMENT, "logs: \"lines\" must be from 0 to %d", LOG_RECENT);
+        return;
+    }
+    if (plugin != NULL && find_plugin(r, "logs", plugin) == NULL)
+        return;
+    static const json_t *recent[LOG_RECENT];
+    size_t n = log_recent(recent, LOG_RECENT);
+    json_t *lines = json_array();
+    for (size_t i = n; i-- > 0 && (json_int_t)json_array_size(lines) < want;)
+        if (is_about(recent[i], plugin))
+            json_array_insert(lines, 0, (json_t *)recent[i]);
+    r->t->reply_json(r, json_pack("{s:o}", "lines", lines));
+    struct plugd_error err;
+    if (json_is_true(json_object_get(args, "follow")) && r->t->follow_logs(r, plugin, &err) < 0)
+        log_plugd("warn", NULL, "logs --follow: %s", err.message);
+}
+
+/* ------------------------------------------------------------ stats, doctor */
+
+static long rss_kib(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/statm", (int)pid);
+    FILE *f = fopen(path, "re");
+    long pages = 0, resident = 0;
+    if (f == NULL)
+        return 0;
+    if (fscanf(f, "%ld %ld", &pages, &resident) != 2)
+        resident = 0;
+    fclose(f);
+    return resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+static int compare_doubles(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* p50 and p99 of the worker's newest routed calls, in ms (0 without any). */
+static void call_latency(const struct worker *w, double *p50, double *p99)
+{
+    size_t n = w->n_latency < WK_LATENCY_SAMPLES ? (size_t)w->n_latency : WK_LATENCY_SAMPLES;
+    double sorted[WK_LATENCY_SAMPLES];
+    memcpy(sorted, w->call_latency, n * sizeof(double));
+    qsort(sorted, n, sizeof(double), compare_doubles);
+    *p50 = n ? sorted[(n - 1) / 2] * 1000.0 : 0;
+    *p99 = n ? sorted[(size_t)((double)(n - 1) * 0.99)] * 1000.0 : 0;
+}
+
+static json_t *plugin_stats(const struct plugin *p)
+{
+    const struct worker *w = p->w;
+    double p50 = 0, p99 = 0;
+    if (w != NULL)
+        call_latency(w, &p50, &p99);
+    double uptime = w && w->state == WK_RUNNING ? ev_now(w->loop) - w->running_since : 0;
+    return json_pack("{s:s, s:s, s:s, s:I, s:f, s:I, s:I, s:I, s:f, s:f, s:I, s:s}", "plugin",
+                     p->row.name, "status", lc_status_name(p->row.status), "version",
+                     p->row.version, "pid", (json_int_t)(w ? w->pid : 0), "uptime_s", uptime,
+                     "restarts", (json_int_t)(w ? w->restarts : 0), "calls",
+                     (json_int_t)(w ? w->calls : 0), "errors", (json_int_t)(w ? w->call_errors : 0),
+                     "latency_p50_ms", p50, "latency_p99_ms", p99, "rss_kib",
+                     (json_int_t)(w && w->pid > 0 ? rss_kib(w->pid) : 0), "health",
+                     w ? w->last_health : "");
+}
+
+/* stats {plugin?} → [per-plugin figures] */
+static void cmd_stats(struct cmd_request *r, json_t *args)
+{
+    const char *name = str(args, "plugin");
+    struct plugin *only = name ? find_plugin(r, "stats", name) : NULL;
+    if (name != NULL && only == NULL)
+        return;
+    json_t *list = json_array();
+    for (size_t i = 0; i < r->d->n_plugins; i++)
+        if (only == NULL || only == r->d->plugins[i])
+            json_array_append_new(list, plugin_stats(r->d->plugins[i]));
+    r->t->reply_json(r, list);
+}
+
+static json_t *string_list(const char *const *items)
+{
+    json_t *a = json_array();
+    for (; items && *items; items++)
+        json_array_append_new(a, json_string(*items));
+    return a;
+}
+
+/* doctor {plugin} → what an operator looks at first when a plugin misbehaves */
+static void cmd_doctor(struct cmd_request *r, json_t *args)
+{
+    struct plugin *p = find_plugin(r, "doctor", str(args, "plugin"));
+    if (p == NULL)
+        return;
+    struct plugd_error err = {0};
+    struct manifest *m = manifest_load(p->row.package_dir, &err);
+    json_t *caps = json_array();
+    for (size_t i = 0; m && i < m->n_capabilities; i++) {
+        const struct capability *c = cap_find(m->capabilities[i]);
+        json_array_append_new(caps, json_pack("{s:s, s:o, s:o}", "name", c->name, "services",
+                                              string_list(c->services), "sandbox",
+                                              string_list(c->sandbox)));
+    }
+    const struct worker *w = p->w;
+    r->t->reply_json(
+        r, json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:s, s:o, s:s, s:s, s:I, s:s}", "plugin",
+                     p->row.name, "status", lc_status_name(p->row.status), "version",
+                     p->row.version, "package", p->row.package_dir, "manifest",
+                     m ? json_string("ok") : json_string(err.message), "capabilities", caps,
+                     "health", w ? w->last_health : "", "error", nullable(p->row.last_error),
+                     "last_worker_error", w ? w->last_error.message : "", "last_exit",
+                     w ? w->last_exit : "", "restarts", (json_int_t)(w ? w->restarts : 0),
+                     "sandbox", "not applied yet (the sandbox work adds its layers here)"));
+    manifest_free(m);
+}
+
+/* shutdown → nil; then every worker stops gracefully and plugd exits. */
+static void cmd_shutdown(struct cmd_request *r, json_t *args)
+{
+    (void)args;
+    struct plugd *d = r->d;
+    r->t->reply_json(r, NULL); /* frees r */
+    plugd_stop_all(d);
+}
+
+/* ------------------------------------------------------------ the table */
+
+static const struct command {
+    struct cmd_info info;
+    const struct arg_spec *args;
+    void (*run)(struct cmd_request *r, json_t *args);
+} commands[] = {
+    {{"list", "", "every plugin: status, version, worker state"}, no_args, cmd_status},
+    {{"status", "[plugin]", "one plugin's (or every plugin's) status"},
+     plugin_optional,
+     cmd_status},
+    {{"install", "path", "install (or reinstall) the package folder at path"},
+     path_args,
+     cmd_install},
+    {{"upgrade", "path", "upgrade a plugin to the package at path"}, path_args, cmd_upgrade},
+    {{"enable", "plugin", "disabled or error → ready"}, plugin_required, cmd_enable},
+    {{"disable", "plugin [reason]", "ready → disabled; the worker is stopped gracefully"},
+     disable_args,
+     cmd_disable},
+    {{"approve", "plugin", "run the pending upgrade (new capabilities granted)"},
+     plugin_required,
+     cmd_approve},
+    {{"reject", "plugin", "discard the pending upgrade; the old version runs again"},
+     plugin_required,
+     cmd_reject},
+    {{"uninstall", "plugin [remove_data]", "stop and remove; data kept unless remove_data"},
+     uninstall_args,
+     cmd_uninstall},
+    {{"purge", "plugin", "delete an uninstalled plugin's retained data"},
+     plugin_required,
+     cmd_purge},
+    {{"call", "plugin method [params] [timeout_ms]", "call a plugin's method"},
+     call_args,
+     cmd_call},
+    {{"config", "plugin [config]", "show, or set (validated, applied hot), a plugin's config"},
+     config_args,
+     cmd_config},
+    {{"subscribe", "[pattern] [filter] [since]", "stream events (docs/events.md)"},
+     subscribe_args,
+     cmd_subscribe},
+    {{"logs", "[plugin] [lines] [follow]", "the newest log records; follow streams new ones"},
+     logs_args,
+     cmd_logs},
+    {{"stats", "[plugin]", "uptime, restarts, calls, errors, latency, RSS, health"},
+     plugin_optional,
+     cmd_stats},
+    {{"doctor", "plugin", "manifest, capabilities, health, last errors and exits"},
+     plugin_required,
+     cmd_doctor},
+    {{"audit", "plugin [limit]", "the plugin's audit rows, newest first"}, audit_args, cmd_audit},
+    {{"shutdown", "", "stop every worker gracefully and exit"}, no_args, cmd_shutdown},
+};
+
+#define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+const struct cmd_info *cmd_list(size_t *n)
+{
+    static struct cmd_info infos[N_COMMANDS];
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        infos[i] = commands[i].info;
+    *n = N_COMMANDS;
+    return infos;
+}
+
+void cmd_dispatch(struct cmd_request *r, const char *name, json_t *args)
+{
+    for (size_t i = 0; i < N_COMMANDS; i++) {
+        const struct command *c = &commands[i];
+        if (strcmp(c->info.name, name) != 0)
+            continue;
+        if (!json_is_object(args))
+            cmd_fail(r, PLUGD_E_INVALID_ARGUMENT, "%s: the arguments must be an object", name);
+        else if (check_args(r, name, c->args, args) == 0)
+            c->run(r, args);
+        return;
+    }
+    cmd_fail(r, PLUGD_E_UNKNOWN_COMMAND, "unknown command \"%.64s\" (plugctl help lists them)",
+             name);
+}

@@ -1,0 +1,66 @@
+/* The one command table of plugd, shared by the control socket (JSON
+ * lines, control.c) and the host channel (msgpack-rpc, host.c). A transport
+ * turns a request into a JSON object of arguments and a struct cmd_request,
+ * calls cmd_dispatch, and gets exactly one answer back through its ops.
+ * docs/control.md lists the commands. */
+#ifndef PLUGD_COMMANDS_H
+#define PLUGD_COMMANDS_H
+
+#include <jansson.h>
+#include <msgpack.h>
+#include <stdbool.h>
+
+#include "plugd.h"
+
+struct cmd_request;
+
+/* What a transport does for its requests. Exactly one of reply_json,
+ * reply_msgpack or fail runs per request; the transport frees the request
+ * there (or later). */
+struct cmd_transport {
+    void (*reply_json)(struct cmd_request *r, json_t *result); /* takes `result` (NULL: nil) */
+    void (*reply_msgpack)(struct cmd_request *r, const msgpack_object *result);
+    void (*fail)(struct cmd_request *r, const struct plugd_error *err);
+    /* Starts streaming events matching `pattern`/`filter` (borrowed) to the
+     * client, after the kept events newer than `since` (< 0: none). Sets
+     * *has_gap when some of those were forgotten. 0 or -1 with err. The
+     * answer to the request must leave before the first event: the
+     * transport sends it (reply_json) itself, with `answer`. */
+    int (*subscribe)(struct cmd_request *r, const char *pattern, json_t *filter, int64_t since,
+                     json_t *answer, struct plugd_error *err);
+    /* Starts streaming log records (of `plugin`, NULL: all) to the client. */
+    int (*follow_logs)(struct cmd_request *r, const char *plugin, struct plugd_error *err);
+};
+
+struct cmd_request {
+    struct plugd *d;
+    const struct cmd_transport *t;
+    void *client;              /* the transport's */
+    const char *actor;         /* for the audit: "host", "uid:1000" */
+    const msgpack_object *raw; /* the msgpack arguments when the transport has them (host), so
+                                  call params keep their exact types; NULL otherwise. Valid
+                                  during cmd_dispatch only. */
+};
+
+/* Runs command `name` with `args` (a JSON object, borrowed). Unknown
+ * commands and bad arguments are answered with unknown_command and
+ * invalid_argument naming the field. */
+void cmd_dispatch(struct cmd_request *r, const char *name, json_t *args);
+
+/* Helpers for transports. */
+void cmd_fail(struct cmd_request *r, enum plugd_errc code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* The table, for help texts: name, arguments, what it does. */
+struct cmd_info {
+    const char *name;
+    const char *args;
+    const char *summary;
+};
+const struct cmd_info *cmd_list(size_t *n);
+
+/* A plugd.event / control-socket event as JSON: {seq, time, name, plugin,
+ * payload} (new reference). */
+json_t *cmd_event_json(const struct ev_bus_event *e);
+
+#endif
