@@ -13,9 +13,10 @@ static const struct capability table[] = {
     {"plugin.state.read", "read the plugin's own state", LIST("state.get", "state.list"), NONE},
     {"plugin.state.write", "write and delete the plugin's own state",
      LIST("state.set", "state.delete"), NONE},
-    {"net.outbound", "open outbound network connections", NONE, LIST("network")},
-    {"fs.read", "read files outside the plugin's package (read-only view of the host)", NONE,
-     LIST("fs.read")},
+    {"net.outbound",
+     "open outbound network connections (keeps socket syscalls and the host network namespace)",
+     NONE, LIST("network")},
+    {"fs.read", "read-only access to the plugin's package folder and /usr", NONE, LIST("fs.read")},
 };
 
 const struct capability *cap_table(size_t *n)

@@ -1,3 +1,6 @@
+/* Manifest validation: every field of plugin.json checked once, here, at the
+ * edge (docs/manifest.md). Each refusal is PLUGD_E_INVALID_MANIFEST with
+ * `manifest: "<field path>" <reason>`. */
 #include "manifest.h"
 
 #include "capabilities.h"
@@ -11,6 +14,10 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#define DESCRIPTION_MAX 1024
+#define METHOD_NAME_MAX 255
+#define PATH_REL_MAX    1023
 
 void worker_limits_default(struct worker_limits *l)
 {
@@ -31,6 +38,13 @@ void worker_limits_default(struct worker_limits *l)
     };
 }
 
+static void free_list(char **list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(list[i]);
+    free(list);
+}
+
 void manifest_free(struct manifest *m)
 {
     if (m == NULL)
@@ -42,23 +56,30 @@ void manifest_free(struct manifest *m)
     free(m->entrypoint_rel);
     for (size_t i = 0; i < m->n_capabilities; i++)
         free(m->capabilities[i]);
-    for (size_t i = 0; i < m->n_methods; i++)
-        free(m->methods[i]);
-    for (size_t i = 0; i < m->n_files; i++)
-        free(m->files[i]);
+    free_list(m->methods, m->n_methods);
+    free_list(m->files, m->n_files);
     json_decref(m->config);
     json_decref(m->json);
     free(m);
 }
 
+static int no_memory(struct plugd_error *err)
+{
+    return plugd_error_set(err, PLUGD_E_NO_MEMORY, "manifest: out of memory");
+}
+
+/* A required non-empty string field; `*out` is a copy the manifest owns. */
 static int read_string(json_t *root, const char *field, char **out, struct plugd_error *err)
 {
     json_t *v = json_object_get(root, field);
+    if (v == NULL)
+        return plugd_error_set(err, PLUGD_E_INVALID_MANIFEST,
+                               "manifest: \"%s\" is missing; it must be a non-empty string", field);
     if (!json_is_string(v) || json_string_length(v) == 0)
         return plugd_error_set(err, PLUGD_E_INVALID_MANIFEST,
-                               "manifest: \"%s\" is %s; it must be a non-empty string", field,
-                               v == NULL ? "missing" : "not a non-empty string");
-    *out = strdup(json_string_value(v));
+                               "manifest: \"%s\" must be a non-empty string", field);
+    if ((*out = strdup(json_string_value(v))) == NULL)
+        return no_memory(err);
     return 0;
 }
 
@@ -124,7 +145,7 @@ static int only_known_fields(json_t *obj, const char *prefix, const char *const 
             is_known = strcmp(key, known[i]) == 0;
         if (!is_known)
             return plugd_error_set(err, PLUGD_E_INVALID_MANIFEST,
-                                   "manifest: unknown field \"%s%s\"", prefix, key);
+                                   "manifest: unknown field \"%s%.64s\"", prefix, key);
     }
     return 0;
 }
@@ -138,6 +159,8 @@ static int read_limits(json_t *root, struct worker_limits *l, struct plugd_error
     if (!json_is_object(limits))
         return plugd_error_set(err, PLUGD_E_INVALID_MANIFEST,
                                "manifest: \"limits\" must be an object");
+    if (only_known_fields(limits, "limits.", known_limits, err) < 0)
+        return -1;
     if (read_ms(limits, "call_timeout_ms", &l->call_timeout, err) < 0 ||
         read_ms(limits, "handshake_timeout_ms", &l->handshake_timeout, err) < 0 ||
         read_ms(limits, "init_timeout_ms", &l->init_timeout, err) < 0 ||
@@ -153,7 +176,21 @@ static int read_limits(json_t *root, struct worker_limits *l, struct plugd_error
         read_int(limits, "nproc", 1, 4096, &l->nproc, err) < 0 ||
         read_int(limits, "cpu_percent", 1, 800, &l->cpu_percent, err) < 0)
         return -1;
-    return only_known_fields(limits, "limits.", known_limits, err);
+    return 0;
+}
+
+/* "events.emit, events.subscribe, ..." from the capability table. */
+static void known_capabilities(char *buf, size_t size)
+{
+    size_t n, used = 0;
+    const struct capability *table = cap_table(&n);
+    buf[0] = 0;
+    for (size_t i = 0; i < n && used < size; i++) {
+        int w = snprintf(buf + used, size - used, "%s%s", i ? ", " : "", table[i].name);
+        if (w < 0)
+            break;
+        used += (size_t)w;
+    }
 }
 
 static int read_capabilities(json_t *root, struct manifest *m, struct plugd_error *err)
@@ -173,37 +210,56 @@ static int read_capabilities(json_t *root, struct manifest *m, struct plugd_erro
             return plugd_error_set(err, PLUGD_E_INVALID_MANIFEST,
                                    "manifest: \"capabilities[%zu]\" is not a string", i);
         const char *name = json_string_value(v);
-        if (cap_find(name) == NULL)
+        if (cap_find(name) == NULL) {
+            char known[160];
+            known_capabilities(known, sizeof(known));
             return plugd_error_set(err, PLUGD_E_INVALID_MANIFEST,
-                                   "manifest: \"capabilities[%zu]\": \"%s\" is not a known "
-                                   "capability (docs/manifest.md lists them)",
-                                   i, name);
+                                   "manifest: \"capabilities[%zu]\": \"%.64s\" is not a known "
+                                   "capability (known: %s)",
+                                   i, name, known);
+        }
         for (size_t j = 0; j < m->n_capabilities; j++)
             if (strcmp(m->capabilities[j], name) == 0)
                 return plugd_error_set(err, PLUGD_E_INVALID_MANIFEST,
                                        "manifest: \"capabilities[%zu]\": \"%s\" is listed twice", i,
                                        name);
-        m->capabilities[m->n_capabilities++] = strdup(name);
+        if ((m->capabilities[m->n_capabilities] = strdup(name)) == NULL)
+            return no_memory(err);
+        m->n_capabilities++;
     }
     return 0;
 }
 
-/* A relative path inside the package folder naming a regular file. */
+/* True when relative path `rel` has no ".." component. */
+static bool is_contained(const char *rel)
+{
+    for (const char *p = rel; *p;) {
+        size_t len = strcspn(p, "/");
+        if (len == 2 && p[0] == '.' && p[1] == '.')
+            return false;
+        p += len;
+        p += *p == '/';
+    }
+    return true;
+}
+
+/* A relative path inside the package folder naming a regular file. A
+ * symlink may point anywhere: install copies the file it resolves to, so the
+ * installed package is self-contained (docs/manifest.md). `*abs` (the caller
+ * frees it, also on failure) is DIR/REL. */
 static int check_package_path(const char *field, const char *rel, const struct manifest *m,
                               char **abs, struct plugd_error *err)
 {
-    struct stat st;
-    if (rel[0] == '/' || strcmp(rel, "..") == 0 || strncmp(rel, "../", 3) == 0 ||
-        strstr(rel, "/../") != NULL ||
-        (strlen(rel) >= 3 && strcmp(rel + strlen(rel) - 3, "/..") == 0))
+    if (rel[0] == '/' || !is_contained(rel) || strlen(rel) > PATH_REL_MAX)
         return plugd_error_set(err, PLUGD_E_INVALID_MANIFEST,
-                               "manifest: \"%s\": \"%s\" must be a relative path inside the "
+                               "manifest: \"%s\": \"%.64s\" must be a relative path inside the "
                                "plugin folder",
                                field, rel);
     if (asprintf(abs, "%s/%s", m->dir, rel) < 0) {
         *abs = NULL;
-        return plugd_error_set(err, PLUGD_E_NO_MEMORY, "manifest: no memory");
+        return no_memory(err);
     }
+    struct stat st;
     if (stat(*abs, &st) != 0 || !S_ISREG(st.st_mode))
         return plugd_error_set(err, PLUGD_E_INVALID_MANIFEST, "manifest: \"%s\": %s is not a file",
                                field, *abs);
@@ -215,16 +271,20 @@ static int read_entrypoint(json_t *root, struct manifest *m, struct plugd_error 
     if (read_string(root, "entrypoint", &m->entrypoint_rel, err) < 0 ||
         check_package_path("entrypoint", m->entrypoint_rel, m, &m->entrypoint, err) < 0)
         return -1;
-    if (access(m->entrypoint, X_OK) != 0)
+    struct stat st;
+    if (stat(m->entrypoint, &st) != 0 || (st.st_mode & 0111) == 0 ||
+        access(m->entrypoint, X_OK) != 0)
         return plugd_error_set(err, PLUGD_E_INVALID_MANIFEST,
                                "manifest: \"entrypoint\": %s is not executable", m->entrypoint);
     return 0;
 }
 
-/* An optional array of unique strings, each checked by `is_valid`. */
+/* An optional array of at most `max` unique strings, each checked by
+ * `is_valid` (`rule` says what it wants). `*out` is an array the manifest
+ * owns, NULL when the list is absent or empty. */
 static int read_string_list(json_t *root, const char *field, size_t max,
-                            bool (*is_valid)(const char *), const char *rule, char **out, size_t *n,
-                            struct plugd_error *err)
+                            bool (*is_valid)(const char *), const char *rule, char ***out,
+                            size_t *n, struct plugd_error *err)
 {
     json_t *list = json_object_get(root, field);
     if (list == NULL)
@@ -233,20 +293,29 @@ static int read_string_list(json_t *root, const char *field, size_t max,
         return plugd_error_set(err, PLUGD_E_INVALID_MANIFEST,
                                "manifest: \"%s\" must be an array of at most %zu strings", field,
                                max);
+    if (json_array_size(list) == 0)
+        return 0;
+    if ((*out = calloc(json_array_size(list), sizeof(**out))) == NULL)
+        return no_memory(err);
     size_t i;
     json_t *v;
     json_array_foreach(list, i, v)
     {
         const char *s = json_string_value(v);
-        if (s == NULL || !is_valid(s))
-            return plugd_error_set(err, PLUGD_E_INVALID_MANIFEST, "manifest: \"%s[%zu]\": %s",
-                                   field, i, rule);
+        if (s == NULL)
+            return plugd_error_set(err, PLUGD_E_INVALID_MANIFEST,
+                                   "manifest: \"%s[%zu]\" is not a string", field, i);
+        if (!is_valid(s))
+            return plugd_error_set(err, PLUGD_E_INVALID_MANIFEST,
+                                   "manifest: \"%s[%zu]\": \"%.64s\" %s", field, i, s, rule);
         for (size_t j = 0; j < *n; j++)
-            if (strcmp(out[j], s) == 0)
+            if (strcmp((*out)[j], s) == 0)
                 return plugd_error_set(err, PLUGD_E_INVALID_MANIFEST,
-                                       "manifest: \"%s[%zu]\": \"%s\" is listed twice", field, i,
+                                       "manifest: \"%s[%zu]\": \"%.64s\" is listed twice", field, i,
                                        s);
-        out[(*n)++] = strdup(s);
+        if (((*out)[*n] = strdup(s)) == NULL)
+            return no_memory(err);
+        (*n)++;
     }
     return 0;
 }
@@ -254,7 +323,7 @@ static int read_string_list(json_t *root, const char *field, size_t max,
 static bool is_method_name(const char *s)
 {
     size_t n = strlen(s);
-    if (n == 0 || n > 255 || strncmp(s, "plugd.", 6) == 0)
+    if (n == 0 || n > METHOD_NAME_MAX || strncmp(s, "plugd.", 6) == 0)
         return false;
     for (size_t i = 0; i < n; i++)
         if (!isalnum((unsigned char)s[i]) && s[i] != '_' && s[i] != '.' && s[i] != '-')
@@ -264,13 +333,13 @@ static bool is_method_name(const char *s)
 
 static bool is_nonempty(const char *s)
 {
-    return s[0] != 0 && strlen(s) < 1024;
+    return s[0] != 0;
 }
 
 static int read_files(json_t *root, struct manifest *m, struct plugd_error *err)
 {
-    if (read_string_list(root, "files", MANIFEST_MAX_FILES, is_nonempty, "must be a path", m->files,
-                         &m->n_files, err) < 0)
+    if (read_string_list(root, "files", MANIFEST_MAX_FILES, is_nonempty, "must not be empty",
+                         &m->files, &m->n_files, err) < 0)
         return -1;
     for (size_t i = 0; i < m->n_files; i++) {
         char field[32], *abs = NULL;
@@ -313,13 +382,15 @@ static int read_identity(json_t *root, struct manifest *m, struct plugd_error *e
                                m->version);
     json_t *description = json_object_get(root, "description");
     if (description != NULL &&
-        (!json_is_string(description) || json_string_length(description) > 1024))
+        (!json_is_string(description) || json_string_length(description) > DESCRIPTION_MAX))
         return plugd_error_set(err, PLUGD_E_INVALID_MANIFEST,
-                               "manifest: \"description\" must be a string of at most 1024 bytes");
+                               "manifest: \"description\" must be a string of at most %d bytes",
+                               DESCRIPTION_MAX);
     json_t *protocol = json_object_get(root, "protocol");
     if (!json_is_integer(protocol))
         return plugd_error_set(err, PLUGD_E_INVALID_MANIFEST,
-                               "manifest: \"protocol\" must be an integer");
+                               "manifest: \"protocol\" %s; it must be an integer",
+                               protocol == NULL ? "is missing" : "is not an integer");
     json_int_t p = json_integer_value(protocol);
     if (p < PLUGD_PROTOCOL_MIN || p > PLUGD_PROTOCOL_CURRENT)
         return plugd_error_set(err, PLUGD_E_INVALID_MANIFEST,
@@ -330,11 +401,26 @@ static int read_identity(json_t *root, struct manifest *m, struct plugd_error *e
     return 0;
 }
 
+static int read_config(json_t *root, struct manifest *m, struct plugd_error *err)
+{
+    json_t *config = json_object_get(root, "config");
+    if (config != NULL && !json_is_object(config))
+        return plugd_error_set(err, PLUGD_E_INVALID_MANIFEST,
+                               "manifest: \"config\" must be an object");
+    m->config = config ? json_deep_copy(config) : json_object();
+    return m->config == NULL ? no_memory(err) : 0;
+}
+
 struct manifest *manifest_parse(json_t *root, const char *dir, struct plugd_error *err)
 {
     struct manifest *m = calloc(1, sizeof(*m));
-    if (m == NULL || (m->dir = realpath(dir, NULL)) == NULL) {
-        plugd_error_set(err, PLUGD_E_INVALID_MANIFEST, "plugin folder %s cannot be opened", dir);
+    if (m == NULL) {
+        no_memory(err);
+        return NULL;
+    }
+    if ((m->dir = realpath(dir, NULL)) == NULL) {
+        plugd_error_set(err, PLUGD_E_INVALID_MANIFEST, "manifest: plugin folder %s: %s", dir,
+                        strerror(errno));
         goto fail;
     }
     if (!json_is_object(root)) {
@@ -342,20 +428,14 @@ struct manifest *manifest_parse(json_t *root, const char *dir, struct plugd_erro
         goto fail;
     }
     m->json = json_incref(root);
-    json_t *config = json_object_get(root, "config");
-    if (config != NULL && !json_is_object(config)) {
-        plugd_error_set(err, PLUGD_E_INVALID_MANIFEST, "manifest: \"config\" must be an object");
-        goto fail;
-    }
-    m->config = config ? json_deep_copy(config) : json_object();
     if (only_known_fields(root, "", known_fields, err) < 0 || read_identity(root, m, err) < 0 ||
         read_entrypoint(root, m, err) < 0 || read_capabilities(root, m, err) < 0 ||
         read_limits(root, &m->limits, err) < 0 ||
         read_string_list(root, "methods", MANIFEST_MAX_METHODS, is_method_name,
                          "must be 1 to 255 characters of A-Z a-z 0-9 _ . - and not start with "
                          "\"plugd.\"",
-                         m->methods, &m->n_methods, err) < 0 ||
-        read_files(root, m, err) < 0)
+                         &m->methods, &m->n_methods, err) < 0 ||
+        read_config(root, m, err) < 0 || read_files(root, m, err) < 0)
         goto fail;
     return m;
 
@@ -367,7 +447,10 @@ fail:
 struct manifest *manifest_load(const char *dir, struct plugd_error *err)
 {
     char path[PATH_MAX];
-    snprintf(path, sizeof(path), "%s/plugin.json", dir);
+    if (snprintf(path, sizeof(path), "%s/plugin.json", dir) >= (int)sizeof(path)) {
+        plugd_error_set(err, PLUGD_E_INVALID_MANIFEST, "manifest: plugin folder path too long");
+        return NULL;
+    }
     json_error_t jerr;
     json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
     if (root == NULL) {
@@ -467,9 +550,10 @@ int semver_compare(const char *a, const char *b)
         if (ca[i] != cb[i])
             return ca[i] < cb[i] ? -1 : 1;
     size_t na = strcspn(ra, "+"), nb = strcspn(rb, "+");
+    if (na == 0 && nb == 0)
+        return 0;
     if (na == 0 || nb == 0)
-        return (na == 0) - (nb == 0) ? (na == 0 ? 1 : -1)
-                                     : 0; /* a release outranks a pre-release */
+        return na == 0 ? 1 : -1; /* a release outranks its pre-releases */
     ra++, rb++, na--, nb--;
     while (na > 0 && nb > 0) {
         size_t la = strcspn(ra, ".+"), lb = strcspn(rb, ".+");

@@ -1,6 +1,6 @@
-/* A plugin's plugin.json, read just far enough to run its worker. Full
- * validation (names, semver, capability table, limits ranges) belongs to the
- * lifecycle work; docs/manifest.md will list every field. */
+/* A plugin's plugin.json, validated at the edge: every field, its type and
+ * range, refused with PLUGD_E_INVALID_MANIFEST and a message naming the field
+ * and the reason. docs/manifest.md lists every field. */
 #ifndef PLUGD_MANIFEST_H
 #define PLUGD_MANIFEST_H
 
@@ -41,16 +41,18 @@ struct manifest {
     int protocol;
     char *capabilities[MANIFEST_MAX_CAPS];
     size_t n_capabilities;
-    char *methods[MANIFEST_MAX_METHODS];
+    char **methods; /* the plugin's own RPC methods */
     size_t n_methods;
-    char *files[MANIFEST_MAX_FILES]; /* more package files, relative */
+    char **files; /* more package files, relative as written */
     size_t n_files;
     json_t *config; /* the "config" object; an empty one when absent */
-    json_t *json;   /* the whole document */
+    json_t *json;   /* the whole document (a reference the manifest owns) */
     struct worker_limits limits;
 };
 
-/* Validates an already parsed document for the package folder `dir`. */
+/* Validates an already parsed document for the package folder `dir` (whose
+ * files it checks). Does not take `root`: the manifest holds its own
+ * reference. NULL with `err` on any refusal. */
 struct manifest *manifest_parse(json_t *root, const char *dir, struct plugd_error *err);
 
 /* [a-z0-9][a-z0-9-]{0,62} */
@@ -58,7 +60,8 @@ bool manifest_is_valid_name(const char *s);
 
 /* Semantic Versioning 2.0.0: true when `v` is one. */
 bool semver_is_valid(const char *v);
-/* <0, 0, >0 as `a` has lower, equal, higher precedence than `b`. */
+/* <0, 0, >0 as `a` has lower, equal, higher precedence than `b` (semver.org
+ * section 11; build metadata ignored). Both must be valid versions. */
 int semver_compare(const char *a, const char *b);
 
 /* Reads DIR/plugin.json. Returns NULL with err naming the field and the
