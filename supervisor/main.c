@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "control.h"
 #include "plugd.h"
 
 static const char usage[] =
@@ -28,6 +29,11 @@ static const char usage[] =
     "  --scan-interval-ms N  how often --plugins-dir is checked (default 1000)\n"
     "  --data-retention-days N  how long an uninstalled plugin's data is kept\n"
     "                     (default 30)\n"
+    "  --control-socket PATH  the operators' socket, JSON lines (default\n"
+    "                     STATE/plugd.sock, mode 0660; docs/control.md)\n"
+    "  --allow-uid N      a user allowed on the control socket besides root and\n"
+    "                     plugd's own user (repeatable, up to 32)\n"
+    "  --allow-gid N      a group allowed on the control socket (repeatable)\n"
     "  --host-fd N        speak msgpack-rpc with the host application on fd N;\n"
     "                     plugd stops when that channel closes\n"
     "  --log-file PATH    append JSON log records here instead of stderr\n"
@@ -43,6 +49,8 @@ struct options {
     int host_fd;
     double scan_interval;
     double data_retention;
+    const char *control_socket; /* NULL: STATE/plugd.sock */
+    struct control_options control;
 };
 
 static void on_signal(struct ev_loop *loop, ev_signal *s, int revents)
@@ -86,6 +94,9 @@ static int parse_args(int argc, char **argv, struct options *o)
         {"log-file", required_argument, NULL, 'l'},
         {"scan-interval-ms", required_argument, NULL, 'i'},
         {"data-retention-days", required_argument, NULL, 'r'},
+        {"control-socket", required_argument, NULL, 'c'},
+        {"allow-uid", required_argument, NULL, 'u'},
+        {"allow-gid", required_argument, NULL, 'g'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -120,6 +131,23 @@ static int parse_args(int argc, char **argv, struct options *o)
             /* 0 days: data is deleted at the first sweep after uninstall */
             o->data_retention = number ? (double)number * 86400.0 : 1e-9;
             break;
+        case 'c':
+            o->control_socket = optarg;
+            break;
+        case 'u':
+        case 'g': {
+            bool is_uid = c == 'u';
+            size_t *n = is_uid ? &o->control.n_allow_uids : &o->control.n_allow_gids;
+            if (*n == CONTROL_MAX_ALLOW ||
+                parse_number(optarg, is_uid ? "--allow-uid" : "--allow-gid", 0, INT_MAX, &number) <
+                    0)
+                return 2;
+            if (is_uid)
+                o->control.allow_uids[(*n)++] = (uid_t)number;
+            else
+                o->control.allow_gids[(*n)++] = (gid_t)number;
+            break;
+        }
         case 'h':
             fputs(usage, stdout);
             exit(0);
@@ -173,8 +201,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "plugd: %s\n", err.message);
         return 1;
     }
-    if (o.host_fd >= 0 && host_channel_open(&d, o.host_fd, &err) < 0) {
-        fprintf(stderr, "plugd: --host-fd %d: %s\n", o.host_fd, err.message);
+    char socket_path[PATH_MAX];
+    snprintf(socket_path, sizeof(socket_path), "%s/plugd.sock", o.state_dir);
+    o.control.path = o.control_socket ? o.control_socket : socket_path;
+    struct control *ctl = control_open(&d, &o.control, &err);
+    if (ctl == NULL || (o.host_fd >= 0 && host_channel_open(&d, o.host_fd, &err) < 0)) {
+        fprintf(stderr, "plugd: %s\n", err.message);
+        control_close(ctl);
         plugd_close(&d);
         return 1;
     }
@@ -196,6 +229,7 @@ int main(int argc, char **argv)
         ipc_conn_free(d.host);
     }
     struct ev_loop *loop = d.loop;
+    control_close(ctl);
     plugd_close(&d);
     ev_loop_destroy(loop);
     log_forget_recent();
