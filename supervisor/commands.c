@@ -152,16 +152,30 @@ static void cmd_status(struct cmd_request *r, json_t *args)
 
 static const struct arg_spec path_args[] = {{"path", JSON_STRING, true}, {NULL, 0, 0}};
 
+/* plugd's working folder means nothing to a client: paths are absolute. */
+static bool is_absolute_path(struct cmd_request *r, const char *cmd, const char *path)
+{
+    if (path[0] == '/')
+        return true;
+    struct plugd_error err;
+    plugd_error_set(&err, PLUGD_E_INVALID_ARGUMENT, "%s: \"path\" must be absolute, not %.200s",
+                    cmd, path);
+    r->t->fail(r, &err);
+    return false;
+}
+
 static void cmd_install(struct cmd_request *r, json_t *args)
 {
     struct plugd_error err;
-    reply_done(r, plugd_install(r->d, str(args, "path"), r->actor, &err), &err);
+    if (is_absolute_path(r, "install", str(args, "path")))
+        reply_done(r, plugd_install(r->d, str(args, "path"), r->actor, &err), &err);
 }
 
 static void cmd_upgrade(struct cmd_request *r, json_t *args)
 {
     struct plugd_error err;
-    reply_done(r, plugd_upgrade(r->d, str(args, "path"), r->actor, &err), &err);
+    if (is_absolute_path(r, "upgrade", str(args, "path")))
+        reply_done(r, plugd_upgrade(r->d, str(args, "path"), r->actor, &err), &err);
 }
 
 static void cmd_enable(struct cmd_request *r, json_t *args)
@@ -391,6 +405,12 @@ static void cmd_logs(struct cmd_request *r, json_t *args)
     }
     if (plugin != NULL && find_plugin(r, "logs", plugin) == NULL)
         return;
+    /* follow before the answer: the answer may free `r` */
+    struct plugd_error err;
+    if (json_is_true(json_object_get(args, "follow")) && r->t->follow_logs(r, plugin, &err) < 0) {
+        r->t->fail(r, &err);
+        return;
+    }
     static const json_t *recent[LOG_RECENT];
     size_t n = log_recent(recent, LOG_RECENT);
     json_t *lines = json_array();
@@ -398,9 +418,6 @@ static void cmd_logs(struct cmd_request *r, json_t *args)
         if (is_about(recent[i], plugin))
             json_array_insert(lines, 0, (json_t *)recent[i]);
     r->t->reply_json(r, json_pack("{s:o}", "lines", lines));
-    struct plugd_error err;
-    if (json_is_true(json_object_get(args, "follow")) && r->t->follow_logs(r, plugin, &err) < 0)
-        log_plugd("warn", NULL, "logs --follow: %s", err.message);
 }
 
 /* ------------------------------------------------------------ stats, doctor */

@@ -39,6 +39,7 @@ struct control {
     int fd;
     ev_io accept_w;
     struct client *clients;
+    struct stat socket_file; /* what we bound, so we never unlink another's */
 };
 
 struct control_request {
@@ -470,7 +471,8 @@ struct control *control_open(struct plugd *d, const struct control_options *o,
     mode_t old = umask(0117); /* the socket file is born 0660 */
     int rc = ctl->fd < 0 ? -1 : bind(ctl->fd, (struct sockaddr *)&addr, sizeof(addr));
     umask(old);
-    if (rc < 0 || chmod(o->path, 0660) < 0 || listen(ctl->fd, 64) < 0) {
+    if (rc < 0 || chmod(o->path, 0660) < 0 || lstat(o->path, &ctl->socket_file) < 0 ||
+        listen(ctl->fd, 64) < 0) {
         plugd_error_set(err, PLUGD_E_IO, "control socket %s: %s", o->path, strerror(errno));
         if (ctl->fd >= 0)
             close(ctl->fd);
@@ -490,7 +492,10 @@ void control_close(struct control *ctl)
         return;
     ev_io_stop(ctl->d->loop, &ctl->accept_w);
     close(ctl->fd);
-    unlink(ctl->o.path);
+    struct stat now;
+    if (lstat(ctl->o.path, &now) == 0 && now.st_ino == ctl->socket_file.st_ino &&
+        now.st_dev == ctl->socket_file.st_dev)
+        unlink(ctl->o.path);
     for (struct client *c = ctl->clients, *next; c != NULL; c = next) {
         next = c->next;
         client_close(c); /* frees it unless a request is still out */

@@ -454,8 +454,11 @@ struct manifest *manifest_load(const char *dir, struct plugd_error *err)
     json_error_t jerr;
     json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
     if (root == NULL) {
-        plugd_error_set(err, PLUGD_E_INVALID_MANIFEST, "manifest: %s: %s (line %d)", path,
-                        jerr.text, jerr.line);
+        if (jerr.line < 1) /* not read at all: jansson says why */
+            plugd_error_set(err, PLUGD_E_INVALID_MANIFEST, "manifest: %s", jerr.text);
+        else
+            plugd_error_set(err, PLUGD_E_INVALID_MANIFEST, "manifest: %s: %s (line %d)", path,
+                            jerr.text, jerr.line);
         return NULL;
     }
     struct manifest *m = manifest_parse(root, dir, err);

@@ -139,9 +139,9 @@ void harness_start(struct harness *h)
             _exit(126);
         char fd[8];
         snprintf(fd, sizeof(fd), "%d", HOST_FD);
-        char *argv[16] = {plugd, "--plugins-dir", plugins, "--state-dir", state, "--log-file",
+        char *argv[20] = {plugd, "--plugins-dir", plugins, "--state-dir", state, "--log-file",
                           log,   "--host-fd",     fd};
-        for (int i = 0; i < 4 && h->extra_args[i] != NULL; i++)
+        for (int i = 0; i < 7 && h->extra_args[i] != NULL; i++)
             argv[9 + i] = (char *)h->extra_args[i];
         execv(plugd, argv);
         _exit(127);

@@ -19,7 +19,7 @@ struct harness {
     struct ipc_conn *host;
     bool host_closed;
     json_t *events;            /* plugd.event notifications received, in order */
-    const char *extra_args[4]; /* more plugd flags for harness_start, NULL-ended */
+    const char *extra_args[8]; /* more plugd flags for harness_start, NULL-ended */
 };
 
 /* Creates the temp folder (nothing runs yet). */

@@ -1,0 +1,861 @@
+/* The control socket and plugctl, over real sockets to a real plugd: every
+ * command's answer and refusal, malformed input, authorization by
+ * SO_PEERCRED, event and log streams, a subscriber that stops reading, and
+ * plugctl's output and exit codes. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "plugd_harness.h"
+
+static struct harness h;
+
+static void setup(void)
+{
+    harness_init(&h);
+}
+
+static void teardown(void)
+{
+    harness_stop_and_check(&h);
+    harness_fini(&h);
+}
+
+TestSuite(control, .init = setup, .fini = teardown, .timeout = 120);
+
+/* ------------------------------------------------------------ a client */
+
+struct client {
+    int fd;
+    char *buf; /* bytes read and not yet returned as lines */
+    size_t len, cap;
+};
+
+static void socket_path(char *out, size_t size)
+{
+    snprintf(out, size, "%s/state/plugd.sock", h.dir);
+}
+
+/* Connects to `path`; -errno when it cannot. */
+static int connect_to(const char *path)
+{
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
+static void client_open(struct client *c)
+{
+    char path[PATH_MAX];
+    socket_path(path, sizeof(path));
+    *c = (struct client){.fd = connect_to(path)};
+    cr_assert_geq(c->fd, 0, "cannot connect to %s: %s", path, strerror(-c->fd));
+}
+
+static void client_close(struct client *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    free(c->buf);
+    *c = (struct client){.fd = -1};
+}
+
+static void client_send(struct client *c, const char *text)
+{
+    size_t n = strlen(text);
+    for (size_t off = 0; off < n;) {
+        ssize_t w = send(c->fd, text + off, n - off, MSG_NOSIGNAL);
+        cr_assert_gt(w, 0, "send: %s", strerror(errno));
+        off += (size_t)w;
+    }
+    cr_assert_eq(send(c->fd, "\n", 1, MSG_NOSIGNAL), 1);
+}
+
+/* The next line (malloc'd, without '\n'), or NULL after `seconds` or EOF. */
+static char *client_read_line(struct client *c, double seconds)
+{
+    for (;;) {
+        char *nl = c->buf ? memchr(c->buf, '\n', c->len) : NULL;
+        if (nl != NULL) {
+            size_t n = (size_t)(nl - c->buf);
+            char *line = strndup(c->buf, n);
+            memmove(c->buf, nl + 1, c->len - n - 1);
+            c->len -= n + 1;
+            return line;
+        }
+        struct pollfd p = {.fd = c->fd, .events = POLLIN};
+        if (poll(&p, 1, (int)(seconds * 1000)) <= 0)
+            return NULL;
+        if (c->cap - c->len < 65536) {
+            c->cap = c->cap ? c->cap * 2 : 131072;
+            c->buf = realloc(c->buf, c->cap);
+            cr_assert_not_null(c->buf);
+        }
+        ssize_t n = read(c->fd, c->buf + c->len, c->cap - c->len);
+        if (n <= 0)
+            return NULL;
+        c->len += (size_t)n;
+    }
+}
+
+/* The next JSON line, or NULL. */
+static json_t *client_read(struct client *c, double seconds)
+{
+    char *line = client_read_line(c, seconds);
+    if (line == NULL)
+        return NULL;
+    json_error_t jerr;
+    json_t *msg = json_loads(line, 0, &jerr);
+    cr_assert_not_null(msg, "plugd sent a line that is not JSON: %.200s (%s)", line, jerr.text);
+    free(line);
+    return msg;
+}
+
+/* The next answer ({"ok": ...}); event and log lines before it are skipped. */
+static json_t *client_answer(struct client *c)
+{
+    for (;;) {
+        json_t *msg = client_read(c, 15.0);
+        cr_assert_not_null(msg, "no answer from plugd");
+        if (json_object_get(msg, "ok") != NULL)
+            return msg;
+        json_decref(msg);
+    }
+}
+
+static json_t *request(struct client *c, const char *line)
+{
+    client_send(c, line);
+    return client_answer(c);
+}
+
+/* Sends `line`, expects success, and returns the result (a new reference). */
+static json_t *expect_ok(struct client *c, const char *line)
+{
+    json_t *answer = request(c, line);
+    json_t *error = json_object_get(answer, "error");
+    cr_assert(json_is_true(json_object_get(answer, "ok")), "%s refused: %s", line,
+              json_string_value(json_object_get(error, "message")));
+    json_t *result = json_incref(json_object_get(answer, "result"));
+    json_decref(answer);
+    return result;
+}
+
+/* Sends `line`, expects the error `code` with `needle` in its message. */
+static void expect_error(struct client *c, const char *line, const char *code, const char *needle)
+{
+    json_t *answer = request(c, line);
+    cr_assert(json_is_false(json_object_get(answer, "ok")), "%s was not refused", line);
+    json_t *error = json_object_get(answer, "error");
+    const char *got = json_string_value(json_object_get(error, "code"));
+    const char *message = json_string_value(json_object_get(error, "message"));
+    cr_assert_str_eq(got, code, "%s: %s", line, message);
+    cr_assert_not_null(strstr(message, needle), "%s: \"%s\" lacks \"%s\"", line, message, needle);
+    json_decref(answer);
+}
+
+static const char *status_of(struct client *c, const char *plugin)
+{
+    static char status[32];
+    char line[256];
+    snprintf(line, sizeof(line), "{\"cmd\":\"status\",\"plugin\":\"%s\"}", plugin);
+    json_t *list = expect_ok(c, line);
+    snprintf(status, sizeof(status), "%s",
+             json_string_value(json_object_get(json_array_get(list, 0), "status")) ?: "");
+    json_decref(list);
+    return status;
+}
+
+static void wait_status(struct client *c, const char *plugin, const char *status)
+{
+    for (int i = 0; i < 500 && strcmp(status_of(c, plugin), status) != 0; i++)
+        usleep(20000);
+    cr_assert_str_eq(status_of(c, plugin), status, "%s", plugin);
+}
+
+static void start_with(const char *const *plugins)
+{
+    for (size_t i = 0; plugins[i] != NULL; i++)
+        harness_add_plugin(&h, plugins[i], plugins[i], NULL);
+    harness_start(&h);
+    for (size_t i = 0; plugins[i] != NULL; i++) {
+        cr_assert(harness_wait_status(&h, plugins[i], "ready", 15.0));
+        cr_assert(harness_wait_state(&h, plugins[i], "running", -1, 10.0));
+    }
+}
+
+static void start_hello(void)
+{
+    static const char *const hello[] = {"hello", NULL};
+    start_with(hello);
+}
+
+/* ------------------------------------------------------------ commands */
+
+Test(control, reading_commands_answer_and_refuse_with_named_codes)
+{
+    start_hello();
+    struct client c;
+    client_open(&c);
+
+    json_t *list = expect_ok(&c, "{\"id\":1,\"cmd\":\"list\"}");
+    cr_assert_eq(json_array_size(list), 1);
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(list, 0), "plugin")),
+                     "hello");
+    json_decref(list);
+    expect_error(&c, "{\"cmd\":\"list\",\"plugin\":\"hello\"}", "invalid_argument",
+                 "list: unknown argument \"plugin\"");
+
+    cr_assert_str_eq(status_of(&c, "hello"), "ready");
+    expect_error(&c, "{\"cmd\":\"status\",\"plugin\":\"nosuch\"}", "plugin_not_found", "nosuch");
+
+    json_t *stats = expect_ok(&c, "{\"cmd\":\"stats\",\"plugin\":\"hello\"}");
+    json_t *one = json_array_get(stats, 0);
+    static const char *const fields[] = {"status",         "version", "pid",    "uptime_s",
+                                         "restarts",       "calls",   "errors", "latency_p50_ms",
+                                         "latency_p99_ms", "rss_kib", "health"};
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+        cr_expect_not_null(json_object_get(one, fields[i]), "stats lacks %s", fields[i]);
+    cr_assert_gt(json_integer_value(json_object_get(one, "rss_kib")), 0);
+    json_decref(stats);
+    expect_error(&c, "{\"cmd\":\"stats\",\"plugin\":\"nosuch\"}", "plugin_not_found", "nosuch");
+
+    json_t *doctor = expect_ok(&c, "{\"cmd\":\"doctor\",\"plugin\":\"hello\"}");
+    cr_assert_str_eq(json_string_value(json_object_get(doctor, "manifest")), "ok");
+    cr_assert_not_null(json_object_get(doctor, "capabilities"));
+    cr_assert_not_null(json_object_get(doctor, "sandbox"));
+    json_decref(doctor);
+    expect_error(&c, "{\"cmd\":\"doctor\"}", "invalid_argument", "doctor: \"plugin\" is required");
+
+    json_t *audit = expect_ok(&c, "{\"cmd\":\"audit\",\"plugin\":\"hello\"}");
+    cr_assert_geq(json_array_size(audit), 2, "install and load are audited");
+    json_decref(audit);
+    expect_error(&c, "{\"cmd\":\"audit\",\"plugin\":\"hello\",\"limit\":\"x\"}", "invalid_argument",
+                 "limit");
+
+    json_t *logs = expect_ok(&c, "{\"cmd\":\"logs\",\"lines\":3}");
+    cr_assert_eq(json_array_size(json_object_get(logs, "lines")), 3);
+    json_decref(logs);
+    expect_error(&c, "{\"cmd\":\"logs\",\"lines\":-1}", "invalid_argument", "lines");
+
+    json_t *config = expect_ok(&c, "{\"cmd\":\"config\",\"plugin\":\"hello\"}");
+    cr_assert(json_is_object(json_object_get(config, "effective")));
+    json_decref(config);
+    expect_error(&c, "{\"cmd\":\"config\",\"plugin\":\"hello\",\"config\":3}", "invalid_argument",
+                 "\"config\" must be an object");
+    client_close(&c);
+}
+
+Test(control, call_answers_and_refuses)
+{
+    start_hello();
+    struct client c;
+    client_open(&c);
+    json_t *sum = expect_ok(
+        &c, "{\"cmd\":\"call\",\"plugin\":\"hello\",\"method\":\"add\",\"params\":[2,40]}");
+    cr_assert_eq(json_integer_value(sum), 42);
+    json_decref(sum);
+    expect_error(&c, "{\"cmd\":\"call\",\"plugin\":\"hello\",\"method\":\"nosuch\"}",
+                 "method_not_found", "nosuch");
+    expect_error(&c, "{\"cmd\":\"call\",\"plugin\":\"nosuch\",\"method\":\"echo\"}",
+                 "plugin_not_found", "nosuch");
+    expect_error(&c, "{\"cmd\":\"call\",\"plugin\":\"hello\",\"method\":\"echo\",\"params\":\"x\"}",
+                 "invalid_argument", "\"params\" must be an array");
+    expect_error(&c, "{\"cmd\":\"call\",\"plugin\":\"hello\"}", "invalid_argument",
+                 "\"method\" is required");
+    client_close(&c);
+}
+
+Test(control, the_whole_lifecycle_is_driven_over_the_socket)
+{
+    start_hello();
+    struct client c;
+    client_open(&c);
+    char *v1 = harness_make_package(&h, "crashy", "v1", "tool", NULL);
+    char *v2 =
+        harness_make_package(&h, "crashy", "v2", "tool",
+                             "{\"version\": \"2.0.0\", \"capabilities\": [\"events.emit\"]}");
+    char *v3 = harness_make_package(&h, "crashy", "v3", "tool",
+                                    "{\"version\": \"3.0.0\", \"capabilities\": "
+                                    "[\"events.emit\", \"plugin.state.read\"]}");
+    char line[PATH_MAX + 128];
+
+    snprintf(line, sizeof(line), "{\"cmd\":\"install\",\"path\":\"%s\"}", v1);
+    json_decref(expect_ok(&c, line));
+    wait_status(&c, "tool", "ready");
+    expect_error(&c, "{\"cmd\":\"install\",\"path\":\"relative/dir\"}", "invalid_argument",
+                 "\"path\" must be absolute");
+    expect_error(&c, "{\"cmd\":\"install\",\"path\":\"/nonexistent\"}", "invalid_manifest",
+                 "/nonexistent/plugin.json");
+
+    json_decref(expect_ok(&c, "{\"cmd\":\"disable\",\"plugin\":\"tool\",\"reason\":\"maint\"}"));
+    expect_error(&c, "{\"cmd\":\"disable\",\"plugin\":\"tool\"}", "invalid_transition", "disabled");
+    json_decref(expect_ok(&c, "{\"cmd\":\"enable\",\"plugin\":\"tool\"}"));
+    wait_status(&c, "tool", "ready");
+
+    snprintf(line, sizeof(line), "{\"cmd\":\"upgrade\",\"path\":\"%s\"}", v2);
+    json_decref(expect_ok(&c, line));
+    wait_status(&c, "tool", "upgrade_pending");
+    json_decref(expect_ok(&c, "{\"cmd\":\"approve\",\"plugin\":\"tool\"}"));
+    wait_status(&c, "tool", "ready");
+    expect_error(&c, "{\"cmd\":\"approve\",\"plugin\":\"tool\"}", "invalid_transition",
+                 "no upgrade to approve");
+
+    snprintf(line, sizeof(line), "{\"cmd\":\"upgrade\",\"path\":\"%s\"}", v3);
+    json_decref(expect_ok(&c, line));
+    wait_status(&c, "tool", "upgrade_pending");
+    json_decref(expect_ok(&c, "{\"cmd\":\"reject\",\"plugin\":\"tool\"}"));
+    wait_status(&c, "tool", "ready");
+    expect_error(&c, "{\"cmd\":\"reject\",\"plugin\":\"tool\"}", "invalid_transition", "ready");
+    json_t *st = expect_ok(&c, "{\"cmd\":\"status\",\"plugin\":\"tool\"}");
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(st, 0), "version")), "2.0.0",
+                     "reject keeps the approved version");
+    json_decref(st);
+
+    expect_error(&c, "{\"cmd\":\"purge\",\"plugin\":\"tool\"}", "invalid_transition",
+                 "only an uninstalled plugin's data can be purged");
+    json_decref(expect_ok(&c, "{\"cmd\":\"uninstall\",\"plugin\":\"tool\"}"));
+    wait_status(&c, "tool", "uninstalled");
+    expect_error(&c, "{\"cmd\":\"uninstall\",\"plugin\":\"tool\"}", "invalid_transition",
+                 "uninstalled");
+    json_decref(expect_ok(&c, "{\"cmd\":\"purge\",\"plugin\":\"tool\"}"));
+    expect_error(&c, "{\"cmd\":\"enable\",\"plugin\":\"nosuch\"}", "plugin_not_found", "nosuch");
+
+    json_t *audit = expect_ok(&c, "{\"cmd\":\"audit\",\"plugin\":\"tool\",\"limit\":20}");
+    json_t *row = json_array_get(audit, json_array_size(audit) - 1);
+    cr_assert_str_eq(json_string_value(json_object_get(row, "action")), "install");
+    char actor[32];
+    snprintf(actor, sizeof(actor), "uid:%u", (unsigned)getuid());
+    cr_assert_str_eq(json_string_value(json_object_get(row, "actor")), actor,
+                     "the audit names the caller by uid");
+    json_decref(audit);
+    free(v1);
+    free(v2);
+    free(v3);
+    client_close(&c);
+}
+
+Test(control, shutdown_stops_plugd_and_removes_the_socket)
+{
+    start_hello();
+    struct client c;
+    client_open(&c);
+    json_decref(expect_ok(&c, "{\"id\":9,\"cmd\":\"shutdown\"}"));
+    client_close(&c);
+    int status = -1;
+    for (int i = 0; i < 1000 && waitpid(h.plugd_pid, &status, WNOHANG) == 0; i++)
+        usleep(10000);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "plugd exited 0");
+    h.plugd_pid = 0;
+    char path[PATH_MAX];
+    socket_path(path, sizeof(path));
+    cr_assert_eq(access(path, F_OK), -1, "the socket file is removed");
+}
+
+/* ------------------------------------------------------------ bad input */
+
+Test(control, malformed_lines_get_named_errors_and_the_connection_stays_usable)
+{
+    start_hello();
+    struct client c;
+    client_open(&c);
+    expect_error(&c, "not json", "invalid_json", "not JSON");
+    expect_error(&c, "[1, 2]", "invalid_argument", "\"cmd\"");
+    expect_error(&c, "{\"id\":1}", "invalid_argument", "\"cmd\"");
+    expect_error(&c, "{\"cmd\":7}", "invalid_argument", "\"cmd\"");
+    expect_error(&c, "{\"cmd\":\"frobnicate\"}", "unknown_command", "frobnicate");
+    expect_error(&c, "{\"cmd\":\"disable\"}", "invalid_argument", "\"plugin\" is required");
+    expect_error(&c, "{\"cmd\":\"disable\",\"plugin\":7}", "invalid_argument", "plugin");
+    expect_error(&c, "{\"cmd\":\"disable\",\"plugin\":\"hello\",\"bogus\":1}", "invalid_argument",
+                 "unknown argument \"bogus\"");
+    expect_error(&c, "{\"cmd\":\"list\",\"cmd\":\"list\"}", "invalid_json", "duplicate");
+
+    /* a line past the limit is refused, and what follows it is read */
+    size_t n = 2 * 1024 * 1024;
+    char *long_line = malloc(n + 1);
+    memset(long_line, 'x', n);
+    long_line[n] = 0;
+    expect_error(&c, long_line, "line_too_long", "longer than");
+    free(long_line);
+
+    json_t *echo = expect_ok(
+        &c, "{\"cmd\":\"call\",\"plugin\":\"hello\",\"method\":\"echo\",\"params\":[\"fine\"]}");
+    cr_assert_str_eq(json_string_value(echo), "fine");
+    json_decref(echo);
+    cr_assert_str_eq(status_of(&c, "hello"), "ready", "nothing changed");
+    client_close(&c);
+}
+
+Test(control, ids_are_echoed_as_given)
+{
+    start_hello();
+    struct client c;
+    client_open(&c);
+    static const char *const ids[] = {"7", "\"abc\"", "{\"n\":[1,2]}", "null"};
+    for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+        char line[128];
+        snprintf(line, sizeof(line), "{\"id\":%s,\"cmd\":\"list\"}", ids[i]);
+        json_t *answer = request(&c, line);
+        json_t *want = json_loads(ids[i], JSON_DECODE_ANY, NULL);
+        cr_assert(json_equal(json_object_get(answer, "id"), want), "id %s", ids[i]);
+        json_decref(want);
+        json_decref(answer);
+    }
+    json_t *answer = request(&c, "{\"cmd\":\"list\"}");
+    cr_assert(json_is_null(json_object_get(answer, "id")), "no id: null");
+    json_decref(answer);
+    client_close(&c);
+}
+
+Test(control, a_thousand_malformed_requests_do_not_disturb_another_client)
+{
+    start_hello();
+    struct client bad, good;
+    client_open(&bad);
+    client_open(&good);
+    static const char *const junk[] = {"{", "{\"cmd\":\"nope\"}", "{\"cmd\":\"call\"}", "\x01\x02",
+                                       "{\"cmd\":\"disable\",\"plugin\":\"hello\",\"x\":1}"};
+    static const char *const codes[] = {"invalid_json", "unknown_command", "invalid_argument",
+                                        "invalid_json", "invalid_argument"};
+    for (int i = 0; i < 1000; i++)
+        client_send(&bad, junk[i % 5]);
+    for (int i = 0; i < 100; i++) {
+        char line[128];
+        snprintf(line, sizeof(line),
+                 "{\"id\":%d,\"cmd\":\"call\",\"plugin\":\"hello\",\"method\":\"add\","
+                 "\"params\":[%d,1]}",
+                 i, i);
+        json_t *sum = expect_ok(&good, line);
+        cr_assert_eq(json_integer_value(sum), i + 1);
+        json_decref(sum);
+    }
+    for (int i = 0; i < 1000; i++) {
+        json_t *answer = client_answer(&bad);
+        const char *code =
+            json_string_value(json_object_get(json_object_get(answer, "error"), "code"));
+        cr_assert_str_eq(code, codes[i % 5], "answer %d", i);
+        json_decref(answer);
+    }
+    cr_assert_str_eq(status_of(&good, "hello"), "ready");
+    client_close(&bad);
+    client_close(&good);
+}
+
+/* ------------------------------------------------------------ who may */
+
+/* A child that becomes `nobody` and sends one request; exits 0 when plugd's
+ * answer carries `code` ("ok" for success), 1 otherwise, 2 if it cannot
+ * connect. */
+static pid_t request_as_nobody(const char *path, const char *code)
+{
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid != 0)
+        return pid;
+    if (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(65534) < 0)
+        _exit(3);
+    int fd = connect_to(path);
+    if (fd < 0)
+        _exit(2);
+    static const char line[] = "{\"id\":1,\"cmd\":\"list\"}\n";
+    if (write(fd, line, sizeof(line) - 1) != (ssize_t)sizeof(line) - 1)
+        _exit(2);
+    char answer[4096] = "";
+    size_t got = 0;
+    ssize_t n;
+    while (got < sizeof(answer) - 1 && memchr(answer, '\n', got) == NULL &&
+           (n = read(fd, answer + got, sizeof(answer) - 1 - got)) > 0)
+        got += (size_t)n;
+    answer[got] = 0;
+    bool is_match = strcmp(code, "ok") == 0 ? strstr(answer, "\"ok\":true") != NULL
+                                            : strstr(answer, code) != NULL;
+    _exit(is_match ? 0 : 1);
+}
+
+static int exit_status(pid_t pid)
+{
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* The socket in a folder anyone may enter, the file opened to everyone, so
+ * that only plugd's own check stands between `nobody` and the commands. */
+static void start_with_open_socket(char *path, size_t size, const char *allow_uid)
+{
+    cr_assert_eq(chmod(h.dir, 0711), 0);
+    snprintf(path, size, "%s/open.sock", h.dir);
+    h.extra_args[0] = "--control-socket";
+    h.extra_args[1] = path;
+    if (allow_uid != NULL) {
+        h.extra_args[2] = "--allow-uid";
+        h.extra_args[3] = allow_uid;
+    }
+    start_hello();
+    cr_assert_eq(chmod(path, 0666), 0);
+}
+
+Test(control, a_user_not_allowed_is_refused_and_logged)
+{
+    if (geteuid() != 0)
+        cr_skip_test("needs root to become another user");
+    static char path[PATH_MAX];
+    start_with_open_socket(path, sizeof(path), NULL);
+    cr_assert_eq(exit_status(request_as_nobody(path, "permission_denied")), 0,
+                 "nobody gets permission_denied");
+    cr_assert_geq(harness_log_count(&h, "control: refused uid 65534"), 1);
+    struct client c;
+    c = (struct client){.fd = connect_to(path)};
+    cr_assert_geq(c.fd, 0);
+    json_decref(expect_ok(&c, "{\"cmd\":\"list\"}"));
+    client_close(&c);
+}
+
+Test(control, an_allowed_uid_may_use_the_socket)
+{
+    if (geteuid() != 0)
+        cr_skip_test("needs root to become another user");
+    static char path[PATH_MAX];
+    start_with_open_socket(path, sizeof(path), "65534");
+    cr_assert_eq(exit_status(request_as_nobody(path, "ok")), 0, "--allow-uid 65534 lets it in");
+}
+
+Test(control, the_socket_file_is_born_0660)
+{
+    start_hello();
+    char path[PATH_MAX];
+    socket_path(path, sizeof(path));
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0);
+    cr_assert(S_ISSOCK(st.st_mode));
+    cr_assert_eq(st.st_mode & 0777, 0660);
+}
+
+/* ------------------------------------------------------------ streams */
+
+Test(control, events_stream_in_order_until_the_client_leaves)
+{
+    start_hello();
+    struct client sub, op;
+    client_open(&sub);
+    client_open(&op);
+    json_t *answer = expect_ok(&sub, "{\"cmd\":\"subscribe\",\"pattern\":\"plugin.*\"}");
+    cr_assert_not_null(json_object_get(answer, "seq"));
+    json_decref(answer);
+    json_decref(expect_ok(&op, "{\"cmd\":\"disable\",\"plugin\":\"hello\"}"));
+    json_decref(expect_ok(&op, "{\"cmd\":\"enable\",\"plugin\":\"hello\"}"));
+    wait_status(&op, "hello", "ready");
+
+    bool saw_disabled = false, saw_enabled = false;
+    json_int_t last_seq = -1;
+    while (!saw_enabled) {
+        json_t *msg = client_read(&sub, 10.0);
+        cr_assert_not_null(msg, "the stream stopped before plugin.enabled");
+        json_t *e = json_object_get(msg, "event");
+        cr_assert_not_null(e);
+        json_int_t seq = json_integer_value(json_object_get(e, "seq"));
+        cr_assert_gt(seq, last_seq, "events arrive in order");
+        last_seq = seq;
+        const char *name = json_string_value(json_object_get(e, "name"));
+        saw_disabled = saw_disabled || strcmp(name, "plugin.disabled") == 0;
+        saw_enabled = strcmp(name, "plugin.enabled") == 0;
+        cr_assert(!saw_enabled || saw_disabled, "disabled comes before enabled");
+        json_decref(msg);
+    }
+    client_close(&sub); /* leaves mid-stream */
+    json_decref(expect_ok(&op, "{\"cmd\":\"disable\",\"plugin\":\"hello\"}"));
+    json_decref(expect_ok(&op, "{\"cmd\":\"enable\",\"plugin\":\"hello\"}"));
+    wait_status(&op, "hello", "ready");
+    client_close(&op);
+}
+
+Test(control, subscribe_with_since_replays_and_a_filter_selects)
+{
+    start_hello();
+    struct client c;
+    client_open(&c);
+    json_t *answer = expect_ok(&c, "{\"cmd\":\"subscribe\",\"pattern\":\"plugin.loaded\","
+                                   "\"filter\":{\"plugin\":\"hello\"},\"since\":0}");
+    json_decref(answer);
+    json_t *msg = client_read(&c, 10.0);
+    cr_assert_not_null(msg, "the past plugin.loaded is replayed");
+    json_t *e = json_object_get(msg, "event");
+    cr_assert_str_eq(json_string_value(json_object_get(e, "name")), "plugin.loaded");
+    cr_assert_str_eq(json_string_value(json_object_get(e, "plugin")), "hello");
+    json_decref(msg);
+    expect_error(&c, "{\"cmd\":\"subscribe\",\"pattern\":7}", "invalid_argument", "pattern");
+    client_close(&c);
+}
+
+Test(control, logs_follow_streams_new_records)
+{
+    start_hello();
+    struct client c, op;
+    client_open(&c);
+    client_open(&op);
+    json_decref(
+        expect_ok(&c, "{\"cmd\":\"logs\",\"plugin\":\"hello\",\"lines\":0,\"follow\":true}"));
+    json_decref(expect_ok(&op, "{\"cmd\":\"disable\",\"plugin\":\"hello\",\"reason\":\"look\"}"));
+    bool found = false;
+    for (int i = 0; i < 50 && !found; i++) {
+        json_t *msg = client_read(&c, 10.0);
+        cr_assert_not_null(msg, "no log record streamed");
+        json_t *rec = json_object_get(msg, "log");
+        cr_assert_not_null(rec);
+        cr_assert_str_eq(json_string_value(json_object_get(rec, "plugin")), "hello",
+                         "only hello's records are followed");
+        found = strstr(json_string_value(json_object_get(rec, "message")) ?: "", "disable") != NULL;
+        json_decref(msg);
+    }
+    cr_assert(found, "the disable record was streamed");
+    client_close(&c);
+    client_close(&op);
+}
+
+Test(control, a_subscriber_that_stops_reading_is_dropped_while_others_keep_receiving)
+{
+    harness_add_plugin(&h, "crashy", "flood", "{\"capabilities\": [\"events.emit\"]}");
+    harness_start(&h);
+    cr_assert(harness_wait_status(&h, "flood", "ready", 15.0));
+    cr_assert(harness_wait_state(&h, "flood", "running", -1, 10.0));
+    struct client slow, fast, op;
+    client_open(&slow);
+    client_open(&fast);
+    client_open(&op);
+    int small = 4096;
+    setsockopt(slow.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    json_decref(expect_ok(&slow, "{\"cmd\":\"subscribe\",\"pattern\":\"plugin.flood.*\"}"));
+    json_decref(expect_ok(&fast, "{\"cmd\":\"subscribe\",\"pattern\":\"plugin.flood.*\"}"));
+
+    /* in batches the fast one keeps up with; the slow one, reading nothing,
+     * overflows its queue (1,024 events) behind its 1 MiB of unsent output */
+    enum { BATCH = 500, N = 40 * BATCH };
+    int seen = 0;
+    while (seen < N) {
+        client_send(&op, "{\"cmd\":\"call\",\"plugin\":\"flood\",\"method\":\"emit_many\","
+                         "\"params\":[{\"n\":500,\"size\":16}]}");
+        for (int end = seen + BATCH; seen < end; seen++) {
+            json_t *msg = client_read(&fast, 20.0);
+            cr_assert_not_null(msg, "the fast subscriber stopped at %d events", seen);
+            json_t *e = json_object_get(msg, "event");
+            cr_assert_str_eq(json_string_value(json_object_get(e, "name")), "plugin.flood.flood");
+            cr_assert_eq(json_integer_value(json_object_get(json_object_get(e, "payload"), "i")),
+                         seen % BATCH);
+            json_decref(msg);
+        }
+        json_t *answer = client_answer(&op);
+        cr_assert_eq(json_integer_value(json_object_get(answer, "result")), BATCH);
+        json_decref(answer);
+    }
+
+    /* the slow one now reads: some events, then the notice, then nothing */
+    bool was_dropped = false;
+    int got = 0;
+    json_t *msg;
+    while (!was_dropped && (msg = client_read(&slow, 10.0)) != NULL) {
+        const char *name =
+            json_string_value(json_object_get(json_object_get(msg, "event"), "name"));
+        was_dropped = strcmp(name, "subscriber.overflow") == 0;
+        got += !was_dropped;
+        json_decref(msg);
+    }
+    cr_assert(was_dropped, "the slow subscriber is told it was dropped");
+    cr_assert_lt(got, N);
+    cr_assert_eq(harness_log_count(&h, "event subscription dropped"), 1);
+    json_decref(expect_ok(&slow, "{\"cmd\":\"list\"}")); /* its connection still answers */
+    client_close(&slow);
+    client_close(&fast);
+    client_close(&op);
+}
+
+/* ------------------------------------------------------------ plugctl */
+
+/* Runs plugctl with `args` (NULL-ended), its socket from PLUGD_SOCKET;
+ * returns the exit status, stdout and stderr into `out` / `err_out`. */
+static int plugctl(const char *const *args, char *out, size_t out_size, char *err_out,
+                   size_t err_size)
+{
+    char bin[PATH_MAX], sock[PATH_MAX];
+    snprintf(bin, sizeof(bin), "%s/supervisor/plugctl", getenv("PLUGD_BUILD_ROOT"));
+    socket_path(sock, sizeof(sock));
+    int o[2], e[2];
+    cr_assert_eq(pipe(o), 0);
+    cr_assert_eq(pipe(e), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        dup2(o[1], 1);
+        dup2(e[1], 2);
+        setenv("PLUGD_SOCKET", sock, 1);
+        char *argv[16] = {bin};
+        for (int i = 0; args[i] != NULL && i < 14; i++)
+            argv[i + 1] = (char *)args[i];
+        execv(bin, argv);
+        _exit(127);
+    }
+    close(o[1]);
+    close(e[1]);
+    int fds[2] = {o[0], e[0]};
+    char *bufs[2] = {out, err_out};
+    size_t sizes[2] = {out_size, err_size};
+    for (int k = 0; k < 2; k++) {
+        size_t got = 0;
+        ssize_t n;
+        while (got + 1 < sizes[k] && (n = read(fds[k], bufs[k] + got, sizes[k] - 1 - got)) > 0)
+            got += (size_t)n;
+        bufs[k][got] = 0;
+        close(fds[k]);
+    }
+    return exit_status(pid);
+}
+
+static int count_lines(const char *s)
+{
+    int n = 0;
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+Test(control, plugctl_prints_tables_and_json_and_exits_with_meaningful_codes)
+{
+    start_hello();
+    char out[16384], err[4096];
+
+    cr_assert_eq(plugctl((const char *[]){"list", NULL}, out, sizeof(out), err, sizeof(err)), 0);
+    cr_assert(strncmp(out, "PLUGIN", 6) == 0, "a table with a header: %s", out);
+    cr_assert_not_null(strstr(out, "hello"));
+
+    cr_assert_eq(
+        plugctl((const char *[]){"--json", "list", NULL}, out, sizeof(out), err, sizeof(err)), 0);
+    json_t *list = json_loads(out, 0, NULL);
+    cr_assert(json_is_array(list), "--json prints JSON: %s", out);
+    json_decref(list);
+
+    cr_assert_eq(plugctl((const char *[]){"call", "hello", "add", "2", "40", NULL}, out,
+                         sizeof(out), err, sizeof(err)),
+                 0);
+    cr_assert_str_eq(out, "42\n");
+
+    cr_assert_eq(plugctl((const char *[]){"disable", "hello", "maintenance", NULL}, out,
+                         sizeof(out), err, sizeof(err)),
+                 0);
+    cr_assert_eq(
+        plugctl((const char *[]){"disable", "hello", NULL}, out, sizeof(out), err, sizeof(err)), 1,
+        "plugd refused: 1");
+    cr_assert_eq(count_lines(err), 1, "one line on stderr: %s", err);
+    cr_assert_not_null(strstr(err, "invalid_transition"), "%s", err);
+
+    cr_assert_eq(plugctl((const char *[]){"disable", NULL}, out, sizeof(out), err, sizeof(err)), 2,
+                 "usage: 2");
+    cr_assert_eq(count_lines(err), 1, "%s", err);
+    cr_assert_eq(plugctl((const char *[]){"frobnicate", NULL}, out, sizeof(out), err, sizeof(err)),
+                 2);
+    cr_assert_eq(plugctl((const char *[]){"--socket", "/nonexistent.sock", "list", NULL}, out,
+                         sizeof(out), err, sizeof(err)),
+                 3, "cannot reach plugd: 3");
+    cr_assert_not_null(strstr(err, "/nonexistent.sock"), "%s", err);
+
+    cr_assert_eq(
+        plugctl((const char *[]){"help", "uninstall", NULL}, out, sizeof(out), err, sizeof(err)),
+        0);
+    cr_assert_not_null(strstr(out, "--remove-data"), "%s", out);
+    cr_assert_eq(count_lines(out), 1);
+
+    cr_assert_eq(
+        plugctl((const char *[]){"enable", "hello", NULL}, out, sizeof(out), err, sizeof(err)), 0);
+    cr_assert_eq(plugctl((const char *[]){"audit", "hello", "-n", "2", NULL}, out, sizeof(out), err,
+                         sizeof(err)),
+                 0);
+    cr_assert_not_null(strstr(out, "enable"), "%s", out);
+    cr_assert_not_null(strstr(out, "maintenance"), "%s", out);
+    cr_assert_eq(count_lines(out), 3, "a header and two rows: %s", out);
+}
+
+Test(control, plugctl_events_follows_the_stream)
+{
+    start_hello();
+    char bin[PATH_MAX], sock[PATH_MAX];
+    snprintf(bin, sizeof(bin), "%s/supervisor/plugctl", getenv("PLUGD_BUILD_ROOT"));
+    socket_path(sock, sizeof(sock));
+    int o[2];
+    cr_assert_eq(pipe(o), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        dup2(o[1], 1);
+        execl(bin, bin, "--socket", sock, "--json", "events", "plugin.*", (char *)NULL);
+        _exit(127);
+    }
+    close(o[1]);
+    usleep(200000); /* let it subscribe */
+    struct client op;
+    client_open(&op);
+    json_decref(expect_ok(&op, "{\"cmd\":\"disable\",\"plugin\":\"hello\"}"));
+    struct client follower = {.fd = o[0]};
+    bool found = false;
+    json_t *e;
+    while (!found && (e = client_read(&follower, 10.0)) != NULL) {
+        found = strcmp(json_string_value(json_object_get(e, "name")) ?: "", "plugin.disabled") == 0;
+        json_decref(e);
+    }
+    cr_assert(found, "plugctl events printed plugin.disabled");
+    kill(pid, SIGTERM);
+    exit_status(pid);
+    client_close(&follower);
+    client_close(&op);
+}
+
+/* ------------------------------------------------------------ the socket file */
+
+Test(control, a_stale_socket_file_is_replaced_and_a_live_one_refused)
+{
+    start_hello();
+    harness_kill9(&h); /* leaves the socket file behind */
+    char path[PATH_MAX];
+    socket_path(path, sizeof(path));
+    cr_assert_eq(access(path, F_OK), 0);
+    harness_start(&h);
+    cr_assert(harness_wait_status(&h, "hello", "ready", 15.0));
+    struct client c;
+    client_open(&c);
+    json_decref(expect_ok(&c, "{\"cmd\":\"list\"}"));
+    client_close(&c);
+
+    /* a second plugd on the same socket path refuses to start */
+    char bin[PATH_MAX], state[PATH_MAX];
+    snprintf(bin, sizeof(bin), "%s/supervisor/plugd", getenv("PLUGD_BUILD_ROOT"));
+    snprintf(state, sizeof(state), "%s/state2", h.dir);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 2);
+        execl(bin, bin, "--state-dir", state, "--control-socket", path, (char *)NULL);
+        _exit(127);
+    }
+    cr_assert_eq(exit_status(pid), 1, "another plugd is listening there");
+    client_open(&c);
+    json_decref(expect_ok(&c, "{\"cmd\":\"list\"}"));
+    client_close(&c);
+}
