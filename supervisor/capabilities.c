@@ -17,6 +17,8 @@ static const struct capability table[] = {
      "open outbound network connections (keeps socket syscalls and the host network namespace)",
      NONE, LIST("network")},
     {"fs.read", "read-only access to the plugin's package folder and /usr", NONE, LIST("fs.read")},
+    {"host.call", "call the services the host application serves, as host.<method>", LIST("host.*"),
+     NONE},
 };
 
 const struct capability *cap_table(size_t *n)

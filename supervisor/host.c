@@ -121,9 +121,35 @@ static const struct cmd_transport host_transport = {
     .follow_logs = host_follow_logs,
 };
 
+/* serve {methods: [name, ...]} → nil: the host's services from now on
+ * (replacing the last list); plugins with host.call call them as host.NAME. */
+static void serve_host_methods(struct plugd *d, struct ipc_conn *c, const struct ipc_message *msg)
+{
+    const msgpack_object *arg = ipc_param(msg, 0);
+    json_t *args = arg != NULL ? json_from_msgpack(arg) : NULL;
+    struct plugd_error err;
+    if (!json_is_object(args) || json_object_size(args) != 1 ||
+        json_object_get(args, "methods") == NULL) {
+        plugd_error_set(&err, PLUGD_E_INVALID_ARGUMENT, "serve takes {\"methods\": [name, ...]}");
+        ipc_conn_reply_error(c, msg->msgid, &err, NULL);
+    } else if (services_set_host_methods(&d->services, json_object_get(args, "methods"), &err) <
+               0) {
+        ipc_conn_reply_error(c, msg->msgid, &err, NULL);
+    } else {
+        log_plugd("info", NULL, "the host application serves %zu method(s)",
+                  d->services.n_host_methods);
+        ipc_conn_reply(c, msg->msgid, NULL, NULL);
+    }
+    json_decref(args);
+}
+
 static void on_host_request(struct ipc_conn *c, const struct ipc_message *msg, void *ud)
 {
     struct plugd *d = ud;
+    if (ipc_str_equals(msg->method, msg->method_len, "serve")) {
+        serve_host_methods(d, c, msg);
+        return;
+    }
     struct host_request *hr = calloc(1, sizeof(*hr));
     if (hr == NULL) {
         struct plugd_error e;
@@ -145,18 +171,28 @@ static void on_host_request(struct ipc_conn *c, const struct ipc_message *msg, v
     json_decref(args);
 }
 
+/* Forgets the channel; calls forwarded to the host are answered
+ * worker_unavailable as the channel is freed. */
+static void release_host(struct plugd *d)
+{
+    struct ipc_conn *c = d->host;
+    d->host = NULL;
+    d->services.host = NULL;
+    ipc_conn_free(c);
+}
+
 static void on_host_close(struct ipc_conn *c, const struct plugd_error *why, void *ud)
 {
+    (void)c;
     struct plugd *d = ud;
     log_plugd("info", NULL, "host channel closed (%s): stopping",
               why ? why->message : "closed locally");
-    d->host = NULL;
     ev_bus_unsubscribe(d->host_sub);
     d->host_sub = NULL;
     if (d->is_host_following_logs)
         log_remove_listener(on_log_record, d);
     d->is_host_following_logs = false;
-    ipc_conn_free(c);
+    release_host(d);
     plugd_stop_all(d);
 }
 
@@ -173,5 +209,14 @@ int host_channel_open(struct plugd *d, int fd, struct plugd_error *err)
     struct ipc_handlers h = {
         .on_request = on_host_request, .on_close = on_host_close, .on_drain = on_host_drain};
     d->host = ipc_conn_new(d->loop, fd, fd, NULL, &h, d, err);
+    d->services.host = d->host;
     return d->host ? 0 : -1;
+}
+
+void host_channel_close(struct plugd *d)
+{
+    if (d->host == NULL)
+        return;
+    ipc_conn_flush(d->host, NULL); /* answers queued in the last iteration */
+    release_host(d);
 }

@@ -224,10 +224,7 @@ int main(int argc, char **argv)
     ev_run(d.loop, 0);
 
     log_plugd("info", NULL, "plugd stopped");
-    if (d.host != NULL) {
-        ipc_conn_flush(d.host, NULL); /* answers queued in the last iteration */
-        ipc_conn_free(d.host);
-    }
+    host_channel_close(&d);
     struct ev_loop *loop = d.loop;
     control_close(ctl);
     plugd_close(&d);

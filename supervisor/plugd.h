@@ -106,5 +106,7 @@ void plugd_stop_all(struct plugd *d);
 
 /* Serves the host channel on `fd` (taken over). 0, or -1 with err. */
 int host_channel_open(struct plugd *d, int fd, struct plugd_error *err);
+/* Sends what is queued for the host and closes its channel (at exit). */
+void host_channel_close(struct plugd *d);
 
 #endif

@@ -889,6 +889,7 @@ void plugd_close(struct plugd *d)
     d->host_sub = NULL;
     ev_bus_free(d->bus);
     d->bus = NULL;
+    services_fini(&d->services);
     reg_close(d->reg);
     d->reg = NULL;
     free(d->scanned);

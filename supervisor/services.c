@@ -1,5 +1,6 @@
 #include "services.h"
 
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -352,6 +353,166 @@ static void serve_state_list(struct worker *w, const struct ipc_message *msg, co
     json_decref(kl.keys);
 }
 
+/* ------------------------------------------------------------ the host's services */
+
+struct host_call {
+    struct host_call *next;
+    struct services *sv;
+    struct worker *w; /* NULL once the worker's channel is gone */
+    uint32_t msgid;
+};
+
+static bool is_host_method_name(const char *s, size_t n)
+{
+    if (n == 0 || n > HOST_METHOD_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)s[i]) && s[i] != '_' && s[i] != '.' && s[i] != '-')
+            return false;
+    return true;
+}
+
+int services_set_host_methods(struct services *sv, const json_t *names, struct plugd_error *err)
+{
+    if (!json_is_array(names) || json_array_size(names) > HOST_METHODS_MAX)
+        return plugd_error_set(err, PLUGD_E_INVALID_ARGUMENT,
+                               "serve: \"methods\" must be an array of at most %d names",
+                               HOST_METHODS_MAX);
+    size_t i;
+    json_t *v;
+    json_array_foreach(names, i, v)
+    {
+        if (!is_host_method_name(json_string_value(v) ?: "", json_string_length(v)))
+            return plugd_error_set(err, PLUGD_E_INVALID_ARGUMENT,
+                                   "serve: \"methods[%zu]\" must be 1 to %d characters of A-Z "
+                                   "a-z 0-9 _ . -",
+                                   i, HOST_METHOD_MAX);
+    }
+    char **list = calloc(json_array_size(names) + 1, sizeof(*list));
+    if (list == NULL)
+        return plugd_error_set(err, PLUGD_E_NO_MEMORY, "serve: no memory");
+    json_array_foreach(names, i, v)
+    {
+        if ((list[i] = strdup(json_string_value(v))) == NULL) {
+            for (size_t j = 0; j < i; j++)
+                free(list[j]);
+            free(list);
+            return plugd_error_set(err, PLUGD_E_NO_MEMORY, "serve: no memory");
+        }
+    }
+    for (size_t j = 0; j < sv->n_host_methods; j++)
+        free(sv->host_methods[j]);
+    free(sv->host_methods);
+    sv->host_methods = list;
+    sv->n_host_methods = json_array_size(names);
+    return 0;
+}
+
+static bool is_host_method(const struct services *sv, const char *name, size_t len)
+{
+    for (size_t i = 0; i < sv->n_host_methods; i++)
+        if (ipc_str_equals(name, len, sv->host_methods[i]))
+            return true;
+    return false;
+}
+
+static void forget_host_call(struct host_call *hc)
+{
+    for (struct host_call **p = &hc->sv->host_calls; *p != NULL; p = &(*p)->next) {
+        if (*p == hc) {
+            *p = hc->next;
+            break;
+        }
+    }
+    free(hc);
+}
+
+static void on_host_answer(struct ipc_conn *c, const struct plugd_error *err,
+                           const msgpack_object *result, void *ud)
+{
+    (void)c;
+    struct host_call *hc = ud;
+    struct worker *w = hc->w;
+    if (w != NULL && err == NULL) {
+        ipc_conn_reply(w->conn, hc->msgid, result, NULL);
+    } else if (w != NULL && err->code == PLUGD_E_CONNECTION_CLOSED) {
+        struct plugd_error gone;
+        plugd_error_set(&gone, PLUGD_E_WORKER_UNAVAILABLE,
+                        "the host application went away before it answered");
+        ipc_conn_reply_error(w->conn, hc->msgid, &gone, NULL);
+    } else if (w != NULL) {
+        ipc_conn_reply_error(w->conn, hc->msgid, err, NULL); /* the host's own error, as is */
+    }
+    forget_host_call(hc);
+}
+
+/* host.NAME [params...]: forwarded to the host application as NAME
+ * [plugin, [params...]] with the worker's call deadline; its answer, or
+ * error, goes back to the worker as it is. */
+static void serve_host_call(struct worker *w, const struct ipc_message *msg, const uint32_t *msgid)
+{
+    struct services *sv = w->services;
+    const char *name = msg->method + strlen(HOST_SERVICE_PREFIX);
+    size_t len = msg->method_len - strlen(HOST_SERVICE_PREFIX);
+    if (sv == NULL || sv->host == NULL || !ipc_conn_is_open(sv->host)) {
+        refuse(w, msgid, PLUGD_E_WORKER_UNAVAILABLE,
+               "%.*s: no host application is attached to this plugd", (int)msg->method_len,
+               msg->method);
+        return;
+    }
+    if (!is_host_method(sv, name, len)) {
+        refuse(w, msgid, PLUGD_E_METHOD_NOT_FOUND, "the host application serves no \"%.*s\"",
+               (int)len, name);
+        return;
+    }
+    char method[HOST_METHOD_MAX + 1];
+    snprintf(method, sizeof(method), "%.*s", (int)len, name);
+    struct host_call *hc = NULL;
+    msgpack_packer *pk;
+    if (msgid == NULL) {
+        pk = ipc_conn_begin_notify(sv->host, method);
+    } else {
+        if ((hc = calloc(1, sizeof(*hc))) == NULL) {
+            refuse(w, msgid, PLUGD_E_NO_MEMORY, "%s: no memory", method);
+            return;
+        }
+        *hc = (struct host_call){.next = sv->host_calls, .sv = sv, .w = w, .msgid = *msgid};
+        sv->host_calls = hc;
+        pk = ipc_conn_begin_call(sv->host, method, w->m->limits.call_timeout, on_host_answer, hc);
+    }
+    msgpack_pack_array(pk, 2);
+    ipc_pack_str(pk, w->m->name);
+    msgpack_pack_object(pk, *msg->params);
+    struct plugd_error err;
+    if (ipc_conn_end(sv->host, &err) < 0 && hc != NULL) {
+        refuse(w, msgid, err.code, "%s: %s", method, err.message);
+        forget_host_call(hc);
+    }
+}
+
+void services_release_worker(struct worker *w)
+{
+    if (w->services == NULL)
+        return;
+    for (struct host_call *hc = w->services->host_calls; hc != NULL; hc = hc->next)
+        if (hc->w == w)
+            hc->w = NULL;
+}
+
+void services_fini(struct services *sv)
+{
+    for (size_t i = 0; i < sv->n_host_methods; i++)
+        free(sv->host_methods[i]);
+    free(sv->host_methods);
+    sv->host_methods = NULL;
+    sv->n_host_methods = 0;
+    while (sv->host_calls != NULL) {
+        struct host_call *hc = sv->host_calls;
+        sv->host_calls = hc->next;
+        free(hc);
+    }
+}
+
 /* Which capability grants a service is the capability table's to say
  * (capabilities.c); a service no capability lists is open to every worker. */
 static const struct service {
@@ -383,19 +544,39 @@ static bool is_granted(const struct service *s, const struct manifest *m)
     return c == NULL || manifest_has_capability(m, c->name);
 }
 
+/* The host application's services are granted together, by the one
+ * capability that lists "host.*". */
+static bool has_host_services(const struct manifest *m)
+{
+    const struct capability *c = cap_granting(HOST_SERVICE_PREFIX "*");
+    return c != NULL && manifest_has_capability(m, c->name);
+}
+
 void services_pack_granted(msgpack_packer *pk, const struct manifest *m)
 {
-    size_t n = 0;
+    bool has_host = has_host_services(m);
+    size_t n = has_host;
     for (size_t i = 0; i < N_SERVICES; i++)
         n += is_granted(&services[i], m);
     msgpack_pack_array(pk, n);
     for (size_t i = 0; i < N_SERVICES; i++)
         if (is_granted(&services[i], m))
             msgpack_pack_str_with_body(pk, services[i].method, strlen(services[i].method));
+    if (has_host)
+        ipc_pack_str(pk, HOST_SERVICE_PREFIX "*");
 }
 
 void services_handle(struct worker *w, const struct ipc_message *msg, const uint32_t *msgid)
 {
+    size_t prefix = strlen(HOST_SERVICE_PREFIX);
+    if (msg->method_len > prefix && memcmp(msg->method, HOST_SERVICE_PREFIX, prefix) == 0) {
+        if (!has_host_services(w->m))
+            refuse(w, msgid, PLUGD_E_CAPABILITY_DENIED, "%.*s needs the capability %s",
+                   (int)msg->method_len, msg->method, cap_granting(HOST_SERVICE_PREFIX "*")->name);
+        else
+            serve_host_call(w, msg, msgid);
+        return;
+    }
     for (size_t i = 0; i < N_SERVICES; i++) {
         const struct service *s = &services[i];
         if (!ipc_str_equals(msg->method, msg->method_len, s->method))

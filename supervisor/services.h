@@ -17,11 +17,32 @@
 #define STATE_NAMESPACE_MAX 64
 #define STATE_LIST_MAX      1000
 
+#define HOST_SERVICE_PREFIX "host." /* a worker calls host service X as "host.X" */
+#define HOST_METHODS_MAX    256
+#define HOST_METHOD_MAX     128
+
+struct host_call;
+
 /* What the host services stand on; shared by every worker of one plugd. */
 struct services {
     struct registry *reg;
     struct ev_bus *bus;
+    struct ipc_conn *host; /* the host application's channel, NULL when none */
+    char **host_methods;   /* the services the host serves (its "serve" command) */
+    size_t n_host_methods;
+    struct host_call *host_calls; /* forwarded to the host, awaiting its answer */
 };
+
+/* Replaces the host application's services with the strings of `names` (a
+ * JSON array). -1 with err naming a bad entry; nothing changes then. */
+int services_set_host_methods(struct services *sv, const json_t *names, struct plugd_error *err);
+
+/* The worker's channel is going: answers the host sends later for its
+ * forwarded calls are dropped. */
+void services_release_worker(struct worker *w);
+
+/* Frees the host method list and forgets calls still out. */
+void services_fini(struct services *sv);
 
 bool manifest_has_capability(const struct manifest *m, const char *capability);
 

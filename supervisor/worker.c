@@ -464,6 +464,7 @@ static void release_run(struct worker *w)
     log_stream_stop(w->loop, &w->err);
     ev_bus_unsubscribe(w->sub);
     w->sub = NULL;
+    services_release_worker(w);
     if (w->conn != NULL) {
         struct ipc_conn *c = w->conn;
         w->late_replies += ipc_conn_stats(c)->late_replies;

@@ -80,8 +80,8 @@ struct worker {
     wk_health_fn on_health; /* optional */
     void *ud;
 
-    const struct services *services; /* what host services stand on; NULL: none */
-    struct ev_bus_sub *sub;          /* this run's event subscription, or NULL */
+    struct services *services; /* what host services stand on; NULL: none */
+    struct ev_bus_sub *sub;    /* this run's event subscription, or NULL */
 };
 
 /* A worker for manifest `m` (taken over), stopped. */

@@ -1,6 +1,6 @@
-/* counter: keeps a count, emits plugin.counter.changed on every change and
+/* counter: keeps a count, emits plugin.counter.changed on every change,
  * counts the events it watches (config "watch", a name pattern, and "from",
- * a plugin name). */
+ * a plugin name), and announces its value to the host application. */
 #include <plugd/worker.h>
 #include <stdio.h>
 #include <string.h>
@@ -49,6 +49,33 @@ static void events_seen(struct plugd_request *req, const msgpack_object *params,
     reply_int(req, ((struct counter *)ud)->events_seen);
 }
 
+static void on_host_answer(struct plugd_worker *w, const struct plugd_error *err,
+                           const msgpack_object *result, void *ud)
+{
+    (void)w;
+    struct plugd_request *req = ud;
+    if (err != NULL)
+        plugd_request_fail(req, err->code, "host.notify: %s", err->message);
+    else
+        plugd_request_reply(req, result);
+}
+
+/* announce → what the host application answers to host.notify [value]
+ * (needs the capability host.call and a host that serves "notify"). */
+static void announce(struct plugd_request *req, const msgpack_object *params, void *ud)
+{
+    (void)params;
+    struct counter *c = ud;
+    msgpack_object value = {.type = c->value < 0 ? MSGPACK_OBJECT_NEGATIVE_INTEGER
+                                                 : MSGPACK_OBJECT_POSITIVE_INTEGER,
+                            .via.i64 = c->value};
+    msgpack_object args = {.type = MSGPACK_OBJECT_ARRAY, .via.array = {.size = 1, .ptr = &value}};
+    struct plugd_error err;
+    if (plugd_worker_call_host(plugd_request_worker(req), "host.notify", &args, 0, on_host_answer,
+                               req, &err) < 0)
+        plugd_request_fail(req, err.code, "%s", err.message);
+}
+
 static void on_event(struct plugd_worker *w, const char *name, size_t len,
                      const msgpack_object *payload, void *ud)
 {
@@ -90,6 +117,7 @@ int main(void)
     plugd_worker_method(w, "increment", increment, &c);
     plugd_worker_method(w, "get", get, &c);
     plugd_worker_method(w, "events_seen", events_seen, &c);
+    plugd_worker_method(w, "announce", announce, &c);
     int status = plugd_worker_run(w);
     plugd_worker_free(w);
     return status;

@@ -60,7 +60,7 @@ static const struct {
     {"capability-unknown",
      "manifest: \"capabilities[1]\": \"net.everything\" is not a known capability (known: "
      "events.emit, events.subscribe, plugin.state.read, plugin.state.write, net.outbound, "
-     "fs.read)"},
+     "fs.read, host.call)"},
     {"capability-log", "manifest: \"capabilities[0]\": \"log\" is not a known capability"},
     {"capabilities-too-many", "manifest: \"capabilities\" must be an array of at most 32 strings"},
     {"capability-twice", "manifest: \"capabilities[1]\": \"events.emit\" is listed twice"},
@@ -280,7 +280,9 @@ Test(manifest, capability_table_grants_the_documented_services)
     cr_assert_eq(cap_granting("state.delete"), c);
     size_t n;
     const struct capability *table = cap_table(&n);
-    cr_assert_eq(n, 6);
+    cr_assert_eq(n, 7);
+    cr_assert_str_eq(cap_granting("host.*")->name, "host.call",
+                     "host.call grants every service of the host application");
     for (size_t i = 0; i < n; i++) {
         cr_expect(table[i].description != NULL && table[i].description[0] != 0);
         cr_expect(table[i].services != NULL && table[i].sandbox != NULL, "%s", table[i].name);
