@@ -55,7 +55,7 @@ static void on_host_answer(struct plugd_worker *w, const struct plugd_error *err
     (void)w;
     struct plugd_request *req = ud;
     if (err != NULL)
-        plugd_request_fail(req, err->code, "host.notify: %s", err->message);
+        plugd_request_fail(req, err->code, "%s", err->message); /* names host.notify */
     else
         plugd_request_reply(req, result);
 }
