@@ -859,3 +859,33 @@ Test(control, a_stale_socket_file_is_replaced_and_a_live_one_refused)
     json_decref(expect_ok(&c, "{\"cmd\":\"list\"}"));
     client_close(&c);
 }
+
+Test(control, config_set_is_validated_by_the_worker_and_applied_hot)
+{
+    harness_add_plugin(&h, "crashy", "crashy", "{\"config\": {\"config_hooks\": true}}");
+    harness_start(&h);
+    cr_assert(harness_wait_status(&h, "crashy", "ready", 15.0));
+    cr_assert(harness_wait_state(&h, "crashy", "running", -1, 10.0));
+    pid_t pid = harness_worker_pid(&h, "crashy");
+    struct client c;
+    client_open(&c);
+    json_decref(expect_ok(&c, "{\"cmd\":\"config\",\"plugin\":\"crashy\","
+                              "\"config\":{\"config_hooks\":true,\"value\":5}}"));
+    json_t *v =
+        expect_ok(&c, "{\"cmd\":\"call\",\"plugin\":\"crashy\",\"method\":\"config_value\"}");
+    cr_assert_eq(json_integer_value(v), 5, "applied");
+    json_decref(v);
+    cr_assert_eq(harness_worker_pid(&h, "crashy"), pid, "hot, without a restart");
+    expect_error(&c,
+                 "{\"cmd\":\"config\",\"plugin\":\"crashy\","
+                 "\"config\":{\"config_hooks\":true,\"bad\":true,\"value\":7}}",
+                 "invalid_request", "\"bad\" must not be true");
+    json_t *shown = expect_ok(&c, "{\"cmd\":\"config\",\"plugin\":\"crashy\"}");
+    cr_assert_eq(json_integer_value(json_object_get(json_object_get(shown, "effective"), "value")),
+                 5, "a refused config changes nothing");
+    json_decref(shown);
+    v = expect_ok(&c, "{\"cmd\":\"call\",\"plugin\":\"crashy\",\"method\":\"config_value\"}");
+    cr_assert_eq(json_integer_value(v), 5);
+    json_decref(v);
+    client_close(&c);
+}
