@@ -113,13 +113,27 @@ static json_t *nullable(const char *s)
     return s ? json_string(s) : json_null();
 }
 
+/* {active: [layer], refused: {layer: reason}} of the worker's last start */
+static json_t *sandbox_json(const struct worker *w)
+{
+    json_t *active = json_array(), *refused = json_object();
+    for (int l = 0; w != NULL && l < SB_LAYER_COUNT; l++) {
+        if (w->sandbox.active & (1u << l))
+            json_array_append_new(active, json_string(sb_layer_name(l)));
+        if (w->sandbox.refused & (1u << l))
+            json_object_set_new(refused, sb_layer_name(l), json_string(w->sandbox.reason[l]));
+    }
+    return json_pack("{s:o, s:o}", "active", active, "refused", refused);
+}
+
 static json_t *plugin_status(const struct plugin *p)
 {
     const struct worker *w = p->w;
     json_t *diff = p->row.diff ? json_loads(p->row.diff, 0, NULL) : NULL;
     uint64_t late = w ? w->late_replies + (w->conn ? ipc_conn_stats(w->conn)->late_replies : 0) : 0;
     return json_pack(
-        "{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:s, s:I, s:b, s:I, s:I, s:I, s:I, s:I, s:s, s:s}",
+        "{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:s, s:I, s:b, s:I, s:I, s:I, s:I, s:I, s:s, s:s, "
+        "s:o}",
         "plugin", p->row.name, "status", lc_status_name(p->row.status), "version", p->row.version,
         "digest", p->row.digest, "pending_version", nullable(p->row.pending_version), "diff",
         diff ? diff : json_null(), "error", nullable(p->row.last_error), "state",
@@ -127,7 +141,8 @@ static json_t *plugin_status(const struct plugin *p)
         w && w->is_failed, "restarts", (json_int_t)(w ? w->restarts : 0), "calls",
         (json_int_t)(w ? w->calls : 0), "call_errors", (json_int_t)(w ? w->call_errors : 0),
         "faults", (json_int_t)(w ? w->faults : 0), "late_replies", (json_int_t)late, "last_error",
-        w ? w->last_error.message : "", "last_exit", w ? w->last_exit : "");
+        w ? w->last_error.message : "", "last_exit", w ? w->last_exit : "", "sandbox",
+        sandbox_json(w));
 }
 
 static const struct arg_spec plugin_optional[] = {{"plugin", JSON_STRING, false}, {NULL, 0, 0}};
@@ -508,15 +523,15 @@ static void cmd_doctor(struct cmd_request *r, json_t *args)
                                               string_list(c->sandbox)));
     }
     const struct worker *w = p->w;
-    r->t->reply_json(
-        r, json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:s, s:o, s:s, s:s, s:I, s:s}", "plugin",
-                     p->row.name, "status", lc_status_name(p->row.status), "version",
-                     p->row.version, "package", p->row.package_dir, "manifest",
-                     m ? json_string("ok") : json_string(err.message), "capabilities", caps,
-                     "health", w ? w->last_health : "", "error", nullable(p->row.last_error),
-                     "last_worker_error", w ? w->last_error.message : "", "last_exit",
-                     w ? w->last_exit : "", "restarts", (json_int_t)(w ? w->restarts : 0),
-                     "sandbox", "not applied yet (the sandbox work adds its layers here)"));
+    r->t->reply_json(r, json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:s, s:o, s:s, s:s, s:I, s:o}",
+                                  "plugin", p->row.name, "status", lc_status_name(p->row.status),
+                                  "version", p->row.version, "package", p->row.package_dir,
+                                  "manifest", m ? json_string("ok") : json_string(err.message),
+                                  "capabilities", caps, "health", w ? w->last_health : "", "error",
+                                  nullable(p->row.last_error), "last_worker_error",
+                                  w ? w->last_error.message : "", "last_exit",
+                                  w ? w->last_exit : "", "restarts",
+                                  (json_int_t)(w ? w->restarts : 0), "sandbox", sandbox_json(w)));
     manifest_free(m);
 }
 

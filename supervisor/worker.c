@@ -16,9 +16,10 @@
 #include "services.h"
 
 #define CHANNEL_FD     3
-#define BACKOFF_BASE   0.1  /* s, second restart; doubles after */
-#define BACKOFF_MAX    30.0 /* s */
-#define BACKOFF_JITTER 0.2  /* +-20 % */
+#define REPORT_FD      (CHANNEL_FD + 1) /* the sandbox report, in the child until exec */
+#define BACKOFF_BASE   0.1              /* s, second restart; doubles after */
+#define BACKOFF_MAX    30.0             /* s */
+#define BACKOFF_JITTER 0.2              /* +-20 % */
 
 static const char *const state_names[] = {
     [WK_STOPPED] = "stopped",   [WK_STARTING] = "starting", [WK_RUNNING] = "running",
@@ -303,8 +304,16 @@ static void on_health_timer(struct ev_loop *loop, ev_timer *t, int revents)
 /* ------------------------------------------------------------ spawn */
 
 /* In the child, between fork and exec: the channel at fd 3, stdout and
- * stderr to plugd's pipes, nothing else inherited. Only returns on failure. */
-static void exec_worker(const struct manifest *m, pid_t plugd_pid, int channel, int out, int err)
+ * stderr to plugd's pipes, the sandbox, nothing else inherited. The sandbox
+ * report goes to plugd on `report` before the exec. Only returns on
+ * failure. (plugd is single-threaded, so the child may use libc freely.) */
+struct report_pipe {
+    int fd; /* where the child writes: the pipe, then REPORT_FD */
+    bool is_report_sent;
+};
+
+static void exec_worker(const struct manifest *m, pid_t plugd_pid, int channel, int out, int err,
+                        struct report_pipe *report)
 {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != plugd_pid)
@@ -325,33 +334,55 @@ static void exec_worker(const struct manifest *m, pid_t plugd_pid, int channel, 
     } else if (dup2(channel, CHANNEL_FD) < 0) {
         return;
     }
-    /* Every other fd is close-on-exec already; make sure of the ones we did
-     * not open ourselves. */
-    if (close_range(CHANNEL_FD + 1, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
+    /* the report pipe just above the channel, closed by the exec */
+    if (dup3(report->fd, REPORT_FD, O_CLOEXEC) < 0)
         return;
+    report->fd = REPORT_FD;
     char fdnum[16];
     snprintf(fdnum, sizeof(fdnum), "%d", CHANNEL_FD);
     if (setenv("PLUGD_FD", fdnum, 1) < 0 || setenv("PLUGD_PLUGIN", m->name, 1) < 0)
         return;
     if (chdir(m->dir) < 0)
         return;
+    struct sb_policy policy;
+    sb_policy_init(&policy, m->limits.memory_mb, m->limits.nofile, m->limits.nproc, REPORT_FD,
+                   false);
+    struct sb_report r;
+    sb_apply(&policy, &r);
+    if (write(REPORT_FD, &r, sizeof(r)) != (ssize_t)sizeof(r))
+        return;
+    report->is_report_sent = true;
     char *argv[] = {m->entrypoint, NULL};
     execv(m->entrypoint, argv);
 }
 
+/* The exec pipe carries the sandbox report, then an errno if the exec
+ * failed; EOF alone after the report means the worker runs. */
 static void on_exec_result(struct ev_loop *loop, ev_io *io, int revents)
 {
     (void)revents;
     struct worker *w = io->data;
-    int child_errno = 0;
-    ssize_t n = read(io->fd, &child_errno, sizeof(child_errno));
-    if (n < 0 && (errno == EAGAIN || errno == EINTR))
-        return;
+    char *buf = (char *)&w->exec_msg;
+    for (;;) {
+        ssize_t n = w->exec_len < sizeof(w->exec_msg)
+                        ? read(io->fd, buf + w->exec_len, sizeof(w->exec_msg) - w->exec_len)
+                        : 0;
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            return; /* more comes, or EOF */
+        if (n <= 0)
+            break;
+        w->exec_len += (size_t)n;
+    }
     ev_io_stop(loop, io);
     close(io->fd);
     io->fd = -1;
-    if (n == (ssize_t)sizeof(child_errno))
-        fail_permanently(w, "cannot start %s: %s", w->m->entrypoint, strerror(child_errno));
+    if (w->exec_len >= sizeof(w->exec_msg.report))
+        w->sandbox = w->exec_msg.report;
+    if (w->exec_len == sizeof(w->exec_msg))
+        fail_permanently(w, "cannot start %s: %s", w->m->entrypoint,
+                         strerror(w->exec_msg.child_errno));
 }
 
 static void on_child_exit(struct ev_loop *loop, ev_child *c, int revents);
@@ -372,9 +403,13 @@ static int spawn(struct worker *w, struct plugd_error *err)
         goto fail;
     }
     if (pid == 0) {
-        exec_worker(w->m, plugd_pid, sv[1], out[1], errp[1]);
+        struct report_pipe report = {.fd = ex[1]};
+        exec_worker(w->m, plugd_pid, sv[1], out[1], errp[1], &report);
+        /* a failure: the errno after the report (an empty one if none went) */
         int e = errno;
-        ssize_t ignored = write(ex[1], &e, sizeof(e));
+        struct sb_report none = {0};
+        ssize_t ignored = report.is_report_sent ? 0 : write(report.fd, &none, sizeof(none));
+        ignored = write(report.fd, &e, sizeof(e));
         (void)ignored;
         _exit(127);
     }
@@ -392,6 +427,9 @@ static int spawn(struct worker *w, struct plugd_error *err)
     w->is_health_pending = false;
     ev_child_set(&w->child_w, pid, 0);
     ev_child_start(w->loop, &w->child_w);
+    w->exec_len = 0;
+    w->sandbox = (struct sb_report){0};
+    fcntl(ex[0], F_SETFL, O_NONBLOCK);
     ev_io_set(&w->exec_w, ex[0], EV_READ);
     ev_io_start(w->loop, &w->exec_w);
     log_stream_start(w->loop, &w->out, out[0], "stdout", &w->src, &w->tail, &w->budget);

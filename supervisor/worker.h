@@ -15,6 +15,7 @@
 #include "manifest.h"
 #include "plugd/error.h"
 #include "plugd/ipc.h"
+#include "sandbox.h"
 
 #define PLUGD_VERSION      "0.1.0"
 #define WK_RESTART_HISTORY 64
@@ -82,6 +83,12 @@ struct worker {
 
     struct services *services; /* what host services stand on; NULL: none */
     struct ev_bus_sub *sub;    /* this run's event subscription, or NULL */
+    struct sb_report sandbox;  /* the layers this run's child applied */
+    struct {
+        struct sb_report report;
+        int child_errno;
+    } exec_msg;      /* what the exec pipe carries, being read */
+    size_t exec_len; /* bytes of exec_msg read */
 };
 
 /* A worker for manifest `m` (taken over), stopped. */
