@@ -192,40 +192,6 @@ static double direct_round_trip(struct worker *w, const msgpack_object *params)
     return now_us() - r.t0;
 }
 
-static double raw_round_trip(int fd, size_t bytes)
-{
-    char buf[256] = {0};
-    double t0 = now_us();
-    if (write(fd, buf, bytes) != (ssize_t)bytes)
-        exit(1);
-    for (size_t got = 0; got < bytes;) {
-        ssize_t r = read(fd, buf, bytes - got);
-        if (r <= 0)
-            exit(1);
-        got += (size_t)r;
-    }
-    return now_us() - t0;
-}
-
-static int start_raw_echo(pid_t *pid)
-{
-    int sv[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
-        exit(1);
-    if ((*pid = fork()) == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        close(sv[0]);
-        char buf[256];
-        ssize_t n;
-        while ((n = read(sv[1], buf, sizeof(buf))) > 0)
-            if (write(sv[1], buf, (size_t)n) != n)
-                _exit(1);
-        _exit(0);
-    }
-    close(sv[1]);
-    return sv[0];
-}
-
 static void on_direct_state(struct worker *w, enum wk_state from, void *ud)
 {
     (void)w;
@@ -258,7 +224,7 @@ static void bench_rtt(void)
     msgpack_object bin = {.type = MSGPACK_OBJECT_BIN, .via.bin = {sizeof(payload), payload}};
     msgpack_object params = {.type = MSGPACK_OBJECT_ARRAY, .via.array = {1, &bin}};
     pid_t raw_pid;
-    int raw_fd = start_raw_echo(&raw_pid);
+    int raw_fd = start_raw_echo(&raw_pid, -1);
     double *host_s = calloc((size_t)rtt_samples, sizeof(double));
     double *direct_s = calloc((size_t)rtt_samples, sizeof(double));
     double *raw_s = calloc((size_t)rtt_samples, sizeof(double));
@@ -503,15 +469,6 @@ static void bench_fanout(void)
 
 /* ------------------------------------------------------------ main */
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
-}
-
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "--quick") == 0) {
@@ -531,6 +488,6 @@ int main(int argc, char **argv)
     bench_fanout();
     int status = plugd_host_stop(host, 20.0);
     fclose(devnull);
-    nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    remove_tree(dir);
     return status == 0 ? 0 : 1;
 }

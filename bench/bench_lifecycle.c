@@ -336,14 +336,6 @@ static void bench_state(void)
 
 /* ------------------------------------------------------------ main */
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "--quick") == 0) {
@@ -371,6 +363,6 @@ int main(int argc, char **argv)
     ev_run(loop, 0);
     plugd_close(&d);
     fclose(devnull);
-    nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    remove_tree(dir);
     return 0;
 }

@@ -186,58 +186,11 @@ static void send_echo(struct calls *c)
     worker_call(c->w, "echo", &c->params, 10.0, on_echo, c);
 }
 
-/* Puts `pid` (0: this process) on CPU `cpu` when the machine has two, so
- * that the raw baseline and the worker run with the same placement: round
- * trips on this VM differ by ~40 % between same-core and cross-core. */
-static void pin(pid_t pid, int cpu)
-{
-    if (sysconf(_SC_NPROCESSORS_ONLN) < 2)
-        return;
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    sched_setaffinity(pid, sizeof(set), &set);
-}
-
-/* A raw echo server on a socketpair; returns the client end. */
-static int start_raw_echo(pid_t *pid, int cpu)
-{
-    int sv[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
-        exit(1);
-    *pid = fork();
-    if (*pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        pin(0, cpu);
-        close(sv[0]);
-        char buf[256];
-        ssize_t n;
-        while ((n = read(sv[1], buf, sizeof(buf))) > 0)
-            if (write(sv[1], buf, (size_t)n) != n)
-                _exit(1);
-        _exit(0);
-    }
-    close(sv[1]);
-    return sv[0];
-}
-
 /* `n` raw round trips of `bytes` into samples. */
 static void raw_round_trips(int fd, size_t bytes, double *samples, int n)
 {
-    char buf[256] = {0};
-    for (int i = 0; i < n; i++) {
-        double t0 = now_us();
-        size_t got = 0;
-        if (write(fd, buf, bytes) != (ssize_t)bytes)
-            exit(1);
-        while (got < bytes) {
-            ssize_t r = read(fd, buf, bytes - got);
-            if (r <= 0)
-                exit(1);
-            got += (size_t)r;
-        }
-        samples[i] = now_us() - t0;
-    }
+    for (int i = 0; i < n; i++)
+        samples[i] = raw_round_trip(fd, bytes);
 }
 
 static void unpin(void)

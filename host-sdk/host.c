@@ -344,10 +344,10 @@ int plugd_host_request_end(struct plugd_host_request *req)
 
 int plugd_host_fail(struct plugd_host_request *req, enum plugd_errc code, const char *fmt, ...)
 {
-    struct plugd_error e = {.code = code};
+    struct plugd_error e;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(e.message, sizeof(e.message), fmt, ap);
+    plugd_error_vset(&e, code, fmt, ap);
     va_end(ap);
     int rc = ipc_conn_reply_error(req->h->conn, req->msgid, &e, NULL);
     free(req);

@@ -28,14 +28,20 @@ int plugd_errc_from_name(const char *name, size_t len, enum plugd_errc *code)
     return -1;
 }
 
-int plugd_error_set(struct plugd_error *err, enum plugd_errc code, const char *fmt, ...)
+int plugd_error_vset(struct plugd_error *err, enum plugd_errc code, const char *fmt, va_list ap)
 {
     if (err == NULL)
         return -1;
     err->code = code;
+    vsnprintf(err->message, sizeof(err->message), fmt, ap);
+    return -1;
+}
+
+int plugd_error_set(struct plugd_error *err, enum plugd_errc code, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err->message, sizeof(err->message), fmt, ap);
+    plugd_error_vset(err, code, fmt, ap);
     va_end(ap);
     return -1;
 }

@@ -35,8 +35,7 @@ const char *sb_layer_name(enum sb_layer layer)
     return layer < SB_LAYER_COUNT ? layer_names[layer] : "?";
 }
 
-void sb_policy_init(struct sb_policy *p, int memory_mb, int nofile, int nproc, int keep_fd,
-                    bool is_strict)
+void sb_policy_init(struct sb_policy *p, int memory_mb, int nofile, int nproc, int keep_fd)
 {
     *p = (struct sb_policy){
         .address_space = HAS_SANITIZER ? 0 : (rlim_t)memory_mb << 20,
@@ -44,12 +43,14 @@ void sb_policy_init(struct sb_policy *p, int memory_mb, int nofile, int nproc, i
         .processes = (rlim_t)nproc,
         .file_size = FILE_SIZE_MAX,
         .keep_fd = keep_fd,
-        .is_strict = is_strict,
     };
 }
 
+/* Records the first refusal of a layer (its reason names the call). */
 static void refuse(struct sb_report *r, enum sb_layer layer, const char *what, int err)
 {
+    if (r->refused & (1u << layer))
+        return;
     r->refused |= 1u << layer;
     snprintf(r->reason[layer], SB_REASON_MAX, "%s: %s", what, strerror(err));
 }
@@ -65,11 +66,12 @@ static bool set_limit(struct sb_report *r, int resource, rlim_t value, const cha
 
 static void apply_rlimits(const struct sb_policy *p, struct sb_report *r)
 {
-    bool ok = set_limit(r, RLIMIT_CORE, 0, "RLIMIT_CORE") &&
-              set_limit(r, RLIMIT_NOFILE, p->open_files, "RLIMIT_NOFILE") &&
-              set_limit(r, RLIMIT_NPROC, p->processes, "RLIMIT_NPROC") &&
-              set_limit(r, RLIMIT_FSIZE, p->file_size, "RLIMIT_FSIZE") &&
-              (p->address_space == 0 || set_limit(r, RLIMIT_AS, p->address_space, "RLIMIT_AS"));
+    /* every limit is tried: one the kernel refuses does not lift the others */
+    bool ok = set_limit(r, RLIMIT_CORE, 0, "RLIMIT_CORE");
+    ok &= set_limit(r, RLIMIT_NOFILE, p->open_files, "RLIMIT_NOFILE");
+    ok &= set_limit(r, RLIMIT_NPROC, p->processes, "RLIMIT_NPROC");
+    ok &= set_limit(r, RLIMIT_FSIZE, p->file_size, "RLIMIT_FSIZE");
+    ok &= p->address_space == 0 || set_limit(r, RLIMIT_AS, p->address_space, "RLIMIT_AS");
     if (ok)
         r->active |= 1u << SB_RLIMITS;
 }
@@ -105,7 +107,7 @@ static void drop_capabilities(struct sb_report *r)
     r->active |= 1u << SB_CAPS;
 }
 
-int sb_apply(const struct sb_policy *p, struct sb_report *r)
+void sb_apply(const struct sb_policy *p, struct sb_report *r)
 {
     *r = (struct sb_report){0};
     apply_rlimits(p, r);
@@ -115,5 +117,4 @@ int sb_apply(const struct sb_policy *p, struct sb_report *r)
     else
         refuse(r, SB_NO_NEW_PRIVS, "PR_SET_NO_NEW_PRIVS", errno);
     drop_capabilities(r);
-    return p->is_strict && r->refused != 0 ? -1 : 0;
 }

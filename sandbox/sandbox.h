@@ -26,7 +26,6 @@ struct sb_policy {
     rlim_t processes;
     rlim_t file_size; /* bytes */
     int keep_fd;      /* the highest fd kept open (the channel) */
-    bool is_strict;   /* a refused layer fails the start */
 };
 
 /* What the child reports to plugd before it execs (a fixed-size record). */
@@ -37,13 +36,11 @@ struct sb_report {
 };
 
 /* The policy for a worker with these limits (manifest "limits"). */
-void sb_policy_init(struct sb_policy *p, int memory_mb, int nofile, int nproc, int keep_fd,
-                    bool is_strict);
+void sb_policy_init(struct sb_policy *p, int memory_mb, int nofile, int nproc, int keep_fd);
 
-/* In the child, between fork and exec: applies every layer and fills `r`.
- * Returns 0, or -1 when the policy is strict and a layer was refused. Only
- * async-signal-safe calls. */
-int sb_apply(const struct sb_policy *p, struct sb_report *r);
+/* In the child, between fork and exec: applies every layer it can and fills
+ * `r` (plugd is single-threaded, so the child may use libc freely). */
+void sb_apply(const struct sb_policy *p, struct sb_report *r);
 
 const char *sb_layer_name(enum sb_layer layer);
 

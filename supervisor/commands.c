@@ -12,10 +12,10 @@
 
 void cmd_fail(struct cmd_request *r, enum plugd_errc code, const char *fmt, ...)
 {
-    struct plugd_error e = {.code = code};
+    struct plugd_error e;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(e.message, sizeof(e.message), fmt, ap);
+    plugd_error_vset(&e, code, fmt, ap);
     va_end(ap);
     r->t->fail(r, &e);
 }

@@ -166,10 +166,10 @@ static void refuse_line(struct client *c, json_t *id, enum plugd_errc code, cons
     __attribute__((format(printf, 4, 5)));
 static void refuse_line(struct client *c, json_t *id, enum plugd_errc code, const char *fmt, ...)
 {
-    struct plugd_error e = {.code = code};
+    struct plugd_error e;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(e.message, sizeof(e.message), fmt, ap);
+    plugd_error_vset(&e, code, fmt, ap);
     va_end(ap);
     send_line(c, json_pack("{s:O, s:b, s:o}", "id", id ? id : json_null(), "ok", 0, "error",
                            error_json(&e)));

@@ -279,11 +279,21 @@ static int print_help(const char *cmd)
     return 0;
 }
 
+/* A whole decimal number, or NULL (a usage error names the text). */
+static json_t *number_arg(const char *text)
+{
+    char *end;
+    errno = 0;
+    long long n = strtoll(text, &end, 10);
+    return errno == 0 && end != text && *end == 0 ? json_integer(n) : NULL;
+}
+
 /* Builds the request for argv (after the command name); NULL with a usage
  * message printed. *is_stream: the answer is followed by a stream. */
 static json_t *build_request(const char *cmd, int argc, char **argv, bool *is_stream)
 {
     json_t *req = json_pack("{s:i, s:s}", "id", 1, "cmd", cmd);
+    const char *bad = NULL; /* the argument that is not a number */
     bool takes_plugin = false, needs_plugin = false;
     static const char *const one_plugin[] = {"enable", "approve", "reject",
                                              "purge",  "doctor",  NULL};
@@ -353,7 +363,10 @@ static json_t *build_request(const char *cmd, int argc, char **argv, bool *is_st
                 }
                 json_object_set_new(req, "filter", filter);
             } else if (strcmp(argv[i], "--since") == 0 && i + 1 < argc) {
-                json_object_set_new(req, "since", json_integer(atoll(argv[++i])));
+                json_t *since = number_arg(bad = argv[++i]);
+                if (since == NULL)
+                    goto bad_number;
+                json_object_set_new(req, "since", since);
             } else if (argv[i][0] != '-' && json_object_get(req, "pattern") == NULL) {
                 json_object_set_new(req, "pattern", json_string(argv[i]));
             } else {
@@ -364,8 +377,10 @@ static json_t *build_request(const char *cmd, int argc, char **argv, bool *is_st
         bool is_audit = strcmp(cmd, "audit") == 0;
         for (int i = 0; i < argc; i++) {
             if (strcmp(argv[i], "-n") == 0 && i + 1 < argc) {
-                json_object_set_new(req, is_audit ? "limit" : "lines",
-                                    json_integer(atoll(argv[++i])));
+                json_t *n = number_arg(bad = argv[++i]);
+                if (n == NULL)
+                    goto bad_number;
+                json_object_set_new(req, is_audit ? "limit" : "lines", n);
             } else if (!is_audit && strcmp(argv[i], "-f") == 0) {
                 json_object_set_new(req, "follow", json_true());
                 *is_stream = true;
@@ -387,6 +402,11 @@ static json_t *build_request(const char *cmd, int argc, char **argv, bool *is_st
 usage:
     json_decref(req);
     usage_error("%s: wrong arguments", cmd);
+    return NULL;
+
+bad_number:
+    json_decref(req);
+    usage_error("\"%s\" is not a number", bad);
     return NULL;
 }
 

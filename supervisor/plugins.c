@@ -319,6 +319,19 @@ fail:
     return -1;
 }
 
+/* Points the plugin's worker at the package its row names; false, with the
+ * plugin marked error, when that package cannot be loaded. */
+static bool load_current_package(struct plugin *p, struct plugd_error *err)
+{
+    struct manifest *m = load_package(p->row.package_dir, p->row.config, err);
+    if (m == NULL) {
+        mark_error(p, err->message);
+        return false;
+    }
+    replace_worker_manifest(p, m);
+    return true;
+}
+
 int plugd_install(struct plugd *d, const char *src_dir, const char *actor, struct plugd_error *err)
 {
     struct package pkg;
@@ -357,12 +370,8 @@ int plugd_install(struct plugd *d, const char *src_dir, const char *actor, struc
     if (commit(p, &next, is_new ? "install" : "reinstall", actor, NULL, 0, err) < 0)
         goto fail;
     package_clear(&pkg);
-    struct manifest *m = load_package(p->row.package_dir, p->row.config, err);
-    if (m == NULL) {
-        mark_error(p, err->message);
+    if (!load_current_package(p, err))
         return 0; /* installed; the load failed and says why in the error status */
-    }
-    replace_worker_manifest(p, m);
     apply_status(p);
     return 0;
 
@@ -473,11 +482,7 @@ int plugd_upgrade(struct plugd *d, const char *src_dir, const char *actor, struc
             publish(d, "plugin.upgraded", p->row.name, event);
             if (p->w != NULL)
                 revoke_capabilities(p->w->m, pkg.m);
-            struct manifest *m = load_package(p->row.package_dir, p->row.config, err);
-            if (m == NULL)
-                mark_error(p, err->message);
-            else
-                replace_worker_manifest(p, m);
+            load_current_package(p, err);
             apply_status(p);
         }
     }
@@ -533,11 +538,7 @@ static int settle_upgrade(struct plugd *d, const char *name, bool is_approved, c
             publish(d, "plugin.upgrade_rejected", name,
                     json_pack("{s:s, s:s}", "version", p->row.version, "rejectedVersion",
                               pending_version));
-        struct manifest *m = load_package(p->row.package_dir, p->row.config, err);
-        if (m == NULL)
-            mark_error(p, err->message);
-        else
-            replace_worker_manifest(p, m);
+        load_current_package(p, err);
         apply_status(p);
     }
     free(from_version);
@@ -574,14 +575,8 @@ int plugd_enable(struct plugd *d, const char *name, const char *actor, struct pl
     if (commit(p, &next, "enable", actor, NULL, 0, err) < 0)
         return -1;
     publish(d, "plugin.enabled", name, NULL);
-    if (p->w == NULL) {
-        struct manifest *m = load_package(p->row.package_dir, p->row.config, err);
-        if (m == NULL) {
-            mark_error(p, err->message);
-            return 0;
-        }
-        replace_worker_manifest(p, m);
-    }
+    if (p->w == NULL && !load_current_package(p, err))
+        return 0;
     apply_status(p);
     return 0;
 }

@@ -17,10 +17,10 @@ static void refuse(struct worker *w, const uint32_t *msgid, enum plugd_errc code
 {
     if (msgid == NULL)
         return;
-    struct plugd_error e = {.code = code};
+    struct plugd_error e;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(e.message, sizeof(e.message), fmt, ap);
+    plugd_error_vset(&e, code, fmt, ap);
     va_end(ap);
     ipc_conn_reply_error(w->conn, *msgid, &e, NULL);
 }

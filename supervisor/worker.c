@@ -345,8 +345,7 @@ static void exec_worker(const struct manifest *m, pid_t plugd_pid, int channel, 
     if (chdir(m->dir) < 0)
         return;
     struct sb_policy policy;
-    sb_policy_init(&policy, m->limits.memory_mb, m->limits.nofile, m->limits.nproc, REPORT_FD,
-                   false);
+    sb_policy_init(&policy, m->limits.memory_mb, m->limits.nofile, m->limits.nproc, REPORT_FD);
     struct sb_report r;
     sb_apply(&policy, &r);
     if (write(REPORT_FD, &r, sizeof(r)) != (ssize_t)sizeof(r))

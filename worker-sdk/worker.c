@@ -152,10 +152,10 @@ void plugd_request_end(struct plugd_request *req)
 
 void plugd_request_fail(struct plugd_request *req, enum plugd_errc code, const char *fmt, ...)
 {
-    struct plugd_error e = {.code = code};
+    struct plugd_error e;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(e.message, sizeof(e.message), fmt, ap);
+    plugd_error_vset(&e, code, fmt, ap);
     va_end(ap);
     ipc_conn_reply_error(req->w->conn, req->msgid, &e, NULL);
     request_done(req);

@@ -771,6 +771,10 @@ Test(control, plugctl_prints_tables_and_json_and_exits_with_meaningful_codes)
     cr_assert_eq(count_lines(err), 1, "%s", err);
     cr_assert_eq(plugctl((const char *[]){"frobnicate", NULL}, out, sizeof(out), err, sizeof(err)),
                  2);
+    cr_assert_eq(
+        plugctl((const char *[]){"logs", "-n", "many", NULL}, out, sizeof(out), err, sizeof(err)),
+        2, "a count that is not a number is a usage error");
+    cr_assert_not_null(strstr(err, "\"many\" is not a number"), "%s", err);
     cr_assert_eq(plugctl((const char *[]){"--socket", "/nonexistent.sock", "list", NULL}, out,
                          sizeof(out), err, sizeof(err)),
                  3, "cannot reach plugd: 3");

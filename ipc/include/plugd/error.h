@@ -7,6 +7,7 @@
 #ifndef PLUGD_ERROR_H
 #define PLUGD_ERROR_H
 
+#include <stdarg.h>
 #include <stddef.h>
 
 #define PLUGD_ERROR_MESSAGE_MAX 256
@@ -61,6 +62,10 @@ int plugd_errc_from_name(const char *name, size_t len, enum plugd_errc *code);
  * truncated to fit. Returns -1 so callers can `return plugd_error_set(...)`. */
 int plugd_error_set(struct plugd_error *err, enum plugd_errc code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* plugd_error_set for variadic callers (`fail(code, fmt, ...)` helpers). */
+int plugd_error_vset(struct plugd_error *err, enum plugd_errc code, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 
 /* Resets `err` to PLUGD_OK with an empty message. */
 void plugd_error_clear(struct plugd_error *err);
