@@ -1,33 +1,22 @@
 #include "sandbox.h"
 
+#include <elf.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/capability.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
-/* Sanitizer runtimes reserve terabytes of address space up front: an
- * address-space limit would stop every worker of such a build. */
-#if defined(__SANITIZE_ADDRESS__)
-#define HAS_SANITIZER 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define HAS_SANITIZER 1
-#endif
-#endif
-#ifndef HAS_SANITIZER
-#define HAS_SANITIZER 0
-#endif
-
-#define FILE_SIZE_MAX ((rlim_t)1 << 30) /* 1 GiB per file a worker writes */
+#include "layers.h"
 
 static const char *const layer_names[SB_LAYER_COUNT] = {
-    [SB_RLIMITS] = "rlimits",
-    [SB_FDS] = "fds",
-    [SB_NO_NEW_PRIVS] = "no_new_privs",
-    [SB_CAPS] = "capabilities",
+    [SB_CGROUP] = "cgroup",     [SB_NAMESPACES] = "namespaces",     [SB_RLIMITS] = "rlimits",
+    [SB_FDS] = "fds",           [SB_NO_NEW_PRIVS] = "no_new_privs", [SB_CAPS] = "capabilities",
+    [SB_LANDLOCK] = "landlock", [SB_SECCOMP] = "seccomp",
 };
 
 const char *sb_layer_name(enum sb_layer layer)
@@ -35,24 +24,67 @@ const char *sb_layer_name(enum sb_layer layer)
     return layer < SB_LAYER_COUNT ? layer_names[layer] : "?";
 }
 
-void sb_policy_init(struct sb_policy *p, int memory_mb, int nofile, int nproc, int keep_fd)
-{
-    *p = (struct sb_policy){
-        .address_space = HAS_SANITIZER ? 0 : (rlim_t)memory_mb << 20,
-        .open_files = (rlim_t)nofile,
-        .processes = (rlim_t)nproc,
-        .file_size = FILE_SIZE_MAX,
-        .keep_fd = keep_fd,
-    };
-}
-
-/* Records the first refusal of a layer (its reason names the call). */
-static void refuse(struct sb_report *r, enum sb_layer layer, const char *what, int err)
+static void refuse_text(struct sb_report *r, enum sb_layer layer, const char *text)
 {
     if (r->refused & (1u << layer))
         return;
     r->refused |= 1u << layer;
-    snprintf(r->reason[layer], SB_REASON_MAX, "%s: %s", what, strerror(err));
+    r->active &= ~(1u << layer);
+    snprintf(r->reason[layer], SB_REASON_MAX, "%s", text);
+}
+
+void sb_refuse(struct sb_report *r, enum sb_layer layer, const char *what, int err)
+{
+    char text[SB_REASON_MAX];
+    snprintf(text, sizeof(text), "%s: %s", what, strerror(err));
+    refuse_text(r, layer, text);
+}
+
+void sb_activate(struct sb_report *r, enum sb_layer layer)
+{
+    if (!(r->refused & (1u << layer)))
+        r->active |= 1u << layer;
+}
+
+/* ------------------------------------------------------------ child side */
+
+static void join_cgroup(const struct sb_policy *p, struct sb_report *r)
+{
+    if (p->cgroup_refused != NULL) {
+        refuse_text(r, SB_CGROUP, p->cgroup_refused);
+        return;
+    }
+    for (int c = 0; c < SB_CG_COUNT; c++) {
+        if (p->cgroup_dir[c] == NULL || p->cgroup_dir[c][0] == '\0')
+            continue;
+        char path[PATH_MAX];
+        snprintf(path, sizeof(path), "%s/cgroup.procs", p->cgroup_dir[c]);
+        int fd = open(path, O_WRONLY | O_CLOEXEC);
+        /* "0" is the writer itself */
+        if (fd < 0 || write(fd, "0", 1) != 1) {
+            sb_refuse(r, SB_CGROUP, "cgroup.procs", errno);
+            if (fd >= 0)
+                close(fd);
+            return;
+        }
+        close(fd);
+    }
+    sb_activate(r, SB_CGROUP);
+}
+
+static void enter_namespaces(const struct sb_policy *p, struct sb_report *r)
+{
+    if (p->ns_refused != NULL) {
+        refuse_text(r, SB_NAMESPACES, p->ns_refused);
+        return;
+    }
+    if (p->net_fd >= 0 && setns(p->net_fd, CLONE_NEWNET) < 0)
+        sb_refuse(r, SB_NAMESPACES, "setns(net)", errno);
+    if (p->ipc_fd >= 0 && setns(p->ipc_fd, CLONE_NEWIPC) < 0)
+        sb_refuse(r, SB_NAMESPACES, "setns(ipc)", errno);
+    if (p->uts_fd >= 0 && setns(p->uts_fd, CLONE_NEWUTS) < 0)
+        sb_refuse(r, SB_NAMESPACES, "setns(uts)", errno);
+    sb_activate(r, SB_NAMESPACES);
 }
 
 static bool set_limit(struct sb_report *r, int resource, rlim_t value, const char *what)
@@ -60,7 +92,7 @@ static bool set_limit(struct sb_report *r, int resource, rlim_t value, const cha
     struct rlimit rl = {.rlim_cur = value, .rlim_max = value};
     if (setrlimit(resource, &rl) == 0)
         return true;
-    refuse(r, SB_RLIMITS, what, errno);
+    sb_refuse(r, SB_RLIMITS, what, errno);
     return false;
 }
 
@@ -69,19 +101,19 @@ static void apply_rlimits(const struct sb_policy *p, struct sb_report *r)
     /* every limit is tried: one the kernel refuses does not lift the others */
     bool ok = set_limit(r, RLIMIT_CORE, 0, "RLIMIT_CORE");
     ok &= set_limit(r, RLIMIT_NOFILE, p->open_files, "RLIMIT_NOFILE");
-    ok &= set_limit(r, RLIMIT_NPROC, p->processes, "RLIMIT_NPROC");
+    ok &= p->processes == 0 || set_limit(r, RLIMIT_NPROC, p->processes, "RLIMIT_NPROC");
     ok &= set_limit(r, RLIMIT_FSIZE, p->file_size, "RLIMIT_FSIZE");
     ok &= p->address_space == 0 || set_limit(r, RLIMIT_AS, p->address_space, "RLIMIT_AS");
     if (ok)
-        r->active |= 1u << SB_RLIMITS;
+        sb_activate(r, SB_RLIMITS);
 }
 
 static void close_inherited_fds(const struct sb_policy *p, struct sb_report *r)
 {
     if (syscall(SYS_close_range, (unsigned)p->keep_fd + 1, ~0U, 0) == 0)
-        r->active |= 1u << SB_FDS;
+        sb_activate(r, SB_FDS);
     else
-        refuse(r, SB_FDS, "close_range", errno);
+        sb_refuse(r, SB_FDS, "close_range", errno);
 }
 
 /* Drops the bounding set (needs CAP_SETPCAP: plugd running as root), then
@@ -90,31 +122,88 @@ static void drop_capabilities(struct sb_report *r)
 {
     for (int cap = 0; cap <= CAP_LAST_CAP; cap++) {
         if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL) {
-            refuse(r, SB_CAPS, "PR_CAPBSET_DROP", errno);
+            sb_refuse(r, SB_CAPS, "PR_CAPBSET_DROP", errno);
             return;
         }
     }
     struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3};
     struct __user_cap_data_struct data[2] = {{0}};
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL) {
-        refuse(r, SB_CAPS, "PR_CAP_AMBIENT", errno);
+        sb_refuse(r, SB_CAPS, "PR_CAP_AMBIENT", errno);
         return;
     }
     if (syscall(SYS_capset, &hdr, data) < 0) {
-        refuse(r, SB_CAPS, "capset", errno);
+        sb_refuse(r, SB_CAPS, "capset", errno);
         return;
     }
-    r->active |= 1u << SB_CAPS;
+    sb_activate(r, SB_CAPS);
 }
 
-void sb_apply(const struct sb_policy *p, struct sb_report *r)
+int sb_apply(const struct sb_policy *p, struct sb_report *r)
 {
     *r = (struct sb_report){0};
+    if (!p->enabled) {
+        close_inherited_fds(p, r); /* hygiene, not confinement: always */
+        return -1;
+    }
+    join_cgroup(p, r); /* these two need plugd's privileges: first */
+    enter_namespaces(p, r);
     apply_rlimits(p, r);
     close_inherited_fds(p, r);
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0)
-        r->active |= 1u << SB_NO_NEW_PRIVS;
+        sb_activate(r, SB_NO_NEW_PRIVS);
     else
-        refuse(r, SB_NO_NEW_PRIVS, "PR_SET_NO_NEW_PRIVS", errno);
+        sb_refuse(r, SB_NO_NEW_PRIVS, "PR_SET_NO_NEW_PRIVS", errno);
     drop_capabilities(r);
+    sb_apply_landlock(p, r);
+    if (p->strict && r->refused != 0)
+        return -1;                 /* the caller does not exec */
+    return sb_apply_seccomp(p, r); /* last: everything before may use any call */
+}
+
+/* ------------------------------------------------------------ interpreters */
+
+bool sb_script_interpreter(const char *path, char *out, size_t size)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    char head[PATH_MAX + 2];
+    ssize_t n = read(fd, head, sizeof(head) - 1);
+    close(fd);
+    if (n < 3 || head[0] != '#' || head[1] != '!')
+        return false;
+    head[n] = '\0';
+    char *start = head + 2 + strspn(head + 2, " \t");
+    size_t len = strcspn(start, " \t\n");
+    if (len == 0 || len >= size)
+        return false;
+    memcpy(out, start, len);
+    out[len] = '\0';
+    return true;
+}
+
+bool sb_elf_interpreter(const char *path, char *out, size_t size)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    Elf64_Ehdr eh;
+    bool found = false;
+    if (pread(fd, &eh, sizeof(eh), 0) == (ssize_t)sizeof(eh) &&
+        memcmp(eh.e_ident, ELFMAG, SELFMAG) == 0 && eh.e_ident[EI_CLASS] == ELFCLASS64 &&
+        eh.e_phentsize == sizeof(Elf64_Phdr)) {
+        for (unsigned i = 0; i < eh.e_phnum && !found; i++) {
+            Elf64_Phdr ph;
+            off_t at = (off_t)(eh.e_phoff + (uint64_t)i * sizeof(ph));
+            if (pread(fd, &ph, sizeof(ph), at) != (ssize_t)sizeof(ph))
+                break;
+            if (ph.p_type != PT_INTERP || ph.p_filesz == 0 || ph.p_filesz > size)
+                continue;
+            found = pread(fd, out, ph.p_filesz, (off_t)ph.p_offset) == (ssize_t)ph.p_filesz &&
+                    out[ph.p_filesz - 1] == '\0';
+        }
+    }
+    close(fd);
+    return found;
 }

@@ -1,31 +1,87 @@
 /* The worker sandbox: a policy built from the manifest (limits and
  * capabilities) applied in the child between fork and exec, each layer
  * reported as active or refused with the reason. docs/sandbox.md has the
- * threat model and every layer. */
+ * threat model and every layer.
+ *
+ * Two halves: `struct sb_system` is what plugd sets up once (shared
+ * namespaces, the cgroup hierarchy, the landlock ABI), `sb_apply` runs in
+ * the forked child. */
 #ifndef PLUGD_SANDBOX_H
 #define PLUGD_SANDBOX_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/resource.h>
+#include <sys/types.h>
 
 /* The layers, in the order they are applied. */
 enum sb_layer {
-    SB_RLIMITS, /* address space, open files, processes, file size, no core */
-    SB_FDS,     /* nothing inherited but stdio and the channel */
+    SB_CGROUP,     /* memory, pids and cpu limits of the worker's own cgroup */
+    SB_NAMESPACES, /* net (offline unless net.outbound), ipc, uts */
+    SB_RLIMITS,    /* address space, open files, processes, file size, no core */
+    SB_FDS,        /* nothing inherited but stdio and the channel */
     SB_NO_NEW_PRIVS,
-    SB_CAPS, /* every Linux capability dropped, bounding set included */
+    SB_CAPS,     /* every Linux capability dropped, bounding set included */
+    SB_LANDLOCK, /* the filesystem view, signal and socket scoping */
+    SB_SECCOMP,  /* the system call allow-list */
     SB_LAYER_COUNT,
 };
 
 #define SB_REASON_MAX 96
 
+/* plugd's --sandbox: on (each layer the kernel allows), strict (a refused
+ * layer stops the worker from starting), off (no layer at all). */
+enum sb_mode { SB_MODE_ON, SB_MODE_STRICT, SB_MODE_OFF };
+
+/* What a forbidden system call does (manifest "sandbox.on_violation"). */
+enum sb_violation { SB_VIOLATION_KILL, SB_VIOLATION_EPERM };
+
+enum sb_cgroup_version { SB_CGROUP_NONE, SB_CGROUP_V1, SB_CGROUP_V2 };
+
+enum sb_controller { SB_CG_MEMORY, SB_CG_PIDS, SB_CG_CPU, SB_CG_COUNT };
+
+/* Set up once by plugd (sb_system_init), shared by every worker. */
+struct sb_system {
+    enum sb_mode mode;
+    int landlock_abi; /* 0: no landlock */
+    int offline_net;  /* fd of a network namespace with only a down loopback, or -1 */
+    int shared_ipc;   /* fds of an ipc and a uts namespace of the workers', or -1 */
+    int shared_uts;
+    char ns_reason[SB_REASON_MAX]; /* why the namespaces are missing */
+    enum sb_cgroup_version cgroup;
+    /* v1: the plugd group under each controller's hierarchy; v2: one
+     * folder in [0] ("" where the controller is missing) */
+    char cgroup_dir[SB_CG_COUNT][PATH_MAX];
+    char cgroup_reason[SB_REASON_MAX];
+};
+
+/* Everything the child needs, built before the fork (strings borrowed). */
 struct sb_policy {
-    rlim_t address_space; /* bytes; 0: not limited (sanitizer builds) */
+    bool enabled; /* false: --sandbox off */
+    bool strict;
+    rlim_t address_space; /* bytes; 0: not limited (cgroup memory or sanitizers) */
     rlim_t open_files;
-    rlim_t processes;
+    rlim_t processes; /* 0: not limited by an rlimit (the cgroup's pids.max) */
     rlim_t file_size; /* bytes */
     int keep_fd;      /* the highest fd kept open (the channel) */
+    /* namespaces */
+    int net_fd, ipc_fd, uts_fd; /* -1: stay in plugd's */
+    const char *ns_refused;     /* why there are none, or NULL */
+    /* cgroup: the worker's folder under each controller ("" none) */
+    const char *cgroup_dir[SB_CG_COUNT];
+    const char *cgroup_refused; /* why there is none, or NULL */
+    /* filesystem view */
+    int landlock_abi;
+    const char *package_dir; /* read */
+    const char *exec[3];     /* read + execute: entrypoint, interpreters */
+    const char *tmp_dir;     /* read-write, the worker's TMPDIR */
+    const char *data_dir;    /* read-write with fs.data, else NULL */
+    bool may_read_usr;       /* fs.read */
+    /* system calls */
+    bool may_network; /* net.outbound */
+    bool may_spawn;   /* process.spawn */
+    enum sb_violation on_violation;
 };
 
 /* What the child reports to plugd before it execs (a fixed-size record). */
@@ -35,13 +91,59 @@ struct sb_report {
     char reason[SB_LAYER_COUNT][SB_REASON_MAX];
 };
 
-/* The policy for a worker with these limits (manifest "limits"). */
-void sb_policy_init(struct sb_policy *p, int memory_mb, int nofile, int nproc, int keep_fd);
+/* Detects and prepares what the workers share; never fails (what is
+ * missing is reported per worker as a refused layer). */
+void sb_system_init(struct sb_system *s, enum sb_mode mode);
+/* Removes plugd's cgroup folders and closes the namespaces. */
+void sb_system_fini(struct sb_system *s);
+
+/* The policy's system part: mode, namespaces, landlock ABI, rlimits (the
+ * address space only where no cgroup limits memory). The caller adds the
+ * filesystem view, the capabilities and the cgroup folders. */
+void sb_policy_init(struct sb_policy *p, const struct sb_system *s, int memory_mb, int nofile,
+                    int nproc, int keep_fd);
+
+/* The worker cgroup: created with the limits (memory_mb, nproc,
+ * cpu_percent of one CPU) before the fork, folders written into `cg`
+ * (0; -1 with `why` when there is none); removed (every process left in it
+ * killed) after the worker ended. */
+struct sb_cgroup {
+    char dir[SB_CG_COUNT][PATH_MAX]; /* "" where none (v2: one folder in [0]) */
+};
+int sb_cgroup_create(const struct sb_system *s, const char *name, int memory_mb, int nproc,
+                     int cpu_percent, struct sb_cgroup *cg, char *why, size_t why_size);
+void sb_cgroup_remove(struct sb_cgroup *cg);
+/* True when the kernel's OOM killer killed a process of that cgroup. */
+bool sb_cgroup_oom_killed(const struct sb_system *s, const struct sb_cgroup *cg);
+/* The worker runs without a cgroup (`why`): its memory and processes are
+ * then limited by RLIMIT_AS and RLIMIT_NPROC. */
+void sb_policy_without_cgroup(struct sb_policy *p, int memory_mb, int nproc, const char *why);
 
 /* In the child, between fork and exec: applies every layer it can and fills
- * `r` (plugd is single-threaded, so the child may use libc freely). */
-void sb_apply(const struct sb_policy *p, struct sb_report *r);
+ * `r` (plugd is single-threaded, so the child may use libc freely).
+ * Returns the seccomp notification fd that plugd must hold (-1: none). */
+int sb_apply(const struct sb_policy *p, struct sb_report *r);
+
+/* The ELF interpreter (PT_INTERP) of `path`, or false. */
+bool sb_elf_interpreter(const char *path, char *out, size_t size);
+/* The "#!" interpreter of a script, or false. */
+bool sb_script_interpreter(const char *path, char *out, size_t size);
 
 const char *sb_layer_name(enum sb_layer layer);
+
+/* A system call the allow-list refused, as plugd receives it. */
+struct sb_syscall {
+    uint64_t id; /* to answer it */
+    pid_t pid;   /* the worker, or a process it started */
+    char name[32];
+};
+/* Reads one refused system call from the notification fd: 0, or -1 (the
+ * caller is gone already). */
+int sb_notify_receive(int fd, struct sb_syscall *out);
+/* Lets the refused call return -1 with errno `err`. */
+void sb_notify_deny(int fd, uint64_t id, int err);
+
+/* The name of system call `nr` of audit arch `arch` (into out). */
+const char *sb_syscall_name(uint32_t arch, int nr, char *out, size_t size);
 
 #endif

@@ -113,17 +113,22 @@ static json_t *nullable(const char *s)
     return s ? json_string(s) : json_null();
 }
 
-/* {active: [layer], refused: {layer: reason}} of the worker's last start */
+/* {active: [layer], refused: {layer: reason}, violations, last_violation}
+ * of the worker's last start */
 static json_t *sandbox_json(const struct worker *w)
 {
     json_t *active = json_array(), *refused = json_object();
-    for (int l = 0; w != NULL && l < SB_LAYER_COUNT; l++) {
-        if (w->sandbox.active & (1u << l))
+    const struct sb_report *r = w ? &w->confine.report : NULL;
+    for (int l = 0; r != NULL && l < SB_LAYER_COUNT; l++) {
+        if (r->active & (1u << l))
             json_array_append_new(active, json_string(sb_layer_name(l)));
-        if (w->sandbox.refused & (1u << l))
-            json_object_set_new(refused, sb_layer_name(l), json_string(w->sandbox.reason[l]));
+        if (r->refused & (1u << l))
+            json_object_set_new(refused, sb_layer_name(l), json_string(r->reason[l]));
     }
-    return json_pack("{s:o, s:o}", "active", active, "refused", refused);
+    return json_pack("{s:o, s:o, s:I, s:o}", "active", active, "refused", refused, "violations",
+                     (json_int_t)(w ? w->confine.violations : 0), "last_violation",
+                     w && w->confine.last_violation[0] ? json_string(w->confine.last_violation)
+                                                       : json_null());
 }
 
 static json_t *plugin_status(const struct plugin *p)
@@ -250,6 +255,7 @@ static void cmd_purge(struct cmd_request *r, json_t *args)
         r->t->fail(r, &err);
         return;
     }
+    plugd_remove_data_folder(r->d, p->row.name);
     log_plugd("info", p->row.name, "data purged by %s (%lld values)", r->actor, (long long)rows);
     r->t->reply_json(r, json_pack("{s:I}", "deleted", (json_int_t)rows));
 }

@@ -34,6 +34,9 @@ static const char usage[] =
     "  --allow-uid N      a user allowed on the control socket besides root and\n"
     "                     plugd's own user (repeatable, up to 32)\n"
     "  --allow-gid N      a group allowed on the control socket (repeatable)\n"
+    "  --sandbox MODE     on (default): every layer the kernel allows, a refused\n"
+    "                     one logged; strict: a worker whose layer is refused does\n"
+    "                     not start; off: no sandbox (docs/sandbox.md)\n"
     "  --host-fd N        speak msgpack-rpc with the host application on fd N;\n"
     "                     plugd stops when that channel closes\n"
     "  --log-file PATH    append JSON log records here instead of stderr\n"
@@ -50,6 +53,7 @@ struct options {
     double scan_interval;
     double data_retention;
     const char *control_socket; /* NULL: STATE/plugd.sock */
+    enum sb_mode sandbox;
     struct control_options control;
 };
 
@@ -97,6 +101,7 @@ static int parse_args(int argc, char **argv, struct options *o)
         {"control-socket", required_argument, NULL, 'c'},
         {"allow-uid", required_argument, NULL, 'u'},
         {"allow-gid", required_argument, NULL, 'g'},
+        {"sandbox", required_argument, NULL, 'S'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -148,6 +153,18 @@ static int parse_args(int argc, char **argv, struct options *o)
                 o->control.allow_gids[(*n)++] = (gid_t)number;
             break;
         }
+        case 'S':
+            if (strcmp(optarg, "on") == 0) {
+                o->sandbox = SB_MODE_ON;
+            } else if (strcmp(optarg, "strict") == 0) {
+                o->sandbox = SB_MODE_STRICT;
+            } else if (strcmp(optarg, "off") == 0) {
+                o->sandbox = SB_MODE_OFF;
+            } else {
+                fprintf(stderr, "plugd: --sandbox: \"%s\" is not on, strict or off\n", optarg);
+                return 2;
+            }
+            break;
         case 'h':
             fputs(usage, stdout);
             exit(0);
@@ -193,7 +210,8 @@ int main(int argc, char **argv)
     struct plugd_options po = {.state_dir = o.state_dir,
                                .plugins_dir = o.plugins_dir,
                                .scan_interval = o.scan_interval,
-                               .data_retention = o.data_retention};
+                               .data_retention = o.data_retention,
+                               .sandbox = o.sandbox};
     struct plugd_error err;
     log_plugd("info", NULL, "plugd %s starting (state %s, plugins %s)", PLUGD_VERSION, o.state_dir,
               o.plugins_dir ? o.plugins_dir : "none");

@@ -116,7 +116,7 @@ static int read_int(json_t *limits, const char *field, int min, int max, int *ou
 
 static const char *const known_fields[] = {"name",     "version",      "description", "entrypoint",
                                            "protocol", "capabilities", "limits",      "methods",
-                                           "config",   "files",        NULL};
+                                           "config",   "files",        "sandbox",     NULL};
 static const char *const known_limits[] = {"call_timeout_ms",
                                            "handshake_timeout_ms",
                                            "init_timeout_ms",
@@ -176,6 +176,29 @@ static int read_limits(json_t *root, struct worker_limits *l, struct plugd_error
         read_int(limits, "nproc", 1, 4096, &l->nproc, err) < 0 ||
         read_int(limits, "cpu_percent", 1, 800, &l->cpu_percent, err) < 0)
         return -1;
+    return 0;
+}
+
+/* "sandbox": {"on_violation": "kill" | "eperm"} */
+static int read_sandbox(json_t *root, struct manifest *m, struct plugd_error *err)
+{
+    static const char *const known[] = {"on_violation", NULL};
+    json_t *sandbox = json_object_get(root, "sandbox");
+    if (sandbox == NULL)
+        return 0;
+    if (!json_is_object(sandbox))
+        return plugd_error_set(err, PLUGD_E_INVALID_MANIFEST,
+                               "manifest: \"sandbox\" must be an object");
+    if (only_known_fields(sandbox, "sandbox.", known, err) < 0)
+        return -1;
+    json_t *action = json_object_get(sandbox, "on_violation");
+    if (action == NULL)
+        return 0;
+    const char *s = json_string_value(action);
+    if (s == NULL || (strcmp(s, "kill") != 0 && strcmp(s, "eperm") != 0))
+        return plugd_error_set(err, PLUGD_E_INVALID_MANIFEST,
+                               "manifest: \"sandbox.on_violation\" must be \"kill\" or \"eperm\"");
+    m->is_violation_eperm = strcmp(s, "eperm") == 0;
     return 0;
 }
 
@@ -430,7 +453,7 @@ struct manifest *manifest_parse(json_t *root, const char *dir, struct plugd_erro
     m->json = json_incref(root);
     if (only_known_fields(root, "", known_fields, err) < 0 || read_identity(root, m, err) < 0 ||
         read_entrypoint(root, m, err) < 0 || read_capabilities(root, m, err) < 0 ||
-        read_limits(root, &m->limits, err) < 0 ||
+        read_limits(root, &m->limits, err) < 0 || read_sandbox(root, m, err) < 0 ||
         read_string_list(root, "methods", MANIFEST_MAX_METHODS, is_method_name,
                          "must be 1 to 255 characters of A-Z a-z 0-9 _ . - and not start with "
                          "\"plugd.\"",

@@ -48,6 +48,7 @@ struct manifest {
     json_t *config; /* the "config" object; an empty one when absent */
     json_t *json;   /* the whole document (a reference the manifest owns) */
     struct worker_limits limits;
+    bool is_violation_eperm; /* "sandbox.on_violation": "eperm" (default "kill") */
 };
 
 /* Validates an already parsed document for the package folder `dir` (whose

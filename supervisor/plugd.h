@@ -26,6 +26,7 @@ struct plugd_options {
     const char *plugins_dir; /* NULL: no folder to scan */
     double scan_interval;    /* s; 0: PLUGD_SCAN_INTERVAL */
     double data_retention;   /* s; 0: PLUGD_DATA_RETENTION */
+    enum sb_mode sandbox;    /* --sandbox: on (the default), strict or off */
 };
 
 struct plugin {
@@ -49,6 +50,7 @@ struct plugd {
     struct registry *reg;
     struct ev_bus *bus;
     struct services services;
+    struct sb_system sandbox; /* what every worker's sandbox shares */
     struct plugin *plugins[PLUGD_MAX_PLUGINS];
     size_t n_plugins;
     struct scan_entry *scanned;
@@ -69,6 +71,9 @@ struct plugd {
  * holds and keeps scanning it. 0, or -1 with err. */
 int plugd_open(struct plugd *d, struct ev_loop *loop, const struct plugd_options *o,
                struct plugd_error *err);
+/* Removes the plugin's data folder (capability fs.data), with its data. */
+void plugd_remove_data_folder(const struct plugd *d, const char *name);
+
 /* Frees everything (a worker still running is killed). */
 void plugd_close(struct plugd *d);
 

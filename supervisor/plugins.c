@@ -153,6 +153,8 @@ static void replace_worker_manifest(struct plugin *p, struct manifest *m)
         }
         p->w->on_health = on_worker_health;
         p->w->services = &p->d->services;
+        p->w->confine.system = &p->d->sandbox;
+        p->w->confine.state_dir = p->d->state_dir;
         return;
     }
     manifest_free(p->next);
@@ -614,6 +616,8 @@ int plugd_uninstall(struct plugd *d, const char *name, bool remove_data, const c
     if (commit(p, &next, "uninstall", actor, remove_data ? "data removed" : "data kept",
                remove_data ? REG_PURGE_DATA : 0, err) < 0)
         return -1;
+    if (remove_data)
+        plugd_remove_data_folder(d, name);
     publish(d, "plugin.unloaded", name, json_pack("{s:b}", "removeData", remove_data));
     apply_status(p);
     return 0;
@@ -784,8 +788,10 @@ void plugd_sweep_retention(struct plugd *d)
     double now = reg_now();
     for (size_t i = 0; i < d->n_plugins; i++) {
         struct plugin *p = d->plugins[i];
-        if (p->row.status != LC_UNINSTALLED || now - p->row.uninstalled_at < d->data_retention ||
-            reg_state_count(d->reg, p->row.name) <= 0)
+        if (p->row.status != LC_UNINSTALLED || now - p->row.uninstalled_at < d->data_retention)
+            continue;
+        plugd_remove_data_folder(d, p->row.name);
+        if (reg_state_count(d->reg, p->row.name) <= 0)
             continue;
         struct plugd_error err;
         if (reg_purge_data(d->reg, p->row.name, &err) < 0)
@@ -833,6 +839,7 @@ int plugd_open(struct plugd *d, struct ev_loop *loop, const struct plugd_options
 {
     memset(d, 0, sizeof(*d));
     d->loop = loop;
+    sb_system_init(&d->sandbox, o->sandbox);
     d->data_retention = o->data_retention > 0 ? o->data_retention : PLUGD_DATA_RETENTION;
     char path[PATH_MAX];
     snprintf(path, sizeof(path), "%s/plugd.db", o->state_dir);
@@ -871,6 +878,13 @@ int plugd_open(struct plugd *d, struct ev_loop *loop, const struct plugd_options
     return 0;
 }
 
+void plugd_remove_data_folder(const struct plugd *d, const char *name)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s/data/%s", d->state_dir, name);
+    remove_tree(dir);
+}
+
 void plugd_close(struct plugd *d)
 {
     if (d->loop != NULL) {
@@ -885,6 +899,7 @@ void plugd_close(struct plugd *d)
     ev_bus_free(d->bus);
     d->bus = NULL;
     services_fini(&d->services);
+    sb_system_fini(&d->sandbox);
     reg_close(d->reg);
     d->reg = NULL;
     free(d->scanned);

@@ -305,16 +305,39 @@ static void on_health_timer(struct ev_loop *loop, ev_timer *t, int revents)
 
 /* In the child, between fork and exec: the channel at fd 3, stdout and
  * stderr to plugd's pipes, the sandbox, nothing else inherited. The sandbox
- * report goes to plugd on `report` before the exec. Only returns on
- * failure. (plugd is single-threaded, so the child may use libc freely.) */
-struct report_pipe {
-    int fd; /* where the child writes: the pipe, then REPORT_FD */
+ * report (with the seccomp notification fd) goes to plugd on REPORT_FD
+ * before the exec. Only returns on failure. (plugd is single-threaded, so
+ * the child may use libc freely.) */
+struct report_socket {
+    int fd; /* where the child writes: the socket, then REPORT_FD */
     bool is_report_sent;
 };
 
-static void exec_worker(const struct manifest *m, pid_t plugd_pid, int channel, int out, int err,
-                        struct report_pipe *report)
+/* One message: the report, and the notification fd when there is one. */
+static int send_report(int fd, const struct sb_report *r, int notify_fd)
 {
+    struct iovec iov = {.iov_base = (void *)r, .iov_len = sizeof(*r)};
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } control;
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (notify_fd >= 0) {
+        msg.msg_control = control.buf;
+        msg.msg_controllen = sizeof(control.buf);
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cm), &notify_fd, sizeof(int));
+    }
+    return sendmsg(fd, &msg, MSG_NOSIGNAL) == (ssize_t)sizeof(*r) ? 0 : -1;
+}
+
+static void exec_worker(struct worker *w, pid_t plugd_pid, int channel, int out, int err,
+                        struct sb_policy *policy, struct report_socket *report)
+{
+    const struct manifest *m = w->m;
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != plugd_pid)
         _exit(1); /* plugd died before the death signal was armed */
@@ -334,54 +357,105 @@ static void exec_worker(const struct manifest *m, pid_t plugd_pid, int channel, 
     } else if (dup2(channel, CHANNEL_FD) < 0) {
         return;
     }
-    /* the report pipe just above the channel, closed by the exec */
+    /* the report socket just above the channel, closed by the exec */
     if (dup3(report->fd, REPORT_FD, O_CLOEXEC) < 0)
         return;
     report->fd = REPORT_FD;
     char fdnum[16];
     snprintf(fdnum, sizeof(fdnum), "%d", CHANNEL_FD);
-    if (setenv("PLUGD_FD", fdnum, 1) < 0 || setenv("PLUGD_PLUGIN", m->name, 1) < 0)
+    if (setenv("PLUGD_FD", fdnum, 1) < 0 || setenv("PLUGD_PLUGIN", m->name, 1) < 0 ||
+        confine_set_env(&w->confine) < 0)
         return;
     if (chdir(m->dir) < 0)
         return;
-    struct sb_policy policy;
-    sb_policy_init(&policy, m->limits.memory_mb, m->limits.nofile, m->limits.nproc, REPORT_FD);
     struct sb_report r;
-    sb_apply(&policy, &r);
-    if (write(REPORT_FD, &r, sizeof(r)) != (ssize_t)sizeof(r))
+    int notify_fd = sb_apply(policy, &r);
+    if (send_report(REPORT_FD, &r, notify_fd) < 0)
         return;
     report->is_report_sent = true;
+    if (notify_fd >= 0)
+        close(notify_fd);
+    if (policy->strict && r.refused != 0)
+        _exit(126); /* plugd reads the refusal in the report */
     char *argv[] = {m->entrypoint, NULL};
     execv(m->entrypoint, argv);
 }
 
-/* The exec pipe carries the sandbox report, then an errno if the exec
- * failed; EOF alone after the report means the worker runs. */
+/* The notification fd that came with the report, or -1. */
+static int received_fd(struct msghdr *msg)
+{
+    int fd = -1;
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(msg); cm != NULL; cm = CMSG_NXTHDR(msg, cm))
+        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
+            cm->cmsg_len == CMSG_LEN(sizeof(int)))
+            memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+    return fd;
+}
+
+static const char *first_refused_layer(const struct sb_report *r, const char **reason)
+{
+    for (int l = 0; l < SB_LAYER_COUNT; l++)
+        if (r->refused & (1u << l)) {
+            *reason = r->reason[l];
+            return sb_layer_name(l);
+        }
+    return NULL;
+}
+
+static void on_report(struct worker *w, int notify_fd)
+{
+    w->has_report = true;
+    if (notify_fd >= 0)
+        confine_watch(&w->confine, w->loop, notify_fd);
+    const struct sb_report *r = &w->confine.report;
+    for (int l = 0; l < SB_LAYER_COUNT; l++)
+        if (r->refused & (1u << l))
+            log_plugd("warn", w->m->name, "sandbox layer %s refused: %s", sb_layer_name(l),
+                      r->reason[l]);
+    const char *reason = NULL;
+    const char *layer = first_refused_layer(r, &reason);
+    if (layer != NULL && w->confine.system != NULL && w->confine.system->mode == SB_MODE_STRICT)
+        fail_permanently(w, "strict sandbox: layer %s refused (%s)", layer, reason);
+}
+
+/* The report socket carries the sandbox report (SOCK_SEQPACKET: one
+ * message), then an errno if the exec failed; EOF after the report alone
+ * means the worker runs. */
 static void on_exec_result(struct ev_loop *loop, ev_io *io, int revents)
 {
     (void)revents;
     struct worker *w = io->data;
-    char *buf = (char *)&w->exec_msg;
+    int child_errno = 0;
     for (;;) {
-        ssize_t n = w->exec_len < sizeof(w->exec_msg)
-                        ? read(io->fd, buf + w->exec_len, sizeof(w->exec_msg) - w->exec_len)
-                        : 0;
+        union {
+            char buf[CMSG_SPACE(sizeof(int))];
+            struct cmsghdr align;
+        } control;
+        struct iovec iov = w->has_report
+                               ? (struct iovec){.iov_base = &child_errno, .iov_len = sizeof(int)}
+                               : (struct iovec){.iov_base = &w->confine.report,
+                                                .iov_len = sizeof(w->confine.report)};
+        struct msghdr msg = {.msg_iov = &iov,
+                             .msg_iovlen = 1,
+                             .msg_control = control.buf,
+                             .msg_controllen = sizeof(control.buf)};
+        ssize_t n = recvmsg(io->fd, &msg, MSG_CMSG_CLOEXEC);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && errno == EAGAIN)
             return; /* more comes, or EOF */
         if (n <= 0)
             break;
-        w->exec_len += (size_t)n;
+        if (!w->has_report && n == (ssize_t)sizeof(w->confine.report))
+            on_report(w, received_fd(&msg));
+        else if (w->has_report && n == (ssize_t)sizeof(int) && child_errno != 0)
+            break;
     }
     ev_io_stop(loop, io);
     close(io->fd);
     io->fd = -1;
-    if (w->exec_len >= sizeof(w->exec_msg.report))
-        w->sandbox = w->exec_msg.report;
-    if (w->exec_len == sizeof(w->exec_msg))
-        fail_permanently(w, "cannot start %s: %s", w->m->entrypoint,
-                         strerror(w->exec_msg.child_errno));
+    if (child_errno != 0)
+        fail_permanently(w, "cannot start %s: %s", w->m->entrypoint, strerror(child_errno));
 }
 
 static void on_child_exit(struct ev_loop *loop, ev_child *c, int revents);
@@ -391,24 +465,29 @@ static int spawn(struct worker *w, struct plugd_error *err)
 {
     int sv[2] = {-1, -1}, out[2] = {-1, -1}, errp[2] = {-1, -1}, ex[2] = {-1, -1};
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 || pipe2(out, O_CLOEXEC) < 0 ||
-        pipe2(errp, O_CLOEXEC) < 0 || pipe2(ex, O_CLOEXEC) < 0) {
+        pipe2(errp, O_CLOEXEC) < 0 ||
+        socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ex) < 0) {
         plugd_error_set(err, PLUGD_E_IO, "cannot create the worker's channel: %s", strerror(errno));
         goto fail;
     }
+    struct sb_policy policy;
+    confine_prepare(&w->confine, w->m, &policy);
+    policy.keep_fd = REPORT_FD;
     pid_t plugd_pid = getpid();
     pid_t pid = fork();
     if (pid < 0) {
         plugd_error_set(err, PLUGD_E_IO, "cannot fork a worker: %s", strerror(errno));
+        confine_release(&w->confine, w->loop);
         goto fail;
     }
     if (pid == 0) {
-        struct report_pipe report = {.fd = ex[1]};
-        exec_worker(w->m, plugd_pid, sv[1], out[1], errp[1], &report);
+        struct report_socket report = {.fd = ex[1]};
+        exec_worker(w, plugd_pid, sv[1], out[1], errp[1], &policy, &report);
         /* a failure: the errno after the report (an empty one if none went) */
-        int e = errno;
+        int e = errno ? errno : EINVAL;
         struct sb_report none = {0};
-        ssize_t ignored = report.is_report_sent ? 0 : write(report.fd, &none, sizeof(none));
-        ignored = write(report.fd, &e, sizeof(e));
+        ssize_t ignored = report.is_report_sent ? 0 : send(report.fd, &none, sizeof(none), 0);
+        ignored = send(report.fd, &e, sizeof(e), 0);
         (void)ignored;
         _exit(127);
     }
@@ -420,14 +499,15 @@ static int spawn(struct worker *w, struct plugd_error *err)
     w->pid = pid;
     w->src.pid = pid;
     w->fault[0] = '\0';
+    w->is_violation = false;
     w->tail = (struct log_tail){0}; /* a crash reason shows this run's output only */
     w->spawned_at = ev_now(w->loop);
     w->has_config_hook = w->has_validate_hook = false;
     w->is_health_pending = false;
     ev_child_set(&w->child_w, pid, 0);
     ev_child_start(w->loop, &w->child_w);
-    w->exec_len = 0;
-    w->sandbox = (struct sb_report){0};
+    w->has_report = false;
+    w->confine.report = (struct sb_report){0};
     fcntl(ex[0], F_SETFL, O_NONBLOCK);
     ev_io_set(&w->exec_w, ex[0], EV_READ);
     ev_io_start(w->loop, &w->exec_w);
@@ -502,6 +582,7 @@ static void release_run(struct worker *w)
     ev_bus_unsubscribe(w->sub);
     w->sub = NULL;
     services_release_worker(w);
+    confine_release(&w->confine, w->loop);
     if (w->conn != NULL) {
         struct ipc_conn *c = w->conn;
         w->late_replies += ipc_conn_stats(c)->late_replies;
@@ -538,27 +619,46 @@ static bool is_crash_loop(struct worker *w, ev_tstamp now)
     return false;
 }
 
+/* Why the kernel ended it, when plugd did not: the cgroup's OOM killer, or
+ * seccomp itself (a kernel without user notifications). */
+static void explain_kernel_kill(struct worker *w, int status)
+{
+    if (w->fault[0] != '\0' || !WIFSIGNALED(status))
+        return;
+    if (WTERMSIG(status) == SIGKILL && confine_oom_killed(&w->confine))
+        snprintf(w->fault, sizeof(w->fault),
+                 "out of memory: the kernel killed it at its memory limit of %d MiB",
+                 w->m->limits.memory_mb);
+    else if (WTERMSIG(status) == SIGSYS && w->confine.report.active & (1u << SB_SECCOMP)) {
+        w->is_violation = true;
+        snprintf(w->fault, sizeof(w->fault),
+                 "sandbox_violation: a system call outside the allow-list (the kernel names none)");
+    }
+}
+
 static void on_child_exit(struct ev_loop *loop, ev_child *c, int revents)
 {
     (void)revents;
     struct worker *w = c->data;
     ev_tstamp now = ev_now(loop);
     describe_exit(w, c->rstatus);
+    explain_kernel_kill(w, c->rstatus);
     enum wk_state was = w->state;
     release_run(w);
 
     char tail[600];
     log_tail_join(&w->tail, tail, sizeof(tail));
     struct plugd_error why;
+    enum plugd_errc code = w->is_violation ? PLUGD_E_SANDBOX_VIOLATION : PLUGD_E_WORKER_UNAVAILABLE;
     if (w->fault[0])
-        plugd_error_set(&why, PLUGD_E_WORKER_UNAVAILABLE, "%s (worker %s)", w->fault, w->last_exit);
+        plugd_error_set(&why, code, "%s (worker %s)", w->fault, w->last_exit);
     else
-        plugd_error_set(&why, PLUGD_E_WORKER_UNAVAILABLE, "worker %s", w->last_exit);
+        plugd_error_set(&why, code, "worker %s", w->last_exit);
     const char *reason = why.message;
 
     if (was == WK_STOPPING || !w->want_running) {
         if (w->is_failed)
-            plugd_error_set(&w->last_error, PLUGD_E_WORKER_UNAVAILABLE, "%s", reason);
+            plugd_error_set(&w->last_error, code, "%s", reason);
         log_plugd(w->is_failed ? "error" : "info", w->m->name, "worker stopped: %s%s%s", reason,
                   tail[0] ? "; last output: " : "", tail);
         set_state(w, WK_STOPPED);
@@ -571,7 +671,7 @@ static void on_child_exit(struct ev_loop *loop, ev_child *c, int revents)
         return;
     }
 
-    plugd_error_set(&w->last_error, PLUGD_E_WORKER_UNAVAILABLE, "%s", reason);
+    plugd_error_set(&w->last_error, code, "%s", reason);
     log_plugd("warn", w->m->name, "worker crashed: %s%s%s", reason,
               tail[0] ? "; last output: " : "", tail);
     if (w->running_since > 0 && now - w->running_since >= w->m->limits.crash_loop_window)
@@ -580,8 +680,7 @@ static void on_child_exit(struct ev_loop *loop, ev_child *c, int revents)
     if (is_crash_loop(w, now)) {
         w->is_failed = true;
         w->want_running = false;
-        plugd_error_set(&w->last_error, PLUGD_E_WORKER_UNAVAILABLE,
-                        "crash loop: %d restarts within %.0f s; last: %s",
+        plugd_error_set(&w->last_error, code, "crash loop: %d restarts within %.0f s; last: %s",
                         w->m->limits.crash_loop_restarts, w->m->limits.crash_loop_window, reason);
         log_plugd("error", w->m->name, "%s", w->last_error.message);
         set_state(w, WK_STOPPED);
@@ -763,6 +862,32 @@ void worker_call(struct worker *w, const char *method, const msgpack_object *par
     }
 }
 
+/* ------------------------------------------------------------ sandbox */
+
+/* A system call outside the allow-list: named in an event, then the worker
+ * is killed, or the call fails with EPERM (manifest sandbox.on_violation). */
+static void on_violation(struct wk_confinement *c, const struct sb_syscall *call)
+{
+    struct worker *w = c->owner;
+    bool is_eperm = w->m->is_violation_eperm;
+    if (w->services != NULL)
+        ev_bus_publish(w->services->bus, "plugin.sandbox_violation", w->m->name,
+                       json_pack("{s:s, s:i, s:s}", "syscall", call->name, "pid",
+                                 (json_int_t)call->pid, "action", is_eperm ? "eperm" : "kill"));
+    if (!is_eperm) {
+        if (call->pid != w->pid)
+            kill(call->pid, SIGKILL); /* a process it started; the cgroup takes the rest */
+        w->is_violation = true;
+        fault(w, "sandbox_violation: system call %s is not allowed", call->name);
+        return;
+    }
+    sb_notify_deny(c->notify_w.fd, call->id, EPERM);
+    if (c->violations <= 10 || c->violations % 1000 == 0)
+        log_plugd("warn", w->m->name,
+                  "sandbox_violation: system call %s refused with EPERM (%llu refused so far)",
+                  call->name, (unsigned long long)c->violations);
+}
+
 /* ------------------------------------------------------------ lifetime */
 
 struct worker *worker_new(struct ev_loop *loop, struct manifest *m, wk_state_fn on_state, void *ud)
@@ -784,6 +909,7 @@ struct worker *worker_new(struct ev_loop *loop, struct manifest *m, wk_state_fn 
     w->child_w.data = w->exec_w.data = w->handshake_t.data = w->health_t.data = w;
     w->stop_t.data = w->backoff_t.data = w;
     w->out.io.fd = w->err.io.fd = -1;
+    confine_init(&w->confine, on_violation, w);
     return w;
 }
 

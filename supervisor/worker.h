@@ -10,12 +10,12 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "confine.h"
 #include "events.h"
 #include "logs.h"
 #include "manifest.h"
 #include "plugd/error.h"
 #include "plugd/ipc.h"
-#include "sandbox.h"
 
 #define PLUGD_VERSION      "0.1.0"
 #define WK_RESTART_HISTORY 64
@@ -50,7 +50,7 @@ struct worker {
     pid_t pid;
     struct ipc_conn *conn;
     ev_child child_w;
-    ev_io exec_w; /* EOF: exec succeeded; an errno: it failed */
+    ev_io exec_w; /* the sandbox report, then EOF (exec succeeded) or an errno */
     ev_timer handshake_t, health_t, stop_t, backoff_t;
     int stop_phase; /* 0 drain after plugd.shutdown, 1 after SIGTERM, 2 after SIGKILL */
     bool is_health_pending;
@@ -81,14 +81,11 @@ struct worker {
     wk_health_fn on_health; /* optional */
     void *ud;
 
-    struct services *services; /* what host services stand on; NULL: none */
-    struct ev_bus_sub *sub;    /* this run's event subscription, or NULL */
-    struct sb_report sandbox;  /* the layers this run's child applied */
-    struct {
-        struct sb_report report;
-        int child_errno;
-    } exec_msg;      /* what the exec pipe carries, being read */
-    size_t exec_len; /* bytes of exec_msg read */
+    struct services *services;     /* what host services stand on; NULL: none */
+    struct ev_bus_sub *sub;        /* this run's event subscription, or NULL */
+    struct wk_confinement confine; /* the sandbox of this run */
+    bool has_report;               /* the child's sandbox report came */
+    bool is_violation;             /* this run ended for a refused system call */
 };
 
 /* A worker for manifest `m` (taken over), stopped. */

@@ -60,7 +60,11 @@ static const struct {
     {"capability-unknown",
      "manifest: \"capabilities[1]\": \"net.everything\" is not a known capability (known: "
      "events.emit, events.subscribe, plugin.state.read, plugin.state.write, net.outbound, "
-     "fs.read, host.call)"},
+     "fs.read, fs.data, process.spawn, host.call)"},
+    {"sandbox-not-object", "manifest: \"sandbox\" must be an object"},
+    {"sandbox-unknown-field", "manifest: unknown field \"sandbox.network\""},
+    {"sandbox-on-violation-bad",
+     "manifest: \"sandbox.on_violation\" must be \"kill\" or \"eperm\""},
     {"capability-log", "manifest: \"capabilities[0]\": \"log\" is not a known capability"},
     {"capabilities-too-many", "manifest: \"capabilities\" must be an array of at most 32 strings"},
     {"capability-twice", "manifest: \"capabilities[1]\": \"events.emit\" is listed twice"},
@@ -121,6 +125,7 @@ Test(manifest, minimal_manifest_gets_the_defaults)
     cr_assert_eq(m->limits.term_timeout, 5.0);
     cr_assert_eq(m->limits.crash_loop_restarts, 5);
     cr_assert_eq(m->limits.memory_mb, 256);
+    cr_assert(!m->is_violation_eperm, "a refused system call kills by default");
     cr_assert(json_is_object(m->config) && json_object_size(m->config) == 0);
     cr_assert_str_eq(m->entrypoint_rel, "run");
     manifest_free(m);
@@ -145,6 +150,7 @@ Test(manifest, full_manifest_reads_every_field)
     cr_assert_eq(m->limits.nproc, 8);
     cr_assert_eq(m->limits.cpu_percent, 50);
     cr_assert_eq(m->limits.crash_loop_restarts, 3);
+    cr_assert(m->is_violation_eperm);
     cr_assert_eq(json_integer_value(json_object_get(m->config, "a")), 1);
     cr_assert_eq(m->protocol, 1);
     cr_assert_str_eq(m->entrypoint_rel, "run");
@@ -274,13 +280,15 @@ Test(manifest, capability_table_grants_the_documented_services)
     cr_assert_str_eq(cap_find("events.subscribe")->services[0], "events.subscribe");
     cr_assert_str_eq(cap_find("net.outbound")->sandbox[0], "network");
     cr_assert_null(cap_find("net.outbound")->services[0]);
-    cr_assert_str_eq(cap_find("fs.read")->sandbox[0], "fs.read");
+    cr_assert_str_eq(cap_find("fs.read")->sandbox[0], "read /usr");
+    cr_assert_str_eq(cap_find("fs.data")->sandbox[0], "data folder");
+    cr_assert_str_eq(cap_find("process.spawn")->sandbox[0], "processes");
     cr_assert_null(cap_find("log"), "every worker may log: no capability for it");
     cr_assert_null(cap_granting("log"));
     cr_assert_eq(cap_granting("state.delete"), c);
     size_t n;
     const struct capability *table = cap_table(&n);
-    cr_assert_eq(n, 7);
+    cr_assert_eq(n, 9);
     cr_assert_str_eq(cap_granting("host.*")->name, "host.call",
                      "host.call grants every service of the host application");
     for (size_t i = 0; i < n; i++) {

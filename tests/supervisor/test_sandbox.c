@@ -1,9 +1,18 @@
 /* The worker sandbox, layer by layer, on real workers: what the kernel shows
- * of a running worker (/proc) must match what plugd reports in status. */
+ * of a running worker (/proc, its cgroup) must match what plugd reports in
+ * status; and the probe plugin (examples/probe) tries every way out, without
+ * and with the capability that opens it. */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "plugd_harness.h"
@@ -72,6 +81,53 @@ static bool has_layer(json_t *sandbox, const char *layer)
     return false;
 }
 
+/* The folder of `pid`'s cgroup under v1 controller `controller`, or "". */
+static void cgroup_of(pid_t pid, const char *controller, char *out, size_t size)
+{
+    char path[64], line[512];
+    snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f);
+    out[0] = '\0';
+    while (fgets(line, sizeof(line), f) != NULL) {
+        char *ctl = strchr(line, ':'), *where = ctl ? strchr(ctl + 1, ':') : NULL;
+        if (where == NULL || strncmp(ctl + 1, controller, strlen(controller)) != 0 ||
+            ctl[1 + strlen(controller)] != ':')
+            continue;
+        where[strcspn(where, "\n")] = '\0';
+        snprintf(out, size, "/sys/fs/cgroup/%s%s", controller, where + 1);
+    }
+    fclose(f);
+}
+
+static long long read_number(const char *dir, const char *file)
+{
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof(path), "%s/%s", dir, file);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "%s", path);
+    long long v = -1;
+    cr_assert_eq(fscanf(f, "%lld", &v), 1, "%s", path);
+    fclose(f);
+    return v;
+}
+
+static bool is_v1_machine(void)
+{
+    return access("/sys/fs/cgroup/memory/memory.limit_in_bytes", F_OK) == 0;
+}
+
+static bool same_namespace(pid_t a, pid_t b, const char *ns)
+{
+    char pa[64], pb[64];
+    struct stat sa, sb;
+    snprintf(pa, sizeof(pa), "/proc/%d/ns/%s", (int)a, ns);
+    snprintf(pb, sizeof(pb), "/proc/%d/ns/%s", (int)b, ns);
+    cr_assert_eq(stat(pa, &sa), 0, "%s", pa);
+    cr_assert_eq(stat(pb, &sb), 0, "%s", pb);
+    return sa.st_ino == sb.st_ino;
+}
+
 static void expect_confined(const char *plugin, int memory_mb, int nofile, int nproc)
 {
     cr_assert(harness_wait_state(&h, plugin, "running", -1, 15.0), "%s never ran", plugin);
@@ -82,23 +138,35 @@ static void expect_confined(const char *plugin, int memory_mb, int nofile, int n
 
     cr_assert(has_layer(sandbox, "rlimits"), "%s", text);
     cr_expect_eq(soft_limit(pid, "Max open files"), nofile);
-    cr_expect_eq(soft_limit(pid, "Max processes"), nproc);
     cr_expect_eq(soft_limit(pid, "Max core file size"), 0, "no core dumps");
     cr_expect_eq(soft_limit(pid, "Max file size"), 1LL << 30);
-    if (!IS_SANITIZER_BUILD)
-        cr_expect_eq(soft_limit(pid, "Max address space"), (long long)memory_mb << 20);
 
     cr_assert(has_layer(sandbox, "no_new_privs"), "%s", text);
     cr_expect_eq(status_hex(pid, "NoNewPrivs:"), 1);
-
     cr_assert(has_layer(sandbox, "fds"), "%s", text);
     cr_expect_eq(harness_extra_fds(pid, 3), 0, "nothing inherited beyond the channel");
+    cr_assert(has_layer(sandbox, "landlock"), "%s", text);
+    cr_assert(has_layer(sandbox, "seccomp"), "%s", text);
+    cr_expect_eq(status_hex(pid, "Seccomp:"), 2, "a seccomp filter");
 
-    if (geteuid() == 0) { /* only root holds capabilities to drop */
+    if (geteuid() == 0) { /* only root holds capabilities to drop, namespaces, cgroups */
         cr_assert(has_layer(sandbox, "capabilities"), "%s", text);
         cr_expect_eq(status_hex(pid, "CapEff:"), 0);
         cr_expect_eq(status_hex(pid, "CapPrm:"), 0);
         cr_expect_eq(status_hex(pid, "CapBnd:"), 0, "the bounding set is empty");
+        cr_assert(has_layer(sandbox, "namespaces"), "%s", text);
+        cr_expect(!same_namespace(pid, getpid(), "net"), "an offline network namespace");
+        cr_expect(!same_namespace(pid, getpid(), "ipc"));
+        cr_expect(!same_namespace(pid, getpid(), "uts"));
+        if (is_v1_machine()) {
+            cr_assert(has_layer(sandbox, "cgroup"), "%s", text);
+            char dir[PATH_MAX];
+            cgroup_of(pid, "memory", dir, sizeof(dir));
+            cr_expect_eq(read_number(dir, "memory.limit_in_bytes"), (long long)memory_mb << 20);
+            cgroup_of(pid, "pids", dir, sizeof(dir));
+            cr_expect_eq(read_number(dir, "pids.max"), nproc);
+            cr_expect(strstr(dir, plugin) != NULL, "%s: a cgroup of its own", dir);
+        }
     }
     free(text);
     json_decref(st);
@@ -131,6 +199,309 @@ Test(sandbox, doctor_lists_the_layers)
     json_t *arg = json_pack("{s:s}", "plugin", "hello"), *doctor = NULL;
     cr_assert_eq(harness_command(&h, "doctor", arg, &doctor, NULL, 0), PLUGD_OK);
     cr_assert(has_layer(json_object_get(doctor, "sandbox"), "no_new_privs"));
+    cr_assert(has_layer(json_object_get(doctor, "sandbox"), "seccomp"));
     json_decref(arg);
     json_decref(doctor);
+}
+
+Test(sandbox, the_cgroup_and_the_private_tmp_go_with_the_worker)
+{
+    harness_add_plugin(&h, "hello", "hello", NULL);
+    harness_start(&h);
+    cr_assert(harness_wait_state(&h, "hello", "running", -1, 15.0));
+    pid_t pid = harness_worker_pid(&h, "hello");
+    char cgroup[PATH_MAX], tmp[PATH_MAX];
+    cgroup_of(pid, "memory", cgroup, sizeof(cgroup));
+    snprintf(tmp, sizeof(tmp), "%s/state/tmp/hello", h.dir);
+    cr_assert_eq(access(tmp, F_OK), 0, "%s", tmp);
+    cr_assert_eq(harness_op(&h, "disable", "hello", NULL, 0), PLUGD_OK);
+    cr_assert(harness_wait_state(&h, "hello", "stopped", -1, 15.0));
+    cr_expect_neq(access(tmp, F_OK), 0, "%s is removed", tmp);
+    if (cgroup[0] != '\0' && strstr(cgroup, "plugd-") != NULL)
+        cr_expect_neq(access(cgroup, F_OK), 0, "%s is removed", cgroup);
+}
+
+/* ------------------------------------------------------------ the probe */
+
+/* Calls the probe; its answer map (the caller frees), NULL when the call
+ * failed (the worker was killed). */
+static json_t *probe(const char *plugin, const char *method, const char *params)
+{
+    json_t *result = NULL;
+    enum plugd_errc rc = harness_call(&h, plugin, method, params, 10000, &result);
+    return rc == PLUGD_OK ? result : NULL;
+}
+
+/* The probe answers that `method` failed with errno `error`. */
+static void expect_refused(const char *plugin, const char *method, const char *params,
+                           const char *error)
+{
+    json_t *r = probe(plugin, method, params);
+    cr_assert_not_null(r, "%s %s: the probe died", method, params);
+    cr_expect(json_is_false(json_object_get(r, "ok")), "%s %s was allowed", method, params);
+    cr_expect_str_eq(json_string_value(json_object_get(r, "error")), error, "%s %s", method,
+                     params);
+    json_decref(r);
+}
+
+static void expect_allowed(const char *plugin, const char *method, const char *params)
+{
+    json_t *r = probe(plugin, method, params);
+    cr_assert_not_null(r, "%s %s: the probe died", method, params);
+    char *text = json_dumps(r, JSON_COMPACT);
+    cr_expect(json_is_true(json_object_get(r, "ok")), "%s %s: %s", method, params, text);
+    free(text);
+    json_decref(r);
+}
+
+/* The call kills the probe; plugd names `syscall` in an event and in
+ * status, and restarts it. */
+static void expect_violation(const char *plugin, const char *method, const char *params,
+                             const char *syscall)
+{
+    cr_assert(harness_wait_state(&h, plugin, "running", -1, 15.0));
+    size_t from = h.events ? json_array_size(h.events) : 0;
+    json_t *r = probe(plugin, method, params);
+    cr_assert_null(r, "%s %s was answered", method, params);
+    int i = harness_wait_event(&h, "plugin.sandbox_violation", plugin, from, 10.0);
+    cr_assert_geq(i, 0, "no sandbox_violation event for %s", method);
+    json_t *payload = json_object_get(json_array_get(h.events, (size_t)i), "payload");
+    cr_expect_str_eq(json_string_value(json_object_get(payload, "syscall")), syscall);
+    cr_expect_str_eq(json_string_value(json_object_get(payload, "action")), "kill");
+    cr_assert(harness_wait_state(&h, plugin, "running", -1, 15.0));
+    json_t *st = harness_status(&h, plugin);
+    char expected[128];
+    snprintf(expected, sizeof(expected), "sandbox_violation: system call %s ", syscall);
+    const char *last = json_string_value(json_object_get(st, "last_error"));
+    cr_expect(last != NULL && strstr(last, expected) != NULL, "last_error: %s", last);
+    json_t *sandbox = json_object_get(st, "sandbox");
+    cr_expect_str_eq(json_string_value(json_object_get(sandbox, "last_violation")), syscall);
+    json_decref(st);
+}
+
+/* A TCP listener on 127.0.0.1; its port. */
+static int loopback_listener(int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(sa);
+    cr_assert(fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 && listen(fd, 8) == 0);
+    cr_assert_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    *port = ntohs(sa.sin_port);
+    return fd;
+}
+
+#define MANY_RESTARTS "\"crash_loop_restarts\": 100"
+
+Test(sandbox, without_capabilities_every_way_out_fails_and_is_reported)
+{
+    harness_add_plugin(&h, "probe", "probe", "{\"limits\": {" MANY_RESTARTS "}}");
+    harness_add_plugin(&h, "hello", "hello", NULL);
+    harness_start(&h);
+    harness_subscribe(&h, "plugin.sandbox_violation", 0);
+    cr_assert(harness_wait_state(&h, "hello", "running", -1, 15.0));
+    cr_assert(harness_wait_state(&h, "probe", "running", -1, 15.0));
+    pid_t hello = harness_worker_pid(&h, "hello");
+    char params[PATH_MAX + 16];
+
+    /* files outside the view, and writes outside a data folder */
+    expect_refused("probe", "read", "[\"/etc/shadow\"]", "EACCES");
+    expect_refused("probe", "read", "[\"/usr/bin/sh\"]", "EACCES");
+    snprintf(params, sizeof(params), "[\"%s/plugd.log\"]", h.dir);
+    expect_refused("probe", "read", params, "EACCES");
+    snprintf(params, sizeof(params), "[\"%s/state/escaped\"]", h.dir);
+    expect_refused("probe", "write", params, "EACCES");
+    expect_refused("probe", "write", "[\"written-into-the-package\"]", "EACCES"); /* its cwd */
+    expect_refused("probe", "write", "[\"/dev/shm/probe\"]", "EACCES");
+    expect_refused("probe", "exec", "[\"/bin/sh\"]", "EACCES");
+    expect_allowed("probe", "inherited_fds", "[]");
+
+    /* system calls outside the allow-list end it, named */
+    int port, listener = loopback_listener(&port);
+    expect_violation("probe", "tcp_socket", "[]", "socket");
+    snprintf(params, sizeof(params), "[%d]", port);
+    expect_violation("probe", "connect", params, "socket");
+    close(listener);
+    expect_violation("probe", "fork", "[1]", "clone");
+    snprintf(params, sizeof(params), "[%d]", (int)h.plugd_pid);
+    expect_violation("probe", "signal", params, "kill");
+    snprintf(params, sizeof(params), "[%d]", (int)hello);
+    if (!IS_SANITIZER_BUILD) /* LeakSanitizer needs ptrace: landlock refuses it there */
+        expect_violation("probe", "ptrace", params, "ptrace");
+    else
+        expect_refused("probe", "ptrace", params, "EPERM");
+
+    /* nobody else was harmed */
+    cr_assert_eq(harness_worker_pid(&h, "hello"), hello);
+    cr_assert_eq(harness_call(&h, "hello", "echo", "[\"fine\"]", 0, NULL), PLUGD_OK);
+}
+
+Test(sandbox, memory_past_the_limit_is_an_oom_kill_named_in_status)
+{
+    harness_add_plugin(&h, "probe", "probe", "{\"limits\": {\"memory_mb\": 32}}");
+    harness_start(&h);
+    cr_assert(harness_wait_state(&h, "probe", "running", -1, 15.0));
+    cr_assert_null(probe("probe", "alloc", "[200]"), "200 MiB within a 32 MiB limit");
+    cr_assert(harness_wait_state(&h, "probe", "running", 1, 15.0));
+    json_t *st = harness_status(&h, "probe");
+    const char *last = json_string_value(json_object_get(st, "last_error"));
+    if (is_v1_machine() || geteuid() != 0) /* the cgroup names it; RLIMIT_AS fails malloc */
+        cr_expect(last != NULL && strstr(last, "out of memory") != NULL, "last_error: %s", last);
+    json_decref(st);
+    expect_allowed("probe", "alloc", "[8]");
+}
+
+Test(sandbox, each_capability_opens_only_its_own_way)
+{
+    harness_add_plugin(&h, "probe", "net", "{\"capabilities\": [\"net.outbound\"]}");
+    harness_add_plugin(&h, "probe", "reader", "{\"capabilities\": [\"fs.read\"]}");
+    harness_add_plugin(&h, "probe", "keeper", "{\"capabilities\": [\"fs.data\"]}");
+    harness_add_plugin(&h, "probe", "spawner",
+                       "{\"capabilities\": [\"process.spawn\"], \"limits\": {\"nproc\": 8}}");
+    harness_start(&h);
+    const char *all[] = {"net", "reader", "keeper", "spawner"};
+    for (size_t i = 0; i < 4; i++)
+        cr_assert(harness_wait_state(&h, all[i], "running", -1, 15.0), "%s", all[i]);
+    char params[PATH_MAX + 16];
+
+    int port, listener = loopback_listener(&port);
+    expect_allowed("net", "tcp_socket", "[]");
+    snprintf(params, sizeof(params), "[%d]", port);
+    expect_allowed("net", "connect", params);
+    close(listener);
+    expect_refused("net", "read", "[\"/usr/bin/sh\"]", "EACCES");
+
+    expect_allowed("reader", "read", "[\"/usr/bin/sh\"]");
+    expect_refused("reader", "read", "[\"/etc/shadow\"]", "EACCES");
+
+    json_t *dir = probe("keeper", "env", "[\"PLUGD_DATA\"]");
+    snprintf(params, sizeof(params), "%s/state/data/keeper", h.dir);
+    cr_assert_str_eq(json_string_value(dir), params);
+    json_decref(dir);
+    snprintf(params, sizeof(params), "[\"%s/state/data/keeper/kept\"]", h.dir);
+    expect_allowed("keeper", "write", params);
+    expect_allowed("keeper", "read", params);
+    snprintf(params, sizeof(params), "[\"%s/state/data/reader-was-here\"]", h.dir);
+    expect_refused("reader", "write", params, "EACCES");
+    json_t *none = probe("reader", "env", "[\"PLUGD_DATA\"]");
+    cr_expect(json_is_null(none), "no data folder without fs.data");
+    json_decref(none);
+
+    json_t *r = probe("spawner", "spawn", "[\"/bin/sh\"]");
+    cr_assert_not_null(r);
+    cr_expect(json_is_true(json_object_get(r, "ok")));
+    cr_expect_eq(json_integer_value(json_object_get(r, "status")), 7, "sh ran");
+    json_decref(r);
+    r = probe("spawner", "fork", "[40]");
+    cr_assert_not_null(r);
+    cr_expect(json_is_false(json_object_get(r, "ok")), "40 processes within nproc 8");
+    cr_expect_lt(json_integer_value(json_object_get(r, "forked")), 8);
+    json_decref(r);
+}
+
+Test(sandbox, on_violation_eperm_refuses_the_call_and_the_worker_goes_on)
+{
+    harness_add_plugin(&h, "probe", "probe", "{\"sandbox\": {\"on_violation\": \"eperm\"}}");
+    harness_start(&h);
+    harness_subscribe(&h, "plugin.sandbox_violation", 0);
+    cr_assert(harness_wait_state(&h, "probe", "running", -1, 15.0));
+    pid_t pid = harness_worker_pid(&h, "probe");
+    expect_refused("probe", "tcp_socket", "[]", "EPERM");
+    expect_refused("probe", "fork", "[1]", "EPERM");
+    int i = harness_wait_event(&h, "plugin.sandbox_violation", "probe", 0, 10.0);
+    cr_assert_geq(i, 0);
+    json_t *payload = json_object_get(json_array_get(h.events, (size_t)i), "payload");
+    cr_expect_str_eq(json_string_value(json_object_get(payload, "syscall")), "socket");
+    cr_expect_str_eq(json_string_value(json_object_get(payload, "action")), "eperm");
+    cr_assert_eq(harness_worker_pid(&h, "probe"), pid, "the same worker");
+    json_t *st = harness_status(&h, "probe");
+    json_t *sandbox = json_object_get(st, "sandbox");
+    cr_expect_eq(json_integer_value(json_object_get(sandbox, "violations")), 2);
+    cr_expect_str_eq(json_string_value(json_object_get(sandbox, "last_violation")), "clone");
+    json_decref(st);
+}
+
+Test(sandbox, off_runs_the_worker_without_any_layer)
+{
+    h.extra_args[0] = "--sandbox";
+    h.extra_args[1] = "off";
+    harness_add_plugin(&h, "probe", "probe", NULL);
+    harness_start(&h);
+    cr_assert(harness_wait_state(&h, "probe", "running", -1, 15.0));
+    json_t *st = harness_status(&h, "probe");
+    json_t *active = json_object_get(json_object_get(st, "sandbox"), "active");
+    cr_expect_eq(json_array_size(active), 1, "only the fds are closed, as always");
+    cr_expect(has_layer(json_object_get(st, "sandbox"), "fds"));
+    json_decref(st);
+    expect_allowed("probe", "read", "[\"/usr/bin/sh\"]");
+}
+
+/* ------------------------------------------------------------ refused layers */
+
+static uid_t nobody;
+
+static int give_to_nobody(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    (void)st, (void)type, (void)ftw;
+    return lchown(path, nobody, nobody);
+}
+
+/* True when plugd can run as `nobody` here: root, and a build tree that
+ * nobody can read (a checkout in /root cannot be). Hands it the folder. */
+static bool can_run_as_nobody(void)
+{
+    struct passwd *pw = getpwnam("nobody");
+    if (geteuid() != 0 || pw == NULL)
+        return false;
+    nobody = pw->pw_uid;
+    char probe_exe[PATH_MAX];
+    snprintf(probe_exe, sizeof(probe_exe), "%s/examples/probe/probe", getenv("PLUGD_BUILD_ROOT"));
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(setgid(nobody) == 0 && setuid(nobody) == 0 && access(probe_exe, R_OK | X_OK) == 0
+                  ? 0
+                  : 1);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0 &&
+           nftw(h.dir, give_to_nobody, 16, FTW_PHYS) == 0;
+}
+
+Test(sandbox, refused_layers_are_reported_and_strict_does_not_start_the_worker)
+{
+    harness_add_plugin(&h, "probe", "probe", "{\"limits\": {\"crash_loop_restarts\": 100}}");
+    if (!can_run_as_nobody())
+        cr_skip("needs root and a build tree that the user nobody can read");
+    h.run_as = nobody; /* no privileges: no cgroup, no namespaces, no capabilities to drop */
+    harness_start(&h);
+    cr_assert(harness_wait_state(&h, "probe", "running", -1, 15.0));
+    json_t *st = harness_status(&h, "probe");
+    json_t *sandbox = json_object_get(st, "sandbox"),
+           *refused = json_object_get(sandbox, "refused");
+    char *text = json_dumps(sandbox, JSON_COMPACT);
+    cr_expect_not_null(json_object_get(refused, "cgroup"), "%s", text);
+    cr_expect_not_null(json_object_get(refused, "namespaces"), "%s", text);
+    const char *caps = json_string_value(json_object_get(refused, "capabilities"));
+    cr_expect(caps != NULL && strstr(caps, "Operation not permitted") != NULL, "%s", text);
+    cr_expect(has_layer(sandbox, "landlock") && has_layer(sandbox, "seccomp"), "%s", text);
+    free(text);
+    json_decref(st);
+    cr_expect_geq(harness_log_count(&h, "sandbox layer namespaces refused"), 1);
+    /* what is left still holds */
+    expect_refused("probe", "read", "[\"/usr/bin/sh\"]", "EACCES");
+    cr_assert_null(probe("probe", "tcp_socket", "[]"));
+    cr_assert_eq(harness_stop(&h, 15.0), 0);
+
+    h.extra_args[0] = "--sandbox";
+    h.extra_args[1] = "strict";
+    harness_start(&h);
+    cr_assert(harness_wait_state(&h, "probe", "stopped", -1, 15.0));
+    harness_sleep(&h, 0.3);
+    st = harness_status(&h, "probe");
+    const char *last = json_string_value(json_object_get(st, "last_error"));
+    cr_expect(last != NULL && strstr(last, "strict sandbox: layer cgroup refused") != NULL,
+              "last_error: %s", last);
+    cr_expect(json_is_true(json_object_get(st, "failed")), "not restarted");
+    json_decref(st);
 }

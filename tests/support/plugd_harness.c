@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <grp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -137,6 +138,9 @@ void harness_start(struct harness *h)
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != parent || dup2(sv[1], HOST_FD) < 0)
             _exit(126);
+        if (h->run_as != 0 &&
+            (setgroups(0, NULL) < 0 || setgid((gid_t)h->run_as) < 0 || setuid(h->run_as) < 0))
+            _exit(125);
         char fd[8];
         snprintf(fd, sizeof(fd), "%d", HOST_FD);
         char *argv[20] = {plugd, "--plugins-dir", plugins, "--state-dir", state, "--log-file",

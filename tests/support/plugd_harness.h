@@ -20,6 +20,7 @@ struct harness {
     bool host_closed;
     json_t *events;            /* plugd.event notifications received, in order */
     const char *extra_args[8]; /* more plugd flags for harness_start, NULL-ended */
+    uid_t run_as;              /* 0: plugd runs as this process; else as this uid (and gid) */
 };
 
 /* Creates the temp folder (nothing runs yet). */

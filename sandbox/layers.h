@@ -1,0 +1,31 @@
+/* Inside sandbox/: the layers sb_apply calls, each in its own file. */
+#ifndef PLUGD_SANDBOX_LAYERS_H
+#define PLUGD_SANDBOX_LAYERS_H
+
+#include "sandbox.h"
+
+/* Sanitizer runtimes reserve terabytes of address space up front, read
+ * /proc/self/maps, and LeakSanitizer stops the threads with ptrace from a
+ * clone that shares the memory: such builds loosen exactly that. */
+#if defined(__SANITIZE_ADDRESS__)
+#define SB_HAS_SANITIZER 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SB_HAS_SANITIZER 1
+#endif
+#endif
+#ifndef SB_HAS_SANITIZER
+#define SB_HAS_SANITIZER 0
+#endif
+
+/* Marks `layer` refused with "what: strerror(err)" (the first reason kept). */
+void sb_refuse(struct sb_report *r, enum sb_layer layer, const char *what, int err);
+void sb_activate(struct sb_report *r, enum sb_layer layer);
+
+/* The highest landlock ABI the kernel has (0: none). */
+int sb_landlock_abi(void);
+void sb_apply_landlock(const struct sb_policy *p, struct sb_report *r);
+/* Returns the notification fd (-1 when the filter could not be loaded). */
+int sb_apply_seccomp(const struct sb_policy *p, struct sb_report *r);
+
+#endif

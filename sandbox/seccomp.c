@@ -1,0 +1,395 @@
+/* The seccomp layer: an allow-list (libseccomp) of what libc, the SDKs and
+ * an interpreter such as Python need, widened by capabilities. Any other
+ * system call is handed to plugd through a seccomp user notification: plugd
+ * names it (`sandbox_violation`) and kills the worker, or answers EPERM
+ * when the manifest asks for that. A kernel without user notifications gets
+ * SECCOMP_RET_KILL_PROCESS (or EPERM) without the name. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/netlink.h>
+#include <sched.h>
+#include <seccomp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "layers.h"
+
+/* Files, memory, time, signals to itself, waiting, threads' housekeeping,
+ * and i/o on the fds it has (the channel is a socket): no new sockets, no
+ * processes, no namespaces, mounts, tracing, keys, bpf or io_uring. */
+static const char *const base_syscalls[] = {
+    /* files (the landlock view decides which) */
+    "read",
+    "write",
+    "readv",
+    "writev",
+    "pread64",
+    "pwrite64",
+    "preadv",
+    "pwritev",
+    "preadv2",
+    "pwritev2",
+    "open",
+    "openat",
+    "openat2",
+    "close",
+    "close_range",
+    "lseek",
+    "stat",
+    "fstat",
+    "lstat",
+    "newfstatat",
+    "statx",
+    "statfs",
+    "fstatfs",
+    "access",
+    "faccessat",
+    "faccessat2",
+    "readlink",
+    "readlinkat",
+    "getdents",
+    "getdents64",
+    "getcwd",
+    "chdir",
+    "fchdir",
+    "mkdir",
+    "mkdirat",
+    "rmdir",
+    "unlink",
+    "unlinkat",
+    "rename",
+    "renameat",
+    "renameat2",
+    "link",
+    "linkat",
+    "symlink",
+    "symlinkat",
+    "chmod",
+    "fchmod",
+    "fchmodat",
+    "truncate",
+    "ftruncate",
+    "fallocate",
+    "fsync",
+    "fdatasync",
+    "flock",
+    "fcntl",
+    "dup",
+    "dup2",
+    "dup3",
+    "pipe",
+    "pipe2",
+    "ioctl",
+    "utimensat",
+    "sendfile",
+    "copy_file_range",
+    "splice",
+    "tee",
+    "fadvise64",
+    "umask",
+    "inotify_init1",
+    "inotify_add_watch",
+    "inotify_rm_watch",
+    "memfd_create",
+    /* memory */
+    "mmap",
+    "munmap",
+    "mprotect",
+    "mremap",
+    "madvise",
+    "brk",
+    "msync",
+    "mincore",
+    "membarrier",
+    /* signals (kill and tgkill: see below) */
+    "rt_sigaction",
+    "rt_sigprocmask",
+    "rt_sigreturn",
+    "rt_sigpending",
+    "rt_sigtimedwait",
+    "rt_sigsuspend",
+    "sigaltstack",
+    "restart_syscall",
+    "pause",
+    "alarm",
+    "setitimer",
+    "getitimer",
+    /* who am I, limits, time */
+    "getpid",
+    "gettid",
+    "getppid",
+    "getuid",
+    "geteuid",
+    "getgid",
+    "getegid",
+    "getresuid",
+    "getresgid",
+    "getgroups",
+    "getpgrp",
+    "getpgid",
+    "getsid",
+    "getrlimit",
+    "getrusage",
+    "times",
+    "sysinfo",
+    "uname",
+    "capget",
+    "getpriority",
+    "clock_gettime",
+    "clock_getres",
+    "clock_nanosleep",
+    "nanosleep",
+    "gettimeofday",
+    "time",
+    /* threads and waiting */
+    "futex",
+    "futex_waitv",
+    "set_robust_list",
+    "get_robust_list",
+    "set_tid_address",
+    "rseq",
+    "sched_yield",
+    "sched_getaffinity",
+    "sched_getparam",
+    "sched_getscheduler",
+    "epoll_create",
+    "epoll_create1",
+    "epoll_ctl",
+    "epoll_wait",
+    "epoll_pwait",
+    "epoll_pwait2",
+    "poll",
+    "ppoll",
+    "select",
+    "pselect6",
+    "eventfd",
+    "eventfd2",
+    "timerfd_create",
+    "timerfd_settime",
+    "timerfd_gettime",
+    "signalfd",
+    "signalfd4",
+    "wait4",
+    "waitid",
+    /* the sockets it already has */
+    "socketpair",
+    "sendmsg",
+    "recvmsg",
+    "sendto",
+    "recvfrom",
+    "sendmmsg",
+    "recvmmsg",
+    "shutdown",
+    "getsockopt",
+    "setsockopt",
+    "getsockname",
+    "getpeername",
+    /* the process itself */
+    "getrandom",
+    "arch_prctl",
+    "prctl",
+    "seccomp",
+    "execve",
+    "execveat",
+    "exit",
+    "exit_group",
+};
+
+/* net.outbound: outbound connections (not listening). */
+static const char *const network_syscalls[] = {"connect", "bind"};
+
+/* process.spawn: processes (the landlock view still decides what runs). */
+static const char *const spawn_syscalls[] = {"fork", "vfork", "tkill", "kill", "tgkill"};
+
+/* Namespace flags: no clone may create one, with process.spawn neither. */
+#define CLONE_NAMESPACES                                                                           \
+    (CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID |  \
+     CLONE_NEWNET)
+
+static int allow_names(scmp_filter_ctx ctx, const char *const *names, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int nr = seccomp_syscall_resolve_name(names[i]);
+        if (nr == __NR_SCMP_ERROR)
+            continue; /* not on this architecture */
+        int rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+#define ALLOW_LIST(ctx, list) allow_names(ctx, list, sizeof(list) / sizeof(list[0]))
+
+/* Signals to itself only (its pid, its process group of one), and limits of
+ * itself only, unless it may spawn processes. */
+static int add_self_rules(scmp_filter_ctx ctx, const struct sb_policy *p)
+{
+    scmp_datum_t self = (scmp_datum_t)getpid(); /* exec keeps the pid */
+    int rc = 0;
+    if (!p->may_spawn) {
+        rc = rc ? rc
+                : seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(kill), 1,
+                                   SCMP_A0(SCMP_CMP_EQ, self));
+        rc = rc ? rc
+                : seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(kill), 1, SCMP_A0(SCMP_CMP_EQ, 0));
+        rc = rc ? rc
+                : seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1,
+                                   SCMP_A0(SCMP_CMP_EQ, self));
+    }
+    rc =
+        rc ? rc
+           : seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prlimit64), 1, SCMP_A0(SCMP_CMP_EQ, 0));
+    rc = rc ? rc
+            : seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prlimit64), 1,
+                               SCMP_A0(SCMP_CMP_EQ, self));
+    return rc;
+}
+
+/* clone: threads always; processes with process.spawn; namespaces never.
+ * clone3 passes its flags in memory seccomp cannot read: ENOSYS makes libc
+ * fall back to clone. */
+static int add_clone_rules(scmp_filter_ctx ctx, const struct sb_policy *p)
+{
+    int rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
+    if (rc < 0)
+        return rc;
+    if (p->may_spawn)
+        return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
+                                SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_NAMESPACES, 0));
+    /* LeakSanitizer's tracer is a clone that shares the memory, not a thread */
+    scmp_datum_t needed = SB_HAS_SANITIZER ? CLONE_VM : CLONE_THREAD;
+    rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
+                          SCMP_A0(SCMP_CMP_MASKED_EQ, needed | CLONE_NAMESPACES, needed));
+    if (rc == 0 && SB_HAS_SANITIZER)
+        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ptrace), 0);
+    return rc;
+}
+
+/* net.outbound: sockets of the internet families, unix sockets, and the
+ * routing netlink socket that getaddrinfo asks about local addresses. */
+static int add_network_rules(scmp_filter_ctx ctx)
+{
+    static const int families[] = {AF_INET, AF_INET6, AF_UNIX};
+    int rc = ALLOW_LIST(ctx, network_syscalls);
+    for (size_t i = 0; rc == 0 && i < sizeof(families) / sizeof(families[0]); i++)
+        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
+                              SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)families[i]));
+    if (rc == 0)
+        rc =
+            seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 2,
+                             SCMP_A0(SCMP_CMP_EQ, AF_NETLINK), SCMP_A2(SCMP_CMP_EQ, NETLINK_ROUTE));
+    return rc;
+}
+
+static scmp_filter_ctx build_filter(const struct sb_policy *p, uint32_t default_action,
+                                    const char **failed)
+{
+    *failed = "seccomp_init";
+    scmp_filter_ctx ctx = seccomp_init(default_action);
+    if (ctx == NULL)
+        return NULL;
+    /* another architecture's system call table (int 0x80 on x86_64) is no
+     * way around the list */
+    *failed = "seccomp_attr_set";
+    int rc = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
+    if (rc == 0) {
+        *failed = "the allow-list";
+        rc = ALLOW_LIST(ctx, base_syscalls);
+    }
+    if (rc == 0) {
+        *failed = "the kill and prlimit64 rules";
+        rc = add_self_rules(ctx, p);
+    }
+    if (rc == 0) {
+        *failed = "the clone rules";
+        rc = add_clone_rules(ctx, p);
+    }
+    if (rc == 0 && p->may_network) {
+        *failed = "the net.outbound rules";
+        rc = add_network_rules(ctx);
+    }
+    if (rc == 0 && p->may_spawn) {
+        *failed = "the process.spawn rules";
+        rc = ALLOW_LIST(ctx, spawn_syscalls);
+    }
+    if (rc < 0) {
+        seccomp_release(ctx);
+        errno = -rc;
+        return NULL;
+    }
+    return ctx;
+}
+
+int sb_apply_seccomp(const struct sb_policy *p, struct sb_report *r)
+{
+    /* a kernel without user notifications: the kernel acts alone */
+    uint32_t fallback =
+        p->on_violation == SB_VIOLATION_EPERM ? SCMP_ACT_ERRNO(EPERM) : SCMP_ACT_KILL_PROCESS;
+    const uint32_t actions[] = {SCMP_ACT_NOTIFY, fallback};
+    int err = 0;
+    const char *failed = "seccomp_load";
+    for (size_t i = 0; i < 2; i++) {
+        scmp_filter_ctx ctx = build_filter(p, actions[i], &failed);
+        if (ctx == NULL) {
+            err = errno;
+            break;
+        }
+        failed = "seccomp_load";
+        int rc = seccomp_load(ctx);
+        int notify = rc == 0 && actions[i] == SCMP_ACT_NOTIFY ? seccomp_notify_fd(ctx) : -1;
+        /* our own copy, close-on-exec like the kernel's */
+        int fd = notify >= 0 ? fcntl(notify, F_DUPFD_CLOEXEC, 0) : -1;
+        seccomp_release(ctx);
+        if (rc == 0) {
+            sb_activate(r, SB_SECCOMP);
+            return fd;
+        }
+        err = -rc;
+    }
+    sb_refuse(r, SB_SECCOMP, failed, err);
+    return -1;
+}
+
+const char *sb_syscall_name(uint32_t arch, int nr, char *out, size_t size)
+{
+    char *name = seccomp_syscall_resolve_num_arch(arch, nr);
+    if (name != NULL)
+        snprintf(out, size, "%s", name);
+    else
+        snprintf(out, size, "#%d", nr);
+    free(name);
+    return out;
+}
+
+int sb_notify_receive(int fd, struct sb_syscall *out)
+{
+    struct seccomp_notif *req = NULL;
+    struct seccomp_notif_resp *resp = NULL;
+    if (seccomp_notify_alloc(&req, &resp) < 0)
+        return -1;
+    int rc = seccomp_notify_receive(fd, req);
+    if (rc == 0) {
+        out->id = req->id;
+        out->pid = (pid_t)req->pid;
+        sb_syscall_name(req->data.arch, req->data.nr, out->name, sizeof(out->name));
+    }
+    seccomp_notify_free(req, resp);
+    return rc < 0 ? -1 : 0;
+}
+
+void sb_notify_deny(int fd, uint64_t id, int err)
+{
+    struct seccomp_notif *req = NULL;
+    struct seccomp_notif_resp *resp = NULL;
+    if (seccomp_notify_alloc(&req, &resp) < 0)
+        return;
+    resp->id = id;
+    resp->error = -err;
+    resp->val = 0;
+    resp->flags = 0;
+    seccomp_notify_respond(fd, resp); /* the caller may be gone: nothing to do */
+    seccomp_notify_free(req, resp);
+}

@@ -1,0 +1,298 @@
+/* What plugd prepares once for all workers: the shared namespaces, its
+ * cgroup (v2 where the unified hierarchy has the memory and pids
+ * controllers, v1 otherwise), the landlock ABI; and each worker's cgroup. */
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "layers.h"
+
+#define CPU_PERIOD_US 100000
+
+static const char *const v1_controllers[SB_CG_COUNT] = {
+    [SB_CG_MEMORY] = "memory",
+    [SB_CG_PIDS] = "pids",
+    [SB_CG_CPU] = "cpu",
+};
+
+/* ------------------------------------------------------------ namespaces */
+
+/* One offline network namespace (only a loopback, down), one ipc and one
+ * uts namespace, made once and entered by every worker with setns: a
+ * namespace per worker would cost its teardown on every restart
+ * (docs/sandbox.md measures it). */
+static void make_namespaces(struct sb_system *s)
+{
+    static const int types[] = {CLONE_NEWNET, CLONE_NEWIPC, CLONE_NEWUTS};
+    static const char *const files[] = {"/proc/self/ns/net", "/proc/self/ns/ipc",
+                                        "/proc/self/ns/uts"};
+    int *made[] = {&s->offline_net, &s->shared_ipc, &s->shared_uts};
+    int home[3] = {-1, -1, -1};
+    for (int i = 0; i < 3; i++)
+        home[i] = open(files[i], O_RDONLY | O_CLOEXEC);
+    if (home[0] < 0 || home[1] < 0 || home[2] < 0) {
+        snprintf(s->ns_reason, sizeof(s->ns_reason), "/proc/self/ns: %s", strerror(errno));
+    } else if (unshare(CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS) < 0) {
+        snprintf(s->ns_reason, sizeof(s->ns_reason), "unshare: %s", strerror(errno));
+    } else {
+        sethostname("plugd-worker", strlen("plugd-worker"));
+        for (int i = 0; i < 3; i++) {
+            *made[i] = open(files[i], O_RDONLY | O_CLOEXEC);
+            if (setns(home[i], types[i]) < 0) {
+                /* plugd would stay in the workers' namespace: cannot go on */
+                fprintf(stderr, "plugd: cannot return to its own namespace: %s\n", strerror(errno));
+                abort();
+            }
+        }
+    }
+    for (int i = 0; i < 3; i++)
+        if (home[i] >= 0)
+            close(home[i]);
+}
+
+/* ------------------------------------------------------------ cgroups */
+
+/* "PATH: error" into a reason (the end of a long path kept) */
+static void set_reason(char reason[SB_REASON_MAX], const char *path, int err)
+{
+    size_t len = strlen(path);
+    snprintf(reason, SB_REASON_MAX, "%s: %s", len > 48 ? path + len - 48 : path, strerror(err));
+}
+
+static int write_file(const char *dir, const char *file, const char *value)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/%s", dir, file);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = write(fd, value, strlen(value));
+    int e = errno;
+    close(fd);
+    errno = e;
+    return n == (ssize_t)strlen(value) ? 0 : -1;
+}
+
+static bool read_file(const char *dir, const char *file, char *out, size_t size)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/%s", dir, file);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t n = read(fd, out, size - 1);
+    close(fd);
+    out[n > 0 ? n : 0] = '\0';
+    return n > 0;
+}
+
+/* The unified hierarchy's root where it has memory and pids, or NULL. */
+static const char *unified_with_controllers(void)
+{
+    static const char *const roots[] = {"/sys/fs/cgroup", "/sys/fs/cgroup/unified"};
+    for (size_t i = 0; i < 2; i++) {
+        char list[512];
+        if (read_file(roots[i], "cgroup.controllers", list, sizeof(list)) &&
+            strstr(list, "memory") != NULL && strstr(list, "pids") != NULL)
+            return roots[i];
+    }
+    return NULL;
+}
+
+static void make_cgroups(struct sb_system *s)
+{
+    char name[64];
+    snprintf(name, sizeof(name), "plugd-%d", (int)getpid());
+    const char *unified = unified_with_controllers();
+    if (unified != NULL) {
+        snprintf(s->cgroup_dir[0], PATH_MAX, "%s/%s", unified, name);
+        if (mkdir(s->cgroup_dir[0], 0755) < 0 ||
+            write_file(unified, "cgroup.subtree_control", "+memory +pids") < 0 ||
+            write_file(s->cgroup_dir[0], "cgroup.subtree_control", "+memory +pids") < 0) {
+            set_reason(s->cgroup_reason, s->cgroup_dir[0], errno);
+            rmdir(s->cgroup_dir[0]);
+            s->cgroup_dir[0][0] = '\0';
+            return;
+        }
+        write_file(s->cgroup_dir[0], "cgroup.subtree_control", "+cpu"); /* where it is */
+        s->cgroup = SB_CGROUP_V2;
+        return;
+    }
+    int made = 0;
+    for (int c = 0; c < SB_CG_COUNT; c++) {
+        char root[64];
+        snprintf(root, sizeof(root), "/sys/fs/cgroup/%s", v1_controllers[c]);
+        if (access(root, W_OK) < 0) {
+            if (s->cgroup_reason[0] == '\0')
+                set_reason(s->cgroup_reason, root, errno);
+            continue;
+        }
+        snprintf(s->cgroup_dir[c], PATH_MAX, "%s/%s", root, name);
+        if (mkdir(s->cgroup_dir[c], 0755) < 0 && errno != EEXIST) {
+            set_reason(s->cgroup_reason, s->cgroup_dir[c], errno);
+            s->cgroup_dir[c][0] = '\0';
+            continue;
+        }
+        made++;
+    }
+    /* memory and pids are the limits that matter; cpu is optional */
+    if (s->cgroup_dir[SB_CG_MEMORY][0] && s->cgroup_dir[SB_CG_PIDS][0]) {
+        s->cgroup = SB_CGROUP_V1;
+        s->cgroup_reason[0] = '\0';
+    } else if (made > 0) {
+        for (int c = 0; c < SB_CG_COUNT; c++)
+            if (s->cgroup_dir[c][0] && rmdir(s->cgroup_dir[c]) == 0)
+                s->cgroup_dir[c][0] = '\0';
+    }
+    if (s->cgroup == SB_CGROUP_NONE && s->cgroup_reason[0] == '\0')
+        snprintf(s->cgroup_reason, sizeof(s->cgroup_reason), "no memory and pids controllers");
+}
+
+/* Kills what is left in a worker's cgroup and removes it. */
+static void remove_cgroup(const char *dir)
+{
+    for (int attempt = 0; attempt < 50; attempt++) {
+        char procs[4096];
+        if (read_file(dir, "cgroup.procs", procs, sizeof(procs)))
+            for (char *line = strtok(procs, "\n"); line != NULL; line = strtok(NULL, "\n"))
+                kill((pid_t)atoi(line), SIGKILL);
+        if (rmdir(dir) == 0 || errno == ENOENT)
+            return;
+        if (errno != EBUSY)
+            break;
+        usleep(1000); /* the killed are still exiting */
+    }
+}
+
+int sb_cgroup_create(const struct sb_system *s, const char *name, int memory_mb, int nproc,
+                     int cpu_percent, struct sb_cgroup *cg, char *why, size_t why_size)
+{
+    memset(cg, 0, sizeof(*cg));
+    char(*dirs)[PATH_MAX] = cg->dir;
+    if (s->cgroup == SB_CGROUP_NONE) {
+        snprintf(why, why_size, "%s", s->cgroup_reason);
+        return -1;
+    }
+    bool v2 = s->cgroup == SB_CGROUP_V2;
+    char value[64];
+    for (int c = 0; c < (v2 ? 1 : SB_CG_COUNT); c++) {
+        if (s->cgroup_dir[c][0] == '\0')
+            continue;
+        snprintf(dirs[c], PATH_MAX, "%s/%s", s->cgroup_dir[c], name);
+        remove_cgroup(dirs[c]); /* a run before that could not be removed */
+        if (mkdir(dirs[c], 0755) < 0)
+            goto fail;
+    }
+    long long bytes = (long long)memory_mb << 20;
+    const char *mem = dirs[v2 ? 0 : SB_CG_MEMORY], *pids = dirs[v2 ? 0 : SB_CG_PIDS];
+    const char *cpu = dirs[v2 ? 0 : SB_CG_CPU];
+    snprintf(value, sizeof(value), "%lld", bytes);
+    if (write_file(mem, v2 ? "memory.max" : "memory.limit_in_bytes", value) < 0)
+        goto fail;
+    write_file(mem, v2 ? "memory.swap.max" : "memory.memsw.limit_in_bytes", v2 ? "0" : value);
+    snprintf(value, sizeof(value), "%d", nproc);
+    if (write_file(pids, "pids.max", value) < 0)
+        goto fail;
+    if (cpu[0] != '\0') {
+        long quota = (long)cpu_percent * CPU_PERIOD_US / 100;
+        if (v2)
+            snprintf(value, sizeof(value), "%ld %d", quota, CPU_PERIOD_US);
+        else
+            snprintf(value, sizeof(value), "%ld", quota);
+        if (write_file(cpu, v2 ? "cpu.max" : "cpu.cfs_quota_us", value) < 0 && !v2)
+            goto fail;
+    }
+    return 0;
+fail:
+    snprintf(why, why_size, "cgroup of %s: %s", name, strerror(errno));
+    sb_cgroup_remove(cg);
+    return -1;
+}
+
+void sb_cgroup_remove(struct sb_cgroup *cg)
+{
+    for (int c = 0; c < SB_CG_COUNT; c++) {
+        if (cg->dir[c][0] != '\0')
+            remove_cgroup(cg->dir[c]);
+        cg->dir[c][0] = '\0';
+    }
+}
+
+bool sb_cgroup_oom_killed(const struct sb_system *s, const struct sb_cgroup *cg)
+{
+    const char *mem = cg->dir[s->cgroup == SB_CGROUP_V2 ? 0 : SB_CG_MEMORY];
+    char text[512];
+    if (mem[0] == '\0' ||
+        !read_file(mem, s->cgroup == SB_CGROUP_V2 ? "memory.events" : "memory.oom_control", text,
+                   sizeof(text)))
+        return false;
+    const char *at = strstr(text, "oom_kill ");
+    return at != NULL && atoll(at + strlen("oom_kill ")) > 0;
+}
+
+/* ------------------------------------------------------------ system */
+
+void sb_system_init(struct sb_system *s, enum sb_mode mode)
+{
+    *s = (struct sb_system){.mode = mode, .offline_net = -1, .shared_ipc = -1, .shared_uts = -1};
+    if (mode == SB_MODE_OFF)
+        return;
+    s->landlock_abi = sb_landlock_abi();
+    make_namespaces(s);
+    make_cgroups(s);
+}
+
+void sb_system_fini(struct sb_system *s)
+{
+    for (int c = 0; c < SB_CG_COUNT; c++) {
+        if (s->cgroup_dir[c][0] != '\0')
+            remove_cgroup(s->cgroup_dir[c]);
+        s->cgroup_dir[c][0] = '\0';
+    }
+    s->cgroup = SB_CGROUP_NONE;
+    int *fds[] = {&s->offline_net, &s->shared_ipc, &s->shared_uts};
+    for (int i = 0; i < 3; i++) {
+        if (*fds[i] >= 0)
+            close(*fds[i]);
+        *fds[i] = -1;
+    }
+}
+
+void sb_policy_init(struct sb_policy *p, const struct sb_system *s, int memory_mb, int nofile,
+                    int nproc, int keep_fd)
+{
+    bool limits_memory = s->cgroup != SB_CGROUP_NONE;
+    *p = (struct sb_policy){
+        .enabled = s->mode != SB_MODE_OFF,
+        .strict = s->mode == SB_MODE_STRICT,
+        /* the cgroup limits resident memory; an address-space limit would
+         * only stop runtimes that reserve more than they use */
+        .address_space = SB_HAS_SANITIZER || limits_memory ? 0 : (rlim_t)memory_mb << 20,
+        .open_files = (rlim_t)nofile,
+        /* RLIMIT_NPROC counts every process of the uid (all of root's
+         * when plugd is root): the cgroup's pids.max counts the worker's */
+        .processes = limits_memory ? 0 : (rlim_t)nproc,
+        .file_size = (rlim_t)1 << 30, /* 1 GiB per file a worker writes */
+        .keep_fd = keep_fd,
+        .net_fd = s->offline_net,
+        .ipc_fd = s->shared_ipc,
+        .uts_fd = s->shared_uts,
+        .ns_refused = s->offline_net < 0 ? s->ns_reason : NULL,
+        .landlock_abi = s->landlock_abi,
+    };
+}
+
+void sb_policy_without_cgroup(struct sb_policy *p, int memory_mb, int nproc, const char *why)
+{
+    p->processes = (rlim_t)nproc;
+    p->cgroup_refused = why;
+    for (int c = 0; c < SB_CG_COUNT; c++)
+        p->cgroup_dir[c] = NULL;
+    p->address_space = SB_HAS_SANITIZER ? 0 : (rlim_t)memory_mb << 20;
+}

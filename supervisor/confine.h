@@ -1,0 +1,56 @@
+/* A worker's confinement in plugd: the sandbox policy built from its
+ * manifest, its cgroup, private tmp and data folders, and the seccomp
+ * notifications of the system calls it was refused. docs/sandbox.md. */
+#ifndef PLUGD_CONFINE_H
+#define PLUGD_CONFINE_H
+
+#include <ev.h>
+#include <limits.h>
+#include <stdint.h>
+
+#include "manifest.h"
+#include "sandbox.h"
+
+struct wk_confinement {
+    const struct sb_system *system; /* NULL: no sandbox (--sandbox off is in it) */
+    const char *state_dir;          /* tmp/ and data/ are made under it */
+    struct sb_report report;        /* the layers this run's child applied */
+    struct sb_cgroup cgroup;
+    char cgroup_why[SB_REASON_MAX]; /* "" or why this run has no cgroup */
+    char tmp_dir[PATH_MAX];         /* this run's TMPDIR, removed after it */
+    char data_dir[PATH_MAX];        /* fs.data: kept across runs; else "" */
+    char interpreter[2][PATH_MAX];  /* "#!" and ELF interpreters to execute */
+    ev_io notify_w;                 /* refused system calls (fd -1: none) */
+    void (*on_violation)(struct wk_confinement *c, const struct sb_syscall *call);
+    void *owner;             /* the worker */
+    uint64_t violations;     /* refused system calls, ever */
+    char last_violation[32]; /* the name of the last one */
+};
+
+/* `on_violation` is called with each refused system call; the owner
+ * decides what follows. */
+void confine_init(struct wk_confinement *c,
+                  void (*on_violation)(struct wk_confinement *c, const struct sb_syscall *call),
+                  void *owner);
+
+/* Before the fork: the folders, the cgroup, and `p` for the child (which
+ * borrows c's strings). */
+void confine_prepare(struct wk_confinement *c, const struct manifest *m, struct sb_policy *p);
+
+/* In the child: TMPDIR and PLUGD_DATA. -1 on failure. */
+int confine_set_env(const struct wk_confinement *c);
+
+/* The notification fd the child sent: watched until release. */
+void confine_watch(struct wk_confinement *c, struct ev_loop *loop, int notify_fd);
+
+/* True when the kernel's OOM killer ended a process of this run. */
+bool confine_oom_killed(const struct wk_confinement *c);
+
+/* After the run: the cgroup (anything left in it killed), the tmp folder,
+ * the notification fd. */
+void confine_release(struct wk_confinement *c, struct ev_loop *loop);
+
+/* Removes a folder and everything in it (symlinks not followed). */
+void remove_tree(const char *dir);
+
+#endif
