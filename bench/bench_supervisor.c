@@ -3,8 +3,12 @@
  * from the same run:
  *
  *   spawn_to_ready        worker_start → running (handshake + initialize), 200 times
- *                         beside fork + exec + exit of a trivial static child
- *   crash_to_ready        SIGKILL of a running worker → running again (first restart)
+ *                         without the sandbox, beside fork + exec + exit of a trivial
+ *                         static child
+ *   spawn_to_ready_sandboxed  the same with the full sandbox (plugd's default),
+ *                         beside spawn_to_ready of the same run (interleaved)
+ *   crash_to_ready        SIGKILL of a running worker → running again (first
+ *                         restart), with and without the sandbox
  *   worker_echo_rtt       plugd → worker call "echo" [bin 32], beside a raw socketpair ping-pong
  *   worker_pipelined      64 calls in flight
  *   rss                   plugd's RSS growth with 100 workers; a hello worker's RSS
@@ -30,6 +34,8 @@
 #define IN_FLIGHT 64
 
 static struct ev_loop *loop;
+static struct sb_system sandboxed, unconfined; /* --sandbox on, --sandbox off */
+static char state_dir[] = "/tmp/bench-supervisor.XXXXXX";
 static int spawn_runs = 200, rtt_samples = 20000, pipelined_calls = 200000, rss_workers = 100;
 static char payload[32];
 
@@ -48,7 +54,7 @@ static void on_state(struct worker *w, enum wk_state from, void *ud)
     ev_break(loop, EVBREAK_ONE);
 }
 
-static struct worker *new_hello(void)
+static struct worker *new_hello_in(const struct sb_system *sandbox)
 {
     struct plugd_error err;
     struct manifest *m = manifest_load(EXAMPLES_DIR "/hello", &err);
@@ -58,7 +64,15 @@ static struct worker *new_hello(void)
     }
     m->limits.health_interval = 3600; /* keep health checks out of the figures */
     m->limits.crash_loop_restarts = 1000;
-    return worker_new(loop, m, on_state, NULL);
+    struct worker *w = worker_new(loop, m, on_state, NULL);
+    w->confine.system = sandbox;
+    w->confine.state_dir = state_dir;
+    return w;
+}
+
+static struct worker *new_hello(void)
+{
+    return new_hello_in(&unconfined);
 }
 
 /* Runs the loop until `w` reaches `state` (at most 10 s). */
@@ -104,36 +118,55 @@ static double bare_spawn_us(const char *exe)
     return now_us() - t0;
 }
 
+static double spawn_to_ready_us(const struct sb_system *sandbox)
+{
+    struct worker *w = new_hello_in(sandbox);
+    double t0 = now_us();
+    start(w);
+    wait_state(w, WK_RUNNING);
+    double t = now_us() - t0;
+    if (sandbox == &sandboxed && w->confine.report.active == 0) {
+        fprintf(stderr, "bench: the sandboxed worker has no layer\n");
+        exit(1);
+    }
+    stop(w);
+    worker_free(w);
+    return t;
+}
+
 static void bench_spawn(void)
 {
     double *ready = calloc((size_t)spawn_runs, sizeof(double));
+    double *confined = calloc((size_t)spawn_runs, sizeof(double));
     double *bare = calloc((size_t)spawn_runs, sizeof(double));
     for (int i = 0; i < spawn_runs; i++) {
         bare[i] = bare_spawn_us(TRIVIAL_EXE);
-        struct worker *w = new_hello();
-        double t0 = now_us();
-        start(w);
-        wait_state(w, WK_RUNNING);
-        ready[i] = now_us() - t0;
-        stop(w);
-        worker_free(w);
+        ready[i] = spawn_to_ready_us(&unconfined);
+        confined[i] = spawn_to_ready_us(&sandboxed);
     }
     double ready_p50 = pct(ready, spawn_runs, 0.5), bare_p50 = pct(bare, spawn_runs, 0.5);
+    double confined_p50 = pct(confined, spawn_runs, 0.5);
     printf("{\"bench\":\"spawn_to_ready\",\"median_us\":%.0f,\"p99_us\":%.0f,\"runs\":%d,"
            "\"baseline\":\"fork_exec_static_child\",\"baseline_median_us\":%.0f,"
            "\"baseline_p99_us\":%.0f,\"ratio\":%.2f}\n",
            ready_p50, pct(ready, spawn_runs, 0.99), spawn_runs, bare_p50,
            pct(bare, spawn_runs, 0.99), ready_p50 / bare_p50);
+    printf("{\"bench\":\"spawn_to_ready_sandboxed\",\"median_us\":%.0f,\"p99_us\":%.0f,"
+           "\"runs\":%d,\"baseline\":\"spawn_to_ready_without_sandbox\","
+           "\"baseline_median_us\":%.0f,\"extra_median_us\":%.0f,\"target_extra_us\":3000}\n",
+           confined_p50, pct(confined, spawn_runs, 0.99), spawn_runs, ready_p50,
+           confined_p50 - ready_p50);
     free(ready);
+    free(confined);
     free(bare);
 }
 
-static void bench_crash(void)
+static void bench_crash(const struct sb_system *sandbox, const char *name)
 {
     int runs = spawn_runs / 4;
     double *t = calloc((size_t)runs, sizeof(double));
     for (int i = 0; i < runs; i++) {
-        struct worker *w = new_hello();
+        struct worker *w = new_hello_in(sandbox);
         start(w);
         wait_state(w, WK_RUNNING);
         double t0 = now_us();
@@ -144,9 +177,9 @@ static void bench_crash(void)
         stop(w);
         worker_free(w);
     }
-    printf("{\"bench\":\"crash_to_ready\",\"median_us\":%.0f,\"p99_us\":%.0f,\"runs\":%d,"
+    printf("{\"bench\":\"%s\",\"median_us\":%.0f,\"p99_us\":%.0f,\"runs\":%d,"
            "\"target_us\":5000}\n",
-           pct(t, runs, 0.5), pct(t, runs, 0.99), runs);
+           name, pct(t, runs, 0.5), pct(t, runs, 0.99), runs);
     free(t);
 }
 
@@ -315,10 +348,19 @@ int main(int argc, char **argv)
     log_set_output(devnull);
     loop = ev_default_loop(0);
     memset(payload, 0xab, sizeof(payload));
+    if (mkdtemp(state_dir) == NULL) {
+        perror("bench: mkdtemp");
+        return 1;
+    }
+    sb_system_init(&sandboxed, SB_MODE_ON);
+    sb_system_init(&unconfined, SB_MODE_OFF);
     bench_spawn();
-    bench_crash();
+    bench_crash(&unconfined, "crash_to_ready");
+    bench_crash(&sandboxed, "crash_to_ready_sandboxed");
     bench_calls();
     bench_rss();
+    sb_system_fini(&sandboxed);
+    remove_tree(state_dir);
     fclose(devnull);
     return 0;
 }

@@ -2,7 +2,6 @@
 #ifndef PLUGD_BENCH_UTIL_H
 #define PLUGD_BENCH_UTIL_H
 
-#include <ftw.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -84,20 +83,6 @@ static inline double raw_round_trip(int fd, size_t bytes)
         got += (size_t)r;
     }
     return now_us() - t0;
-}
-
-static inline int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-/* Removes the benchmark's temporary folder and everything in it. */
-static inline void remove_tree(const char *dir)
-{
-    nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 #endif

@@ -1,6 +1,7 @@
 /* What plugd prepares once for all workers: the shared namespaces, its
  * cgroup (v2 where the unified hierarchy has the memory and pids
  * controllers, v1 otherwise), the landlock ABI; and each worker's cgroup. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
@@ -105,12 +106,50 @@ static const char *unified_with_controllers(void)
     return NULL;
 }
 
+/* Removes a cgroup folder with its worker folders (rmdir only: the kernel
+ * refuses while a process is in one). */
+static void remove_cgroup_tree(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d != NULL && (e = readdir(d)) != NULL) {
+        char sub[PATH_MAX];
+        if (e->d_type == DT_DIR && e->d_name[0] != '.' &&
+            snprintf(sub, sizeof(sub), "%s/%s", dir, e->d_name) < (int)sizeof(sub))
+            rmdir(sub);
+    }
+    if (d != NULL)
+        closedir(d);
+    rmdir(dir);
+}
+
+/* The cgroups of a plugd that was killed (SIGKILL, a crash) stay behind:
+ * the next plugd removes those whose pid is gone. */
+static void remove_stale_cgroups(const char *root)
+{
+    DIR *d = opendir(root);
+    struct dirent *e;
+    while (d != NULL && (e = readdir(d)) != NULL) {
+        int pid;
+        char end;
+        if (sscanf(e->d_name, "plugd-%d%c", &pid, &end) != 1 || pid <= 0 ||
+            (kill(pid, 0) == 0 || errno != ESRCH))
+            continue;
+        char dir[PATH_MAX];
+        if (snprintf(dir, sizeof(dir), "%s/%s", root, e->d_name) < (int)sizeof(dir))
+            remove_cgroup_tree(dir);
+    }
+    if (d != NULL)
+        closedir(d);
+}
+
 static void make_cgroups(struct sb_system *s)
 {
     char name[64];
     snprintf(name, sizeof(name), "plugd-%d", (int)getpid());
     const char *unified = unified_with_controllers();
     if (unified != NULL) {
+        remove_stale_cgroups(unified);
         snprintf(s->cgroup_dir[0], PATH_MAX, "%s/%s", unified, name);
         if (mkdir(s->cgroup_dir[0], 0755) < 0 ||
             write_file(unified, "cgroup.subtree_control", "+memory +pids") < 0 ||
@@ -133,6 +172,7 @@ static void make_cgroups(struct sb_system *s)
                 set_reason(s->cgroup_reason, root, errno);
             continue;
         }
+        remove_stale_cgroups(root);
         snprintf(s->cgroup_dir[c], PATH_MAX, "%s/%s", root, name);
         if (mkdir(s->cgroup_dir[c], 0755) < 0 && errno != EEXIST) {
             set_reason(s->cgroup_reason, s->cgroup_dir[c], errno);
@@ -252,7 +292,7 @@ void sb_system_fini(struct sb_system *s)
 {
     for (int c = 0; c < SB_CG_COUNT; c++) {
         if (s->cgroup_dir[c][0] != '\0')
-            remove_cgroup(s->cgroup_dir[c]);
+            remove_cgroup_tree(s->cgroup_dir[c]);
         s->cgroup_dir[c][0] = '\0';
     }
     s->cgroup = SB_CGROUP_NONE;
