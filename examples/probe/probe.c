@@ -87,28 +87,30 @@ static void connect_loopback(struct plugd_request *req, const msgpack_object *pa
     close(fd);
 }
 
+/* Opens params[0] with `flags`, then reads a byte or writes a line. */
+static void open_and_use(struct plugd_request *req, const msgpack_object *params, int flags)
+{
+    char path[PATH_MAX], c;
+    errno = EINVAL; /* no path given */
+    int fd = string_param(params, 0, path, sizeof(path)) ? open(path, flags, 0600) : -1;
+    bool writes = (flags & O_ACCMODE) == O_WRONLY;
+    answer_rc(req, fd < 0 ? fd : writes ? (int)write(fd, "probe\n", 6) : (int)read(fd, &c, 1));
+    if (fd >= 0)
+        close(fd);
+}
+
 /* read [path]: opens it and reads a byte */
 static void read_file(struct plugd_request *req, const msgpack_object *params, void *ud)
 {
     (void)ud;
-    char path[PATH_MAX], c;
-    int fd = string_param(params, 0, path, sizeof(path)) ? open(path, O_RDONLY) : -1;
-    answer_rc(req, fd < 0 ? fd : (int)read(fd, &c, 1));
-    if (fd >= 0)
-        close(fd);
+    open_and_use(req, params, O_RDONLY);
 }
 
 /* write [path]: creates it with a line */
 static void write_file(struct plugd_request *req, const msgpack_object *params, void *ud)
 {
     (void)ud;
-    char path[PATH_MAX];
-    int fd = string_param(params, 0, path, sizeof(path))
-                 ? open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600)
-                 : -1;
-    answer_rc(req, fd < 0 ? fd : (int)write(fd, "probe\n", 6));
-    if (fd >= 0)
-        close(fd);
+    open_and_use(req, params, O_WRONLY | O_CREAT | O_TRUNC);
 }
 
 /* fork [n]: n children that wait; answers how many it got, then ends them */
@@ -247,19 +249,26 @@ int main(void)
 {
     for (int fd = 4; fd < 1024; fd++)
         n_inherited += fcntl(fd, F_GETFD) >= 0;
+    static const struct {
+        const char *name;
+        plugd_method_fn fn;
+    } methods[] = {
+        {"tcp_socket", tcp_socket},
+        {"connect", connect_loopback},
+        {"read", read_file},
+        {"write", write_file},
+        {"fork", fork_many},
+        {"alloc", alloc},
+        {"exec", exec_program},
+        {"spawn", spawn_program},
+        {"ptrace", trace},
+        {"signal", signal_process},
+        {"inherited_fds", inherited_fds},
+        {"env", env},
+    };
     struct plugd_worker *w = plugd_worker_new(NULL);
-    plugd_worker_method(w, "tcp_socket", tcp_socket, NULL);
-    plugd_worker_method(w, "connect", connect_loopback, NULL);
-    plugd_worker_method(w, "read", read_file, NULL);
-    plugd_worker_method(w, "write", write_file, NULL);
-    plugd_worker_method(w, "fork", fork_many, NULL);
-    plugd_worker_method(w, "alloc", alloc, NULL);
-    plugd_worker_method(w, "exec", exec_program, NULL);
-    plugd_worker_method(w, "spawn", spawn_program, NULL);
-    plugd_worker_method(w, "ptrace", trace, NULL);
-    plugd_worker_method(w, "signal", signal_process, NULL);
-    plugd_worker_method(w, "inherited_fds", inherited_fds, NULL);
-    plugd_worker_method(w, "env", env, NULL);
+    for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
+        plugd_worker_method(w, methods[i].name, methods[i].fn, NULL);
     int status = plugd_worker_run(w);
     plugd_worker_free(w);
     return status;
