@@ -11,6 +11,7 @@
 #include <seccomp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -364,32 +365,33 @@ const char *sb_syscall_name(uint32_t arch, int nr, char *out, size_t size)
     return out;
 }
 
+/* The kernel's notification and answer buffers, allocated once (plugd is
+ * single-threaded; a worker in eperm mode may be refused in a loop). */
+static struct seccomp_notif *notif;
+static struct seccomp_notif_resp *notif_resp;
+
+static bool notify_buffers(void)
+{
+    return notif != NULL || seccomp_notify_alloc(&notif, &notif_resp) == 0;
+}
+
 int sb_notify_receive(int fd, struct sb_syscall *out)
 {
-    struct seccomp_notif *req = NULL;
-    struct seccomp_notif_resp *resp = NULL;
-    if (seccomp_notify_alloc(&req, &resp) < 0)
+    if (!notify_buffers())
         return -1;
-    int rc = seccomp_notify_receive(fd, req);
-    if (rc == 0) {
-        out->id = req->id;
-        out->pid = (pid_t)req->pid;
-        sb_syscall_name(req->data.arch, req->data.nr, out->name, sizeof(out->name));
-    }
-    seccomp_notify_free(req, resp);
-    return rc < 0 ? -1 : 0;
+    memset(notif, 0, sizeof(*notif)); /* the kernel refuses a buffer that is not zeroed */
+    if (seccomp_notify_receive(fd, notif) < 0)
+        return -1;
+    out->id = notif->id;
+    out->pid = (pid_t)notif->pid;
+    sb_syscall_name(notif->data.arch, notif->data.nr, out->name, sizeof(out->name));
+    return 0;
 }
 
 void sb_notify_deny(int fd, uint64_t id, int err)
 {
-    struct seccomp_notif *req = NULL;
-    struct seccomp_notif_resp *resp = NULL;
-    if (seccomp_notify_alloc(&req, &resp) < 0)
+    if (!notify_buffers())
         return;
-    resp->id = id;
-    resp->error = -err;
-    resp->val = 0;
-    resp->flags = 0;
-    seccomp_notify_respond(fd, resp); /* the caller may be gone: nothing to do */
-    seccomp_notify_free(req, resp);
+    *notif_resp = (struct seccomp_notif_resp){.id = id, .error = -err};
+    seccomp_notify_respond(fd, notif_resp); /* the caller may be gone: nothing to do */
 }

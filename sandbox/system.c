@@ -307,17 +307,17 @@ void sb_system_fini(struct sb_system *s)
 void sb_policy_init(struct sb_policy *p, const struct sb_system *s, int memory_mb, int nofile,
                     int nproc, int keep_fd)
 {
-    bool limits_memory = s->cgroup != SB_CGROUP_NONE;
+    bool has_cgroup = s->cgroup != SB_CGROUP_NONE;
     *p = (struct sb_policy){
         .enabled = s->mode != SB_MODE_OFF,
         .strict = s->mode == SB_MODE_STRICT,
         /* the cgroup limits resident memory; an address-space limit would
          * only stop runtimes that reserve more than they use */
-        .address_space = SB_HAS_SANITIZER || limits_memory ? 0 : (rlim_t)memory_mb << 20,
+        .address_space = SB_HAS_SANITIZER || has_cgroup ? 0 : (rlim_t)memory_mb << 20,
         .open_files = (rlim_t)nofile,
         /* RLIMIT_NPROC counts every process of the uid (all of root's
          * when plugd is root): the cgroup's pids.max counts the worker's */
-        .processes = limits_memory ? 0 : (rlim_t)nproc,
+        .processes = has_cgroup ? 0 : (rlim_t)nproc,
         .file_size = (rlim_t)1 << 30, /* 1 GiB per file a worker writes */
         .keep_fd = keep_fd,
         .net_fd = s->offline_net,

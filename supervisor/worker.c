@@ -392,30 +392,24 @@ static int received_fd(struct msghdr *msg)
     return fd;
 }
 
-static const char *first_refused_layer(const struct sb_report *r, const char **reason)
-{
-    for (int l = 0; l < SB_LAYER_COUNT; l++)
-        if (r->refused & (1u << l)) {
-            *reason = r->reason[l];
-            return sb_layer_name(l);
-        }
-    return NULL;
-}
-
+/* Logs each refused layer; with --sandbox strict the first one stops the
+ * worker for good. */
 static void on_report(struct worker *w, int notify_fd)
 {
     w->has_report = true;
     if (notify_fd >= 0)
         confine_watch(&w->confine, w->loop, notify_fd);
     const struct sb_report *r = &w->confine.report;
-    for (int l = 0; l < SB_LAYER_COUNT; l++)
-        if (r->refused & (1u << l))
-            log_plugd("warn", w->m->name, "sandbox layer %s refused: %s", sb_layer_name(l),
-                      r->reason[l]);
-    const char *reason = NULL;
-    const char *layer = first_refused_layer(r, &reason);
-    if (layer != NULL && w->confine.system != NULL && w->confine.system->mode == SB_MODE_STRICT)
-        fail_permanently(w, "strict sandbox: layer %s refused (%s)", layer, reason);
+    bool is_strict = w->confine.system != NULL && w->confine.system->mode == SB_MODE_STRICT;
+    for (int l = 0; l < SB_LAYER_COUNT; l++) {
+        if (!(r->refused & (1u << l)))
+            continue;
+        log_plugd("warn", w->m->name, "sandbox layer %s refused: %s", sb_layer_name(l),
+                  r->reason[l]);
+        if (is_strict && !w->is_failed)
+            fail_permanently(w, "strict sandbox: layer %s refused (%s)", sb_layer_name(l),
+                             r->reason[l]);
+    }
 }
 
 /* The report socket carries the sandbox report (SOCK_SEQPACKET: one

@@ -7,6 +7,7 @@
 #include <ftw.h>
 #include <netinet/in.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -504,4 +505,64 @@ Test(sandbox, refused_layers_are_reported_and_strict_does_not_start_the_worker)
               "last_error: %s", last);
     cr_expect(json_is_true(json_object_get(st, "failed")), "not restarted");
     json_decref(st);
+}
+
+/* ------------------------------------------------------------ lifetimes */
+
+static bool exists(const char *path)
+{
+    return access(path, F_OK) == 0;
+}
+
+Test(sandbox, the_data_folder_survives_restarts_and_goes_with_the_data)
+{
+    harness_add_plugin(&h, "probe", "keeper", "{\"capabilities\": [\"fs.data\"]}");
+    harness_start(&h);
+    cr_assert(harness_wait_state(&h, "keeper", "running", -1, 15.0));
+    char dir[PATH_MAX], params[PATH_MAX + 16];
+    snprintf(dir, sizeof(dir), "%s/state/data/keeper", h.dir);
+    snprintf(params, sizeof(params), "[\"%s/kept\"]", dir);
+    expect_allowed("keeper", "write", params);
+
+    kill(harness_worker_pid(&h, "keeper"), SIGKILL);
+    cr_assert(harness_wait_state(&h, "keeper", "running", 1, 15.0));
+    expect_allowed("keeper", "read", params);
+
+    cr_assert_eq(harness_op(&h, "uninstall", "keeper", NULL, 0), PLUGD_OK);
+    cr_assert(exists(dir), "uninstall without remove_data keeps %s", dir);
+    cr_assert_eq(harness_op(&h, "purge", "keeper", NULL, 0), PLUGD_OK);
+    cr_assert(!exists(dir), "purge removes %s", dir);
+}
+
+Test(sandbox, a_killed_plugds_cgroups_are_removed_by_the_next_one)
+{
+    if (geteuid() != 0 || !is_v1_machine())
+        cr_skip("needs root and the cgroup v1 hierarchies");
+    harness_add_plugin(&h, "hello", "hello", NULL);
+    harness_start(&h);
+    cr_assert(harness_wait_state(&h, "hello", "running", -1, 15.0));
+    pid_t worker = harness_worker_pid(&h, "hello");
+    char stale[PATH_MAX];
+    snprintf(stale, sizeof(stale), "/sys/fs/cgroup/memory/plugd-%d", (int)h.plugd_pid);
+    cr_assert(exists(stale), "%s", stale);
+    harness_kill9(&h);
+    for (int i = 0; i < 500 && !harness_pid_dead(worker); i++)
+        usleep(10000);
+    cr_assert(exists(stale), "a killed plugd cannot remove its cgroup");
+    harness_start(&h);
+    cr_assert(harness_wait_state(&h, "hello", "running", -1, 15.0));
+    cr_expect(!exists(stale), "%s is removed by the next plugd", stale);
+}
+
+Test(sandbox, plugd_refuses_an_unknown_sandbox_mode)
+{
+    char command[PATH_MAX + 64], line[256] = "";
+    snprintf(command, sizeof(command), "%s/supervisor/plugd --sandbox loose 2>&1",
+             getenv("PLUGD_BUILD_ROOT"));
+    FILE *p = popen(command, "r");
+    cr_assert_not_null(p);
+    cr_assert_not_null(fgets(line, sizeof(line), p));
+    int status = pclose(p);
+    cr_expect_str_eq(line, "plugd: --sandbox: \"loose\" is not on, strict or off\n");
+    cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 2, "usage error: %d", status);
 }
