@@ -352,8 +352,8 @@ int main(int argc, char **argv)
         perror("bench: mkdtemp");
         return 1;
     }
-    sb_system_init(&sandboxed, SB_MODE_ON);
-    sb_system_init(&unconfined, SB_MODE_OFF);
+    sb_system_init(&sandboxed, SB_MODE_ON, NULL);
+    sb_system_init(&unconfined, SB_MODE_OFF, NULL);
     bench_spawn();
     bench_crash(&unconfined, "crash_to_ready");
     bench_crash(&sandboxed, "crash_to_ready_sandboxed");

@@ -25,6 +25,10 @@ void sb_activate(struct sb_report *r, enum sb_layer layer);
 /* The highest landlock ABI the kernel has (0: none). */
 int sb_landlock_abi(void);
 void sb_apply_landlock(const struct sb_policy *p, struct sb_report *r);
+/* The allow-list for `p`'s kind of worker when it is pid 1, compiled once
+ * (NULL when it cannot be). */
+const struct sb_filter *sb_filter_for_pid1(const struct sb_policy *p);
+void sb_filters_free(void);
 /* Returns the notification fd (-1 when the filter could not be loaded). */
 int sb_apply_seccomp(const struct sb_policy *p, struct sb_report *r);
 

@@ -3,9 +3,11 @@
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <linux/capability.h>
 #include <sched.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -14,9 +16,16 @@
 #include "layers.h"
 
 static const char *const layer_names[SB_LAYER_COUNT] = {
-    [SB_CGROUP] = "cgroup",     [SB_NAMESPACES] = "namespaces",     [SB_RLIMITS] = "rlimits",
-    [SB_FDS] = "fds",           [SB_NO_NEW_PRIVS] = "no_new_privs", [SB_CAPS] = "capabilities",
-    [SB_LANDLOCK] = "landlock", [SB_SECCOMP] = "seccomp",
+    [SB_PID_NS] = "pid_namespace",
+    [SB_CGROUP] = "cgroup",
+    [SB_NAMESPACES] = "namespaces",
+    [SB_RLIMITS] = "rlimits",
+    [SB_FDS] = "fds",
+    [SB_NO_NEW_PRIVS] = "no_new_privs",
+    [SB_USER] = "user",
+    [SB_CAPS] = "capabilities",
+    [SB_LANDLOCK] = "landlock",
+    [SB_SECCOMP] = "seccomp",
 };
 
 const char *sb_layer_name(enum sb_layer layer)
@@ -46,7 +55,47 @@ void sb_activate(struct sb_report *r, enum sb_layer layer)
         r->active |= 1u << layer;
 }
 
+/* ------------------------------------------------------------ the fork */
+
+pid_t sb_fork(const struct sb_system *s, struct sb_policy *p)
+{
+    static char why[SB_REASON_MAX]; /* plugd is single-threaded */
+    if (!p->enabled)
+        return fork();
+    if (s->own_pid_ns < 0 || s->pid_ns_reason[0] != '\0') {
+        p->pid_ns_refused = s->pid_ns_reason;
+        return fork();
+    }
+    /* the next child is pid 1 of a new namespace; plugd itself stays */
+    if (unshare(CLONE_NEWPID) < 0) {
+        snprintf(why, sizeof(why), "unshare(CLONE_NEWPID): %s", strerror(errno));
+        p->pid_ns_refused = why;
+        return fork();
+    }
+    p->filter = sb_filter_for_pid1(p);
+    pid_t pid = fork();
+    if (pid == 0)
+        return 0; /* the child: pid 1 */
+    int fork_errno = errno;
+    if (setns(s->own_pid_ns, CLONE_NEWPID) < 0) {
+        fprintf(stderr, "plugd: cannot return to its own pid namespace: %s\n", strerror(errno));
+        abort(); /* every later child would land in a dead namespace */
+    }
+    errno = fork_errno;
+    return pid;
+}
+
 /* ------------------------------------------------------------ child side */
+
+static void check_pid_namespace(const struct sb_policy *p, struct sb_report *r)
+{
+    if (p->pid_ns_refused != NULL)
+        refuse_text(r, SB_PID_NS, p->pid_ns_refused);
+    else if (getpid() == 1)
+        sb_activate(r, SB_PID_NS);
+    else
+        refuse_text(r, SB_PID_NS, "the worker is not pid 1 of its namespace");
+}
 
 static void join_cgroup(const struct sb_policy *p, struct sb_report *r)
 {
@@ -116,16 +165,43 @@ static void close_inherited_fds(const struct sb_policy *p, struct sb_report *r)
         sb_refuse(r, SB_FDS, "close_range", errno);
 }
 
-/* Drops the bounding set (needs CAP_SETPCAP: plugd running as root), then
- * the effective, permitted and inheritable sets, and the ambient set. */
-static void drop_capabilities(struct sb_report *r)
+/* The bounding set goes first: dropping it needs CAP_SETPCAP, which the
+ * switch to an unprivileged uid takes away. */
+static bool drop_bounding_set(struct sb_report *r)
 {
     for (int cap = 0; cap <= CAP_LAST_CAP; cap++) {
         if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL) {
             sb_refuse(r, SB_CAPS, "PR_CAPBSET_DROP", errno);
-            return;
+            return false;
         }
     }
+    return true;
+}
+
+/* No supplementary groups, then the gid, then the uid (saved ids too). */
+static void switch_user(const struct sb_policy *p, struct sb_report *r)
+{
+    if (p->user_refused != NULL) {
+        refuse_text(r, SB_USER, p->user_refused);
+    } else if (!p->change_user) {
+        if (getuid() == 0 || geteuid() == 0)
+            refuse_text(r, SB_USER, "no unprivileged user for the workers");
+        else
+            sb_activate(r, SB_USER); /* plugd's own uid: not root */
+    } else if (setgroups(0, NULL) < 0) {
+        sb_refuse(r, SB_USER, "setgroups", errno);
+    } else if (setresgid(p->gid, p->gid, p->gid) < 0) {
+        sb_refuse(r, SB_USER, "setresgid", errno);
+    } else if (setresuid(p->uid, p->uid, p->uid) < 0) {
+        sb_refuse(r, SB_USER, "setresuid", errno);
+    } else {
+        sb_activate(r, SB_USER);
+    }
+}
+
+/* The effective, permitted and inheritable sets, and the ambient set. */
+static void clear_capabilities(struct sb_report *r)
+{
     struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3};
     struct __user_cap_data_struct data[2] = {{0}};
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL) {
@@ -146,6 +222,7 @@ int sb_apply(const struct sb_policy *p, struct sb_report *r)
         close_inherited_fds(p, r); /* hygiene, not confinement: always */
         return -1;
     }
+    check_pid_namespace(p, r);
     join_cgroup(p, r); /* these two need plugd's privileges: first */
     enter_namespaces(p, r);
     apply_rlimits(p, r);
@@ -154,7 +231,10 @@ int sb_apply(const struct sb_policy *p, struct sb_report *r)
         sb_activate(r, SB_NO_NEW_PRIVS);
     else
         sb_refuse(r, SB_NO_NEW_PRIVS, "PR_SET_NO_NEW_PRIVS", errno);
-    drop_capabilities(r);
+    bool is_bounded = drop_bounding_set(r);
+    switch_user(p, r);
+    if (is_bounded)
+        clear_capabilities(r);
     sb_apply_landlock(p, r);
     if (p->strict && r->refused != 0)
         return -1;                 /* the caller does not exec */

@@ -17,11 +17,13 @@
 
 /* The layers, in the order they are applied. */
 enum sb_layer {
+    SB_PID_NS,     /* its own pid namespace, made at the fork: the worker is pid 1 */
     SB_CGROUP,     /* memory, pids and cpu limits of the worker's own cgroup */
     SB_NAMESPACES, /* net (offline unless net.outbound), ipc, uts */
     SB_RLIMITS,    /* address space, open files, processes, file size, no core */
     SB_FDS,        /* nothing inherited but stdio and the channel */
     SB_NO_NEW_PRIVS,
+    SB_USER,     /* an unprivileged uid and gid, no supplementary groups */
     SB_CAPS,     /* every Linux capability dropped, bounding set included */
     SB_LANDLOCK, /* the filesystem view, signal and socket scoping */
     SB_SECCOMP,  /* the system call allow-list */
@@ -49,6 +51,12 @@ struct sb_system {
     int shared_ipc;   /* fds of an ipc and a uts namespace of the workers', or -1 */
     int shared_uts;
     char ns_reason[SB_REASON_MAX]; /* why the namespaces are missing */
+    int own_pid_ns;                /* plugd's pid namespace, to return to after a fork */
+    char pid_ns_reason[SB_REASON_MAX];
+    /* the workers' uid and gid when plugd runs as root (user_reason empty) */
+    uid_t worker_uid;
+    gid_t worker_gid;
+    char user_reason[SB_REASON_MAX];
     enum sb_cgroup_version cgroup;
     /* v1: the plugd group under each controller's hierarchy; v2: one
      * folder in [0] ("" where the controller is missing) */
@@ -68,6 +76,12 @@ struct sb_policy {
     /* namespaces */
     int net_fd, ipc_fd, uts_fd; /* -1: stay in plugd's */
     const char *ns_refused;     /* why there are none, or NULL */
+    const char *pid_ns_refused; /* set by sb_fork: why the worker is not pid 1, or NULL */
+    /* user: switch to uid/gid (plugd is root), else user_refused or neither */
+    bool change_user;
+    uid_t uid;
+    gid_t gid;
+    const char *user_refused;
     /* cgroup: the worker's folder under each controller ("" none) */
     const char *cgroup_dir[SB_CG_COUNT];
     const char *cgroup_refused; /* why there is none, or NULL */
@@ -82,6 +96,9 @@ struct sb_policy {
     bool may_network; /* net.outbound */
     bool may_spawn;   /* process.spawn */
     enum sb_violation on_violation;
+    /* the allow-list compiled by plugd before the fork (sb_fork, when the
+     * worker's pid is known to be 1), else NULL: the child compiles it */
+    const struct sb_filter *filter;
 };
 
 /* What the child reports to plugd before it execs (a fixed-size record). */
@@ -92,8 +109,16 @@ struct sb_report {
 };
 
 /* Detects and prepares what the workers share; never fails (what is
- * missing is reported per worker as a refused layer). */
-void sb_system_init(struct sb_system *s, enum sb_mode mode);
+ * missing is reported per worker as a refused layer). `worker_user` (a user
+ * name or UID[:GID], NULL for nobody) is who workers run as when plugd is
+ * root. */
+void sb_system_init(struct sb_system *s, enum sb_mode mode, const char *worker_user);
+/* Resolves a --worker-user value: 0, or -1 with the reason in `why`. */
+int sb_resolve_user(const char *spec, uid_t *uid, gid_t *gid, char *why, size_t why_size);
+/* Checks the workers' uid can reach `dir` (search permission on every
+ * folder above it); if not, workers keep plugd's uid and the user layer is
+ * refused with the folder named. */
+void sb_system_check_reach(struct sb_system *s, const char *dir);
 /* Removes plugd's cgroup folders and closes the namespaces. */
 void sb_system_fini(struct sb_system *s);
 
@@ -118,6 +143,11 @@ bool sb_cgroup_oom_killed(const struct sb_system *s, const struct sb_cgroup *cg)
 /* The worker runs without a cgroup (`why`): its memory and processes are
  * then limited by RLIMIT_AS and RLIMIT_NPROC. */
 void sb_policy_without_cgroup(struct sb_policy *p, int memory_mb, int nproc, const char *why);
+
+/* fork(), the child in a new pid namespace where plugd may make one (it
+ * records the refusal in `p` otherwise), with the allow-list compiled
+ * before the fork when it can be. */
+pid_t sb_fork(const struct sb_system *s, struct sb_policy *p);
 
 /* In the child, between fork and exec: applies every layer it can and fills
  * `r` (plugd is single-threaded, so the child may use libc freely).

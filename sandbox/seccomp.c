@@ -6,13 +6,17 @@
  * SECCOMP_RET_KILL_PROCESS (or EPERM) without the name. */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
 #include <linux/netlink.h>
+#include <linux/seccomp.h>
 #include <sched.h>
 #include <seccomp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "layers.h"
@@ -226,9 +230,8 @@ static int allow_names(scmp_filter_ctx ctx, const char *const *names, size_t n)
 
 /* Signals to itself only (its pid, its process group of one), and limits of
  * itself only, unless it may spawn processes. */
-static int add_self_rules(scmp_filter_ctx ctx, const struct sb_policy *p)
+static int add_self_rules(scmp_filter_ctx ctx, const struct sb_policy *p, scmp_datum_t self)
 {
-    scmp_datum_t self = (scmp_datum_t)getpid(); /* exec keeps the pid */
     int rc = 0;
     if (!p->may_spawn) {
         rc = rc ? rc
@@ -285,7 +288,8 @@ static int add_network_rules(scmp_filter_ctx ctx)
     return rc;
 }
 
-static scmp_filter_ctx build_filter(const struct sb_policy *p, uint32_t default_action,
+/* The allow-list for a worker whose pid is `self` (exec keeps the pid). */
+static scmp_filter_ctx build_filter(const struct sb_policy *p, pid_t self, uint32_t default_action,
                                     const char **failed)
 {
     *failed = "seccomp_init";
@@ -302,7 +306,7 @@ static scmp_filter_ctx build_filter(const struct sb_policy *p, uint32_t default_
     }
     if (rc == 0) {
         *failed = "the kill and prlimit64 rules";
-        rc = add_self_rules(ctx, p);
+        rc = add_self_rules(ctx, p, (scmp_datum_t)self);
     }
     if (rc == 0) {
         *failed = "the clone rules";
@@ -324,16 +328,105 @@ static scmp_filter_ctx build_filter(const struct sb_policy *p, uint32_t default_
     return ctx;
 }
 
+/* A kernel without user notifications: the kernel acts alone. */
+static uint32_t fallback_action(const struct sb_policy *p)
+{
+    return p->on_violation == SB_VIOLATION_EPERM ? SCMP_ACT_ERRNO(EPERM) : SCMP_ACT_KILL_PROCESS;
+}
+
+/* Compiling the list costs more than the rest of the sandbox together
+ * (~1.5 ms): a worker that is pid 1 of its own namespace gets one of the
+ * programs plugd compiled once per kind of policy, the child only loads it. */
+struct sb_filter {
+    struct sock_fprog notify, fallback;
+};
+
+static struct sb_filter filters[2][2][2]; /* [may_network][may_spawn][eperm] */
+static bool is_compiled[2][2][2];
+
+/* The compiled BPF program of `ctx` (libseccomp exports it to an fd). */
+static bool export_program(scmp_filter_ctx ctx, struct sock_fprog *out)
+{
+    int fd = memfd_create("plugd-seccomp", MFD_CLOEXEC);
+    if (fd < 0)
+        return false;
+    off_t size = seccomp_export_bpf(ctx, fd) == 0 ? lseek(fd, 0, SEEK_END) : -1;
+    struct sock_filter *code = size > 0 ? malloc((size_t)size) : NULL;
+    bool ok = code != NULL && pread(fd, code, (size_t)size, 0) == size &&
+              size % (off_t)sizeof(*code) == 0;
+    close(fd);
+    if (!ok) {
+        free(code);
+        return false;
+    }
+    *out =
+        (struct sock_fprog){.len = (unsigned short)(size / (off_t)sizeof(*code)), .filter = code};
+    return true;
+}
+
+static bool compile_program(const struct sb_policy *p, uint32_t action, struct sock_fprog *out)
+{
+    const char *failed;
+    scmp_filter_ctx ctx = build_filter(p, 1, action, &failed);
+    if (ctx == NULL)
+        return false;
+    bool ok = export_program(ctx, out);
+    seccomp_release(ctx);
+    return ok;
+}
+
+const struct sb_filter *sb_filter_for_pid1(const struct sb_policy *p)
+{
+    int net = p->may_network, spawn = p->may_spawn, eperm = p->on_violation == SB_VIOLATION_EPERM;
+    struct sb_filter *f = &filters[net][spawn][eperm];
+    if (!is_compiled[net][spawn][eperm]) {
+        if (!compile_program(p, SCMP_ACT_NOTIFY, &f->notify) ||
+            !compile_program(p, fallback_action(p), &f->fallback)) {
+            free(f->notify.filter);
+            *f = (struct sb_filter){0};
+            return NULL; /* the child compiles its own */
+        }
+        is_compiled[net][spawn][eperm] = true;
+    }
+    return f;
+}
+
+void sb_filters_free(void)
+{
+    struct sb_filter *f = &filters[0][0][0];
+    for (size_t i = 0; i < sizeof(filters) / sizeof(*f); i++) {
+        free(f[i].notify.filter);
+        free(f[i].fallback.filter);
+        f[i] = (struct sb_filter){0};
+    }
+    memset(is_compiled, 0, sizeof(is_compiled));
+}
+
+/* Loads a program plugd compiled: the notification fd, or -1. */
+static int load_compiled(const struct sb_filter *f, struct sb_report *r)
+{
+    long fd =
+        syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &f->notify);
+    if (fd >= 0) {
+        sb_activate(r, SB_SECCOMP);
+        return (int)fd; /* the kernel makes it close-on-exec */
+    }
+    if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &f->fallback) == 0)
+        sb_activate(r, SB_SECCOMP);
+    else
+        sb_refuse(r, SB_SECCOMP, "seccomp", errno);
+    return -1;
+}
+
 int sb_apply_seccomp(const struct sb_policy *p, struct sb_report *r)
 {
-    /* a kernel without user notifications: the kernel acts alone */
-    uint32_t fallback =
-        p->on_violation == SB_VIOLATION_EPERM ? SCMP_ACT_ERRNO(EPERM) : SCMP_ACT_KILL_PROCESS;
-    const uint32_t actions[] = {SCMP_ACT_NOTIFY, fallback};
+    if (p->filter != NULL && getpid() == 1)
+        return load_compiled(p->filter, r);
+    const uint32_t actions[] = {SCMP_ACT_NOTIFY, fallback_action(p)};
     int err = 0;
     const char *failed = "seccomp_load";
     for (size_t i = 0; i < 2; i++) {
-        scmp_filter_ctx ctx = build_filter(p, actions[i], &failed);
+        scmp_filter_ctx ctx = build_filter(p, getpid(), actions[i], &failed);
         if (ctx == NULL) {
             err = errno;
             break;

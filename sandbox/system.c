@@ -4,6 +4,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -55,6 +57,116 @@ static void make_namespaces(struct sb_system *s)
     for (int i = 0; i < 3; i++)
         if (home[i] >= 0)
             close(home[i]);
+}
+
+/* A pid namespace per worker is made at the fork (sb_fork); here plugd
+ * keeps its own to return to, and learns whether the kernel lets it. */
+static void check_pid_namespace(struct sb_system *s)
+{
+    s->own_pid_ns = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
+    if (s->own_pid_ns < 0) {
+        snprintf(s->pid_ns_reason, sizeof(s->pid_ns_reason), "/proc/self/ns/pid: %s",
+                 strerror(errno));
+    } else if (unshare(CLONE_NEWPID) < 0) {
+        snprintf(s->pid_ns_reason, sizeof(s->pid_ns_reason), "unshare(CLONE_NEWPID): %s",
+                 strerror(errno));
+    } else if (setns(s->own_pid_ns, CLONE_NEWPID) < 0) {
+        fprintf(stderr, "plugd: cannot return to its own pid namespace: %s\n", strerror(errno));
+        abort(); /* every later child would land in an empty namespace */
+    }
+}
+
+/* ------------------------------------------------------------ user */
+
+static bool parse_id(const char *text, unsigned long *out)
+{
+    char *end;
+    errno = 0;
+    *out = strtoul(text, &end, 10);
+    return text[0] >= '0' && text[0] <= '9' && *end == '\0' && errno == 0 && *out < 0xffffffffUL;
+}
+
+int sb_resolve_user(const char *spec, uid_t *uid, gid_t *gid, char *why, size_t why_size)
+{
+    char user[128];
+    const char *colon = strchr(spec, ':');
+    size_t len = colon != NULL ? (size_t)(colon - spec) : strlen(spec);
+    if (len == 0 || len >= sizeof(user) || (colon != NULL && colon[1] == '\0')) {
+        snprintf(why, why_size, "\"%s\" is not USER, UID or USER:GROUP", spec);
+        return -1;
+    }
+    memcpy(user, spec, len);
+    user[len] = '\0';
+    unsigned long id;
+    struct passwd *pw = parse_id(user, &id) ? NULL : getpwnam(user);
+    if (pw == NULL && !parse_id(user, &id)) {
+        snprintf(why, why_size, "no user \"%s\"", user);
+        return -1;
+    }
+    *uid = pw != NULL ? pw->pw_uid : (uid_t)id;
+    *gid = pw != NULL ? pw->pw_gid : (gid_t)id; /* a bare UID: the group of the same number */
+    if (colon != NULL) {
+        struct group *gr = parse_id(colon + 1, &id) ? NULL : getgrnam(colon + 1);
+        if (gr == NULL && !parse_id(colon + 1, &id)) {
+            snprintf(why, why_size, "no group \"%s\"", colon + 1);
+            return -1;
+        }
+        *gid = gr != NULL ? gr->gr_gid : (gid_t)id;
+    }
+    if (*uid == 0 || *gid == 0) {
+        snprintf(why, why_size, "\"%s\" is root: workers need an unprivileged user", spec);
+        return -1;
+    }
+    return 0;
+}
+
+/* Who the workers run as: an unprivileged user where plugd is root (it can
+ * switch); plugd's own, already unprivileged, uid otherwise. */
+static void choose_worker_user(struct sb_system *s, const char *spec)
+{
+    if (geteuid() != 0)
+        return;
+    char why[SB_REASON_MAX];
+    if (sb_resolve_user(spec != NULL ? spec : "nobody", &s->worker_uid, &s->worker_gid, why,
+                        sizeof(why)) == 0)
+        return;
+    if (spec != NULL) {
+        snprintf(s->user_reason, sizeof(s->user_reason), "%s", why);
+        return;
+    }
+    s->worker_uid = s->worker_gid = 65534; /* no "nobody" in the passwd file */
+}
+
+/* Whether `uid`/`gid` (no supplementary groups) may search folder `st`. */
+static bool may_search(const struct stat *st, uid_t uid, gid_t gid)
+{
+    mode_t bit = st->st_uid == uid ? S_IXUSR : st->st_gid == gid ? S_IXGRP : S_IXOTH;
+    return (st->st_mode & bit) != 0;
+}
+
+void sb_system_check_reach(struct sb_system *s, const char *dir)
+{
+    if (s->worker_uid == 0 || s->user_reason[0] != '\0')
+        return;
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s", dir);
+    for (char *end = path + 1;; end++) {
+        char saved = *end;
+        if (saved != '/' && saved != '\0')
+            continue;
+        *end = '\0';
+        struct stat st;
+        if (stat(path, &st) == 0 && !may_search(&st, s->worker_uid, s->worker_gid)) {
+            size_t len = strlen(path);
+            snprintf(s->user_reason, sizeof(s->user_reason),
+                     "uid %u cannot reach the state: %.40s is %03o", (unsigned)s->worker_uid,
+                     len > 40 ? path + len - 40 : path, (unsigned)(st.st_mode & 07777));
+            return;
+        }
+        *end = saved;
+        if (saved == '\0')
+            return;
+    }
 }
 
 /* ------------------------------------------------------------ cgroups */
@@ -278,13 +390,16 @@ bool sb_cgroup_oom_killed(const struct sb_system *s, const struct sb_cgroup *cg)
 
 /* ------------------------------------------------------------ system */
 
-void sb_system_init(struct sb_system *s, enum sb_mode mode)
+void sb_system_init(struct sb_system *s, enum sb_mode mode, const char *worker_user)
 {
-    *s = (struct sb_system){.mode = mode, .offline_net = -1, .shared_ipc = -1, .shared_uts = -1};
+    *s = (struct sb_system){
+        .mode = mode, .offline_net = -1, .shared_ipc = -1, .shared_uts = -1, .own_pid_ns = -1};
     if (mode == SB_MODE_OFF)
         return;
     s->landlock_abi = sb_landlock_abi();
     make_namespaces(s);
+    check_pid_namespace(s);
+    choose_worker_user(s, worker_user);
     make_cgroups(s);
 }
 
@@ -296,8 +411,9 @@ void sb_system_fini(struct sb_system *s)
         s->cgroup_dir[c][0] = '\0';
     }
     s->cgroup = SB_CGROUP_NONE;
-    int *fds[] = {&s->offline_net, &s->shared_ipc, &s->shared_uts};
-    for (int i = 0; i < 3; i++) {
+    sb_filters_free();
+    int *fds[] = {&s->offline_net, &s->shared_ipc, &s->shared_uts, &s->own_pid_ns};
+    for (int i = 0; i < 4; i++) {
         if (*fds[i] >= 0)
             close(*fds[i]);
         *fds[i] = -1;
@@ -325,6 +441,10 @@ void sb_policy_init(struct sb_policy *p, const struct sb_system *s, int memory_m
         .uts_fd = s->shared_uts,
         .ns_refused = s->offline_net < 0 ? s->ns_reason : NULL,
         .landlock_abi = s->landlock_abi,
+        .change_user = s->worker_uid != 0 && s->user_reason[0] == '\0',
+        .uid = s->worker_uid,
+        .gid = s->worker_gid,
+        .user_refused = s->user_reason[0] != '\0' ? s->user_reason : NULL,
     };
 }
 

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <ftw.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,103 @@ void remove_tree(const char *dir)
 {
     if (dir[0] != '\0' && access(dir, F_OK) == 0)
         nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+}
+
+/* A worker without a sandbox system (tests, benches) runs unconfined. */
+static const struct sb_system *system_of(const struct wk_confinement *c)
+{
+    static const struct sb_system off = {.mode = SB_MODE_OFF, .own_pid_ns = -1};
+    return c->system != NULL ? c->system : &off;
+}
+
+/* What a worker of another uid wrote stays its own: a data folder made
+ * while workers ran as root is handed over whole, once. */
+static uid_t give_uid;
+static gid_t give_gid;
+
+static int give_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    (void)st;
+    (void)type;
+    (void)ftw;
+    if (lchown(path, give_uid, give_gid) < 0)
+        log_plugd("warn", NULL, "cannot hand %s to uid %u: %s", path, (unsigned)give_uid,
+                  strerror(errno));
+    return 0;
+}
+
+static int give_to_worker(const char *dir, uid_t uid, gid_t gid)
+{
+    struct stat st;
+    if (stat(dir, &st) < 0)
+        return -1;
+    if (st.st_uid == uid && st.st_gid == gid)
+        return 0;
+    give_uid = uid;
+    give_gid = gid;
+    return nftw(dir, give_entry, 16, FTW_PHYS | FTW_MOUNT);
+}
+
+/* Packages are code, not secrets (landlock keeps a worker to its own):
+ * folders searchable and readable, files readable, by any uid. */
+static int open_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    (void)ftw;
+    mode_t want = type == FTW_D             ? st->st_mode | 0755
+                  : (st->st_mode & S_IXUSR) ? st->st_mode | 0555
+                                            : st->st_mode | 0444;
+    if (type != FTW_SL && (want & 07777) != (st->st_mode & 07777))
+        chmod(path, want & 07777);
+    return 0;
+}
+
+void confine_open_state(struct sb_system *s, const char *state_dir)
+{
+    if (s->worker_uid == 0)
+        return; /* workers keep plugd's uid */
+    static const char *const subs[] = {"", "/tmp", "/data", "/packages"};
+    for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
+        char dir[PATH_MAX];
+        snprintf(dir, sizeof(dir), "%s%s", state_dir, subs[i]);
+        if ((mkdir(dir, 0711) < 0 && errno != EEXIST) || chmod(dir, 0711) < 0)
+            log_plugd("warn", NULL, "cannot open %s to the workers: %s", dir, strerror(errno));
+    }
+    char packages[PATH_MAX];
+    snprintf(packages, sizeof(packages), "%s/packages", state_dir);
+    nftw(packages, open_entry, 16, FTW_PHYS | FTW_MOUNT);
+    chmod(packages, 0711); /* listing the packages stays plugd's */
+    sb_system_check_reach(s, state_dir);
+    if (s->user_reason[0] != '\0')
+        log_plugd("warn", NULL, "workers keep plugd's uid: %s", s->user_reason);
+}
+
+pid_t confine_fork(struct wk_confinement *c, struct sb_policy *p)
+{
+    pid_t pid = sb_fork(system_of(c), p);
+    c->is_pid1 = p->enabled && p->pid_ns_refused == NULL;
+    return pid;
+}
+
+/* Whether `pid` catches or ignores `sig` (/proc/PID/status SigCgt, SigIgn). */
+static bool has_disposition(pid_t pid, int sig)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "re");
+    bool found = false;
+    while (f != NULL && !found && fgets(line, sizeof(line), f) != NULL) {
+        unsigned long long mask;
+        if (sscanf(line, "SigIgn: %llx", &mask) == 1 || sscanf(line, "SigCgt: %llx", &mask) == 1)
+            found = (mask >> (sig - 1)) & 1;
+    }
+    if (f != NULL)
+        fclose(f);
+    return found;
+}
+
+void confine_terminate(const struct wk_confinement *c, pid_t pid)
+{
+    kill(pid, c->is_pid1 && !has_disposition(pid, SIGTERM) ? SIGKILL : SIGTERM);
 }
 
 static void on_notify(struct ev_loop *loop, ev_io *io, int revents)
@@ -49,14 +147,17 @@ void confine_init(struct wk_confinement *c,
     c->owner = owner;
 }
 
-/* mkdir -p of `dir` below an existing `base`, 0700 */
-static int make_dir(const char *base, const char *sub, const char *name, char *out, size_t size)
+/* BASE/SUB/NAME, 0700 and owned by the worker's user (SUB searchable) */
+static int make_dir(const char *base, const char *sub, const char *name, const struct sb_policy *p,
+                    char *out, size_t size)
 {
     snprintf(out, size, "%s/%s", base, sub);
-    if (mkdir(out, 0700) < 0 && errno != EEXIST)
+    if (mkdir(out, 0711) < 0 && errno != EEXIST)
         return -1;
     snprintf(out, size, "%s/%s/%s", base, sub, name);
-    return mkdir(out, 0700) < 0 && errno != EEXIST ? -1 : 0;
+    if (mkdir(out, 0700) < 0 && errno != EEXIST)
+        return -1;
+    return p->change_user ? give_to_worker(out, p->uid, p->gid) : 0;
 }
 
 /* What must be executable: the entrypoint, the interpreter its "#!" names,
@@ -72,8 +173,7 @@ static void find_interpreters(struct wk_confinement *c, const char *entrypoint)
 
 void confine_prepare(struct wk_confinement *c, const struct manifest *m, struct sb_policy *p)
 {
-    static const struct sb_system off = {.mode = SB_MODE_OFF};
-    const struct sb_system *s = c->system != NULL ? c->system : &off;
+    const struct sb_system *s = system_of(c);
     const struct worker_limits *l = &m->limits;
     sb_policy_init(p, s, l->memory_mb, l->nofile, l->nproc, -1);
     c->tmp_dir[0] = c->data_dir[0] = c->cgroup_why[0] = '\0';
@@ -81,12 +181,12 @@ void confine_prepare(struct wk_confinement *c, const struct manifest *m, struct 
     if (!p->enabled)
         return;
     if (c->state_dir != NULL) {
-        if (make_dir(c->state_dir, "tmp", m->name, c->tmp_dir, sizeof(c->tmp_dir)) < 0) {
+        if (make_dir(c->state_dir, "tmp", m->name, p, c->tmp_dir, sizeof(c->tmp_dir)) < 0) {
             log_plugd("warn", m->name, "cannot create %s: %s", c->tmp_dir, strerror(errno));
             c->tmp_dir[0] = '\0';
         }
         if (manifest_has_capability(m, "fs.data") &&
-            make_dir(c->state_dir, "data", m->name, c->data_dir, sizeof(c->data_dir)) < 0) {
+            make_dir(c->state_dir, "data", m->name, p, c->data_dir, sizeof(c->data_dir)) < 0) {
             log_plugd("warn", m->name, "cannot create %s: %s", c->data_dir, strerror(errno));
             c->data_dir[0] = '\0';
         }

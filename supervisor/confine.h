@@ -23,6 +23,7 @@ struct wk_confinement {
     ev_io notify_w;                 /* refused system calls (fd -1: none) */
     void (*on_violation)(struct wk_confinement *c, const struct sb_syscall *call);
     void *owner;             /* the worker */
+    bool is_pid1;            /* this run is pid 1 of its own pid namespace */
     uint64_t violations;     /* refused system calls, ever */
     char last_violation[32]; /* the name of the last one */
 };
@@ -36,6 +37,19 @@ void confine_init(struct wk_confinement *c,
 /* Before the fork: the folders, the cgroup, and `p` for the child (which
  * borrows c's strings). */
 void confine_prepare(struct wk_confinement *c, const struct manifest *m, struct sb_policy *p);
+
+/* fork(): the child in its own pid namespace where the sandbox makes one. */
+pid_t confine_fork(struct wk_confinement *c, struct sb_policy *p);
+
+/* SIGTERM to the worker. pid 1 of a namespace only gets the signals it has
+ * a handler for: where SIGTERM would have ended it (no handler, not
+ * ignored), SIGKILL does. */
+void confine_terminate(const struct wk_confinement *c, pid_t pid);
+
+/* When workers run as another uid: plugd's state folder, tmp/, data/ and
+ * packages/ searchable by it (0711; packages readable), and the refusal of
+ * the user layer when a folder above the state is closed to it. */
+void confine_open_state(struct sb_system *s, const char *state_dir);
 
 /* In the child: TMPDIR and PLUGD_DATA. -1 on failure. */
 int confine_set_env(const struct wk_confinement *c);

@@ -37,6 +37,8 @@ static const char usage[] =
     "  --sandbox MODE     on (default): every layer the kernel allows, a refused\n"
     "                     one logged; strict: a worker whose layer is refused does\n"
     "                     not start; off: no sandbox (docs/sandbox.md)\n"
+    "  --worker-user USER[:GROUP]  who workers run as when plugd is root (a name\n"
+    "                     or number; default nobody); never root\n"
     "  --host-fd N        speak msgpack-rpc with the host application on fd N;\n"
     "                     plugd stops when that channel closes\n"
     "  --log-file PATH    append JSON log records here instead of stderr\n"
@@ -54,6 +56,7 @@ struct options {
     double data_retention;
     const char *control_socket; /* NULL: STATE/plugd.sock */
     enum sb_mode sandbox;
+    const char *worker_user;
     struct control_options control;
 };
 
@@ -102,6 +105,7 @@ static int parse_args(int argc, char **argv, struct options *o)
         {"allow-uid", required_argument, NULL, 'u'},
         {"allow-gid", required_argument, NULL, 'g'},
         {"sandbox", required_argument, NULL, 'S'},
+        {"worker-user", required_argument, NULL, 'U'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -165,6 +169,17 @@ static int parse_args(int argc, char **argv, struct options *o)
                 return 2;
             }
             break;
+        case 'U': {
+            uid_t uid;
+            gid_t gid;
+            char why[SB_REASON_MAX];
+            if (sb_resolve_user(optarg, &uid, &gid, why, sizeof(why)) < 0) {
+                fprintf(stderr, "plugd: --worker-user: %s\n", why);
+                return 2;
+            }
+            o->worker_user = optarg;
+            break;
+        }
         case 'h':
             fputs(usage, stdout);
             exit(0);
@@ -189,6 +204,9 @@ int main(int argc, char **argv)
     int rc = parse_args(argc, argv, &o);
     if (rc != 0)
         return rc;
+    /* plugd's files (registry, log) are its own; packages and the workers'
+     * folders get their modes explicitly */
+    umask(077);
     /* the log often lives in the state folder: make it first */
     if (mkdir(o.state_dir, 0750) < 0 && errno != EEXIST) {
         fprintf(stderr, "plugd: cannot create --state-dir %s: %s\n", o.state_dir, strerror(errno));
@@ -211,7 +229,8 @@ int main(int argc, char **argv)
                                .plugins_dir = o.plugins_dir,
                                .scan_interval = o.scan_interval,
                                .data_retention = o.data_retention,
-                               .sandbox = o.sandbox};
+                               .sandbox = o.sandbox,
+                               .worker_user = o.worker_user};
     struct plugd_error err;
     log_plugd("info", NULL, "plugd %s starting (state %s, plugins %s)", PLUGD_VERSION, o.state_dir,
               o.plugins_dir ? o.plugins_dir : "none");

@@ -76,18 +76,19 @@ int pkg_digest(const struct manifest *m, char out[PKG_DIGEST_HEX], struct plugd_
     return 0;
 }
 
+/* mkdir -p; each folder it makes gets `mode` whatever the umask */
 static int make_dirs(char *path, mode_t mode)
 {
-    for (char *p = path + 1; *p; p++) {
-        if (*p != '/')
+    for (char *p = path + 1;; p++) {
+        if (*p != '/' && *p != '\0')
             continue;
-        *p = 0;
-        int rc = mkdir(path, mode);
-        *p = '/';
-        if (rc < 0 && errno != EEXIST)
-            return -1;
+        char saved = *p;
+        *p = '\0';
+        int rc = mkdir(path, mode) == 0 ? chmod(path, mode) : errno == EEXIST ? 0 : -1;
+        *p = saved;
+        if (rc < 0 || saved == '\0')
+            return rc;
     }
-    return mkdir(path, mode) < 0 && errno != EEXIST ? -1 : 0;
 }
 
 static int copy_file(const char *from, const char *to, struct plugd_error *err)
@@ -96,8 +97,9 @@ static int copy_file(const char *from, const char *to, struct plugd_error *err)
     struct stat st;
     if (in < 0 || fstat(in, &st) < 0)
         goto fail;
-    out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, st.st_mode & 0755);
-    if (out < 0)
+    out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    /* readable by the workers' uid; executable where the original is */
+    if (out < 0 || fchmod(out, (st.st_mode & 0755) | 0444) < 0)
         goto fail;
     char buf[65536];
     ssize_t n;
@@ -140,7 +142,7 @@ static int copy_package(const struct manifest *m, const char **files, size_t n, 
                         const char *final, struct plugd_error *err)
 {
     remove_tree(tmp, files, n); /* a leftover of an interrupted copy */
-    if (make_dirs((char *)tmp, 0750) < 0)
+    if (make_dirs((char *)tmp, 0755) < 0)
         return plugd_error_set(err, PLUGD_E_IO, "package: cannot create %s: %s", tmp,
                                strerror(errno));
     for (size_t i = 0; i < n; i++) {
@@ -149,7 +151,7 @@ static int copy_package(const struct manifest *m, const char **files, size_t n, 
         snprintf(to, sizeof(to), "%s/%s", tmp, files[i]);
         char *slash = strrchr(to, '/');
         *slash = 0;
-        int rc = make_dirs(to, 0750);
+        int rc = make_dirs(to, 0755);
         *slash = '/';
         if (rc < 0)
             return plugd_error_set(err, PLUGD_E_IO, "package: cannot create a folder for %s", to);

@@ -27,6 +27,7 @@ struct plugd_options {
     double scan_interval;    /* s; 0: PLUGD_SCAN_INTERVAL */
     double data_retention;   /* s; 0: PLUGD_DATA_RETENTION */
     enum sb_mode sandbox;    /* --sandbox: on (the default), strict or off */
+    const char *worker_user; /* --worker-user, when plugd is root; NULL: nobody */
 };
 
 struct plugin {

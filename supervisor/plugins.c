@@ -839,7 +839,7 @@ int plugd_open(struct plugd *d, struct ev_loop *loop, const struct plugd_options
 {
     memset(d, 0, sizeof(*d));
     d->loop = loop;
-    sb_system_init(&d->sandbox, o->sandbox);
+    sb_system_init(&d->sandbox, o->sandbox, o->worker_user);
     d->data_retention = o->data_retention > 0 ? o->data_retention : PLUGD_DATA_RETENTION;
     char path[PATH_MAX];
     snprintf(path, sizeof(path), "%s/plugd.db", o->state_dir);
@@ -849,6 +849,8 @@ int plugd_open(struct plugd *d, struct ev_loop *loop, const struct plugd_options
         return -1;
     }
     d->state_dir = realpath(o->state_dir, NULL);
+    if (d->state_dir != NULL)
+        confine_open_state(&d->sandbox, d->state_dir);
     d->plugins_dir = o->plugins_dir ? strdup(o->plugins_dir) : NULL;
     d->bus = ev_bus_new();
     if (d->state_dir == NULL || d->bus == NULL || (d->reg = reg_open(path, err)) == NULL) {

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -334,13 +335,16 @@ static int send_report(int fd, const struct sb_report *r, int notify_fd)
     return sendmsg(fd, &msg, MSG_NOSIGNAL) == (ssize_t)sizeof(*r) ? 0 : -1;
 }
 
-static void exec_worker(struct worker *w, pid_t plugd_pid, int channel, int out, int err,
-                        struct sb_policy *policy, struct report_socket *report)
+static void exec_worker(struct worker *w, int channel, int out, int err, struct sb_policy *policy,
+                        struct report_socket *report)
 {
     const struct manifest *m = w->m;
     prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != plugd_pid)
-        _exit(1); /* plugd died before the death signal was armed */
+    /* plugd died before the death signal was armed: its end of the report
+     * socket is closed (getppid() cannot tell: in a pid namespace it is 0) */
+    struct pollfd plugd_end = {.fd = report->fd, .events = POLLIN};
+    if (poll(&plugd_end, 1, 0) != 0)
+        _exit(1);
     /* Its own session: a terminal's ^C reaches plugd, which stops workers
      * gracefully, instead of killing them all at once. */
     setsid();
@@ -467,16 +471,16 @@ static int spawn(struct worker *w, struct plugd_error *err)
     struct sb_policy policy;
     confine_prepare(&w->confine, w->m, &policy);
     policy.keep_fd = REPORT_FD;
-    pid_t plugd_pid = getpid();
-    pid_t pid = fork();
+    pid_t pid = confine_fork(&w->confine, &policy);
     if (pid < 0) {
         plugd_error_set(err, PLUGD_E_IO, "cannot fork a worker: %s", strerror(errno));
         confine_release(&w->confine, w->loop);
         goto fail;
     }
     if (pid == 0) {
+        close(ex[0]); /* only plugd's copy stays: it closes when plugd dies */
         struct report_socket report = {.fd = ex[1]};
-        exec_worker(w, plugd_pid, sv[1], out[1], errp[1], &policy, &report);
+        exec_worker(w, sv[1], out[1], errp[1], &policy, &report);
         /* a failure: the errno after the report (an empty one if none went) */
         int e = errno ? errno : EINVAL;
         struct sb_report none = {0};
@@ -723,7 +727,7 @@ static void on_stop_timer(struct ev_loop *loop, ev_timer *t, int revents)
     if (w->stop_phase == 0) {
         log_plugd("warn", w->m->name, "did not exit within %.1f s of plugd.shutdown: SIGTERM",
                   w->m->limits.drain_timeout);
-        kill(w->pid, SIGTERM);
+        confine_terminate(&w->confine, w->pid);
         w->stop_phase = 1;
         ev_timer_set(t, w->m->limits.term_timeout, 0.);
         ev_timer_start(loop, t);
@@ -749,7 +753,7 @@ void worker_stop(struct worker *w)
     case WK_STARTING:
         /* Not speaking the protocol yet: straight to SIGTERM. */
         ev_timer_stop(w->loop, &w->handshake_t);
-        kill(w->pid, SIGTERM);
+        confine_terminate(&w->confine, w->pid);
         w->stop_phase = 1;
         ev_timer_set(&w->stop_t, w->m->limits.term_timeout, 0.);
         break;

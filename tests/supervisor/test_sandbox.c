@@ -155,6 +155,16 @@ static void expect_confined(const char *plugin, int memory_mb, int nofile, int n
         cr_expect_eq(status_hex(pid, "CapEff:"), 0);
         cr_expect_eq(status_hex(pid, "CapPrm:"), 0);
         cr_expect_eq(status_hex(pid, "CapBnd:"), 0, "the bounding set is empty");
+        cr_assert(has_layer(sandbox, "pid_namespace"), "%s", text);
+        char nspid[64];
+        cr_assert(proc_line(pid, "status", "NSpid:", nspid, sizeof(nspid)));
+        cr_expect(strstr(nspid, "\t1\n") != NULL, "pid 1 of its namespace: NSpid %s", nspid);
+        cr_assert(has_layer(sandbox, "user"), "%s", text);
+        char uid[64], groups[64];
+        cr_assert(proc_line(pid, "status", "Uid:", uid, sizeof(uid)));
+        cr_expect_str_eq(uid, "\t65534\t65534\t65534\t65534\n", "nobody, every uid");
+        cr_assert(proc_line(pid, "status", "Groups:", groups, sizeof(groups)));
+        cr_expect(strspn(groups, " \t\n") == strlen(groups), "no groups: %s", groups);
         cr_assert(has_layer(sandbox, "namespaces"), "%s", text);
         cr_expect(!same_namespace(pid, getpid(), "net"), "an offline network namespace");
         cr_expect(!same_namespace(pid, getpid(), "ipc"));
@@ -328,10 +338,10 @@ Test(sandbox, without_capabilities_every_way_out_fails_and_is_reported)
     snprintf(params, sizeof(params), "[%d]", (int)h.plugd_pid);
     expect_violation("probe", "signal", params, "kill");
     snprintf(params, sizeof(params), "[%d]", (int)hello);
-    if (!IS_SANITIZER_BUILD) /* LeakSanitizer needs ptrace: landlock refuses it there */
+    if (!IS_SANITIZER_BUILD) /* LeakSanitizer needs ptrace: landlock refuses it there, */
         expect_violation("probe", "ptrace", params, "ptrace");
-    else
-        expect_refused("probe", "ptrace", params, "EPERM");
+    else /* or the pid namespace has no other process */
+        expect_refused("probe", "ptrace", params, geteuid() == 0 ? "ESRCH" : "EPERM");
 
     /* nobody else was harmed */
     cr_assert_eq(harness_worker_pid(&h, "hello"), hello);
@@ -481,8 +491,10 @@ Test(sandbox, refused_layers_are_reported_and_strict_does_not_start_the_worker)
     json_t *sandbox = json_object_get(st, "sandbox"),
            *refused = json_object_get(sandbox, "refused");
     char *text = json_dumps(sandbox, JSON_COMPACT);
+    cr_expect_not_null(json_object_get(refused, "pid_namespace"), "%s", text);
     cr_expect_not_null(json_object_get(refused, "cgroup"), "%s", text);
     cr_expect_not_null(json_object_get(refused, "namespaces"), "%s", text);
+    cr_expect(has_layer(sandbox, "user"), "nobody is unprivileged already: %s", text);
     const char *caps = json_string_value(json_object_get(refused, "capabilities"));
     cr_expect(caps != NULL && strstr(caps, "Operation not permitted") != NULL, "%s", text);
     cr_expect(has_layer(sandbox, "landlock") && has_layer(sandbox, "seccomp"), "%s", text);
@@ -501,7 +513,7 @@ Test(sandbox, refused_layers_are_reported_and_strict_does_not_start_the_worker)
     harness_sleep(&h, 0.3);
     st = harness_status(&h, "probe");
     const char *last = json_string_value(json_object_get(st, "last_error"));
-    cr_expect(last != NULL && strstr(last, "strict sandbox: layer cgroup refused") != NULL,
+    cr_expect(last != NULL && strstr(last, "strict sandbox: layer pid_namespace refused") != NULL,
               "last_error: %s", last);
     cr_expect(json_is_true(json_object_get(st, "failed")), "not restarted");
     json_decref(st);
@@ -554,15 +566,119 @@ Test(sandbox, a_killed_plugds_cgroups_are_removed_by_the_next_one)
     cr_expect(!exists(stale), "%s is removed by the next plugd", stale);
 }
 
-Test(sandbox, plugd_refuses_an_unknown_sandbox_mode)
+/* plugd with `args` stops at once: exit 2 and `message` on stderr. */
+static void expect_usage_error(const char *args, const char *message)
 {
-    char command[PATH_MAX + 64], line[256] = "";
-    snprintf(command, sizeof(command), "%s/supervisor/plugd --sandbox loose 2>&1",
-             getenv("PLUGD_BUILD_ROOT"));
+    char command[PATH_MAX + 128], line[256] = "";
+    snprintf(command, sizeof(command), "%s/supervisor/plugd %s 2>&1", getenv("PLUGD_BUILD_ROOT"),
+             args);
     FILE *p = popen(command, "r");
     cr_assert_not_null(p);
-    cr_assert_not_null(fgets(line, sizeof(line), p));
+    cr_assert_not_null(fgets(line, sizeof(line), p), "%s: no message", args);
     int status = pclose(p);
-    cr_expect_str_eq(line, "plugd: --sandbox: \"loose\" is not on, strict or off\n");
-    cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 2, "usage error: %d", status);
+    cr_expect_str_eq(line, message);
+    cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 2, "%s: usage error: %d", args, status);
+}
+
+Test(sandbox, plugd_refuses_an_unknown_sandbox_mode)
+{
+    expect_usage_error("--sandbox loose", "plugd: --sandbox: \"loose\" is not on, strict or off\n");
+}
+
+/* ------------------------------------------------------------ pid 1, the user */
+
+Test(sandbox, a_worker_that_is_pid_1_still_ends_at_the_sigterm_step)
+{
+    if (geteuid() != 0)
+        cr_skip("needs root: a pid namespace");
+    /* pid 1 of a namespace gets no signal it has no handler for: crashy
+     * has none for SIGTERM, and the deadline after it is long */
+    harness_add_plugin(&h, "crashy", "crashy",
+                       "{\"limits\": {\"shutdown_drain_ms\": 300, \"shutdown_term_ms\": 60000}}");
+    harness_start(&h);
+    cr_assert(harness_wait_state(&h, "crashy", "running", -1, 15.0));
+    pid_t pid = harness_worker_pid(&h, "crashy");
+    harness_call(&h, "crashy", "hang", "[]", 100, NULL); /* plugd.shutdown goes unanswered */
+    cr_assert_eq(harness_op(&h, "disable", "crashy", NULL, 0), PLUGD_OK);
+    cr_assert(harness_wait_state(&h, "crashy", "stopped", -1, 10.0), "SIGTERM was lost on pid 1");
+    cr_expect(harness_pid_gone(pid));
+    cr_expect_geq(harness_log_count(&h, "of plugd.shutdown: SIGTERM"), 1);
+    cr_expect_eq(harness_log_count(&h, "of SIGTERM: SIGKILL"), 0, "not the 60 s deadline");
+}
+
+static void expect_owner(const char *path, uid_t uid, gid_t gid, mode_t mode)
+{
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0, "%s", path);
+    cr_expect(st.st_uid == uid && st.st_gid == gid, "%s: owner %u:%u", path, (unsigned)st.st_uid,
+              (unsigned)st.st_gid);
+    cr_expect_eq(st.st_mode & 07777, mode, "%s: mode %o", path, (unsigned)(st.st_mode & 07777));
+}
+
+Test(sandbox, workers_run_as_the_configured_user_which_owns_only_their_folders)
+{
+    if (geteuid() != 0)
+        cr_skip("needs root: plugd switches users");
+    harness_add_plugin(&h, "probe", "keeper", "{\"capabilities\": [\"fs.data\"]}");
+    h.extra_args[0] = "--worker-user";
+    h.extra_args[1] = "4321:4322";
+    harness_start(&h);
+    cr_assert(harness_wait_state(&h, "keeper", "running", -1, 15.0));
+    pid_t pid = harness_worker_pid(&h, "keeper");
+    char ids[64];
+    cr_assert(proc_line(pid, "status", "Uid:", ids, sizeof(ids)));
+    cr_expect_str_eq(ids, "\t4321\t4321\t4321\t4321\n");
+    cr_assert(proc_line(pid, "status", "Gid:", ids, sizeof(ids)));
+    cr_expect_str_eq(ids, "\t4322\t4322\t4322\t4322\n");
+
+    char path[PATH_MAX], params[PATH_MAX + 16];
+    snprintf(path, sizeof(path), "%s/state/tmp/keeper", h.dir);
+    expect_owner(path, 4321, 4322, 0700);
+    snprintf(path, sizeof(path), "%s/state/data/keeper", h.dir);
+    expect_owner(path, 4321, 4322, 0700);
+    snprintf(params, sizeof(params), "[\"%s/kept\"]", path);
+    expect_allowed("keeper", "write", params);
+    snprintf(path, sizeof(path), "%s/state/data/keeper/kept", h.dir);
+    expect_owner(path, 4321, 4322, 0600); /* plugd's umask: the worker's files are its own */
+    snprintf(path, sizeof(path), "%s/state/plugd.db", h.dir);
+    expect_owner(path, 0, 0, 0600);
+    snprintf(path, sizeof(path), "%s/state", h.dir);
+    expect_owner(path, 0, 0, 0711);
+}
+
+Test(sandbox, a_state_the_worker_user_cannot_reach_keeps_plugds_uid_and_says_why)
+{
+    if (geteuid() != 0)
+        cr_skip("needs root: plugd switches users");
+    cr_assert_eq(chmod(h.dir, 0700), 0); /* nobody cannot pass h.dir */
+    harness_add_plugin(&h, "hello", "hello", NULL);
+    harness_start(&h);
+    cr_assert(harness_wait_state(&h, "hello", "running", -1, 15.0));
+    json_t *st = harness_status(&h, "hello");
+    json_t *sandbox = json_object_get(st, "sandbox");
+    const char *why =
+        json_string_value(json_object_get(json_object_get(sandbox, "refused"), "user"));
+    char expected[PATH_MAX];
+    snprintf(expected, sizeof(expected), "uid 65534 cannot reach the state: %s is 700", h.dir);
+    cr_expect(why != NULL && strstr(why, "cannot reach the state") != NULL &&
+                  strstr(expected, why + strlen("uid 65534 cannot reach the state: ")) != NULL,
+              "refused user: %s", why);
+    cr_expect(has_layer(sandbox, "capabilities") && has_layer(sandbox, "seccomp"));
+    json_decref(st);
+    cr_expect_geq(harness_log_count(&h, "workers keep plugd's uid: uid 65534 cannot reach"), 1);
+    cr_assert_eq(harness_call(&h, "hello", "echo", "[1]", 0, NULL), PLUGD_OK);
+}
+
+Test(sandbox, plugd_refuses_a_worker_user_that_is_root_or_unknown)
+{
+    expect_usage_error(
+        "--worker-user root",
+        "plugd: --worker-user: \"root\" is root: workers need an unprivileged user\n");
+    expect_usage_error(
+        "--worker-user 0:100",
+        "plugd: --worker-user: \"0:100\" is root: workers need an unprivileged user\n");
+    expect_usage_error("--worker-user no-such-user",
+                       "plugd: --worker-user: no user \"no-such-user\"\n");
+    expect_usage_error("--worker-user nobody:no-such-group",
+                       "plugd: --worker-user: no group \"no-such-group\"\n");
 }
