@@ -129,6 +129,10 @@ static double spawn_to_ready_us(const struct sb_system *sandbox)
         fprintf(stderr, "bench: the sandboxed worker has no layer\n");
         exit(1);
     }
+    for (int l = 0; sandbox == &sandboxed && l < SB_LAYER_COUNT; l++)
+        if (w->confine.report.refused & (1u << l))
+            fprintf(stderr, "bench: layer %s refused: %s\n", sb_layer_name(l),
+                    w->confine.report.reason[l]);
     stop(w);
     worker_free(w);
     return t;
@@ -354,6 +358,7 @@ int main(int argc, char **argv)
     }
     sb_system_init(&sandboxed, SB_MODE_ON, NULL);
     sb_system_init(&unconfined, SB_MODE_OFF, NULL);
+    confine_open_state(&sandboxed, state_dir); /* as plugd: for the workers' user */
     bench_spawn();
     bench_crash(&unconfined, "crash_to_ready");
     bench_crash(&sandboxed, "crash_to_ready_sandboxed");
