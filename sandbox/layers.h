@@ -20,7 +20,11 @@
 
 /* Marks `layer` refused with "what: strerror(err)" (the first reason kept). */
 void sb_refuse(struct sb_report *r, enum sb_layer layer, const char *what, int err);
+void sb_refuse_text(struct sb_report *r, enum sb_layer layer, const char *text);
 void sb_activate(struct sb_report *r, enum sb_layer layer);
+
+/* Enters the view and makes it the worker's own (view.c). */
+void sb_enter_view(const struct sb_policy *p, struct sb_report *r);
 
 /* The highest landlock ABI the kernel has (0: none). */
 int sb_landlock_abi(void);

@@ -16,16 +16,10 @@
 #include "layers.h"
 
 static const char *const layer_names[SB_LAYER_COUNT] = {
-    [SB_PID_NS] = "pid_namespace",
-    [SB_CGROUP] = "cgroup",
-    [SB_NAMESPACES] = "namespaces",
-    [SB_RLIMITS] = "rlimits",
-    [SB_FDS] = "fds",
-    [SB_NO_NEW_PRIVS] = "no_new_privs",
-    [SB_USER] = "user",
-    [SB_CAPS] = "capabilities",
-    [SB_LANDLOCK] = "landlock",
-    [SB_SECCOMP] = "seccomp",
+    [SB_PID_NS] = "pid_namespace",      [SB_CGROUP] = "cgroup",   [SB_NAMESPACES] = "namespaces",
+    [SB_MOUNT_NS] = "mount_namespace",  [SB_RLIMITS] = "rlimits", [SB_FDS] = "fds",
+    [SB_NO_NEW_PRIVS] = "no_new_privs", [SB_USER] = "user",       [SB_CAPS] = "capabilities",
+    [SB_LANDLOCK] = "landlock",         [SB_SECCOMP] = "seccomp",
 };
 
 const char *sb_layer_name(enum sb_layer layer)
@@ -33,7 +27,7 @@ const char *sb_layer_name(enum sb_layer layer)
     return layer < SB_LAYER_COUNT ? layer_names[layer] : "?";
 }
 
-static void refuse_text(struct sb_report *r, enum sb_layer layer, const char *text)
+void sb_refuse_text(struct sb_report *r, enum sb_layer layer, const char *text)
 {
     if (r->refused & (1u << layer))
         return;
@@ -46,7 +40,7 @@ void sb_refuse(struct sb_report *r, enum sb_layer layer, const char *what, int e
 {
     char text[SB_REASON_MAX];
     snprintf(text, sizeof(text), "%s: %s", what, strerror(err));
-    refuse_text(r, layer, text);
+    sb_refuse_text(r, layer, text);
 }
 
 void sb_activate(struct sb_report *r, enum sb_layer layer)
@@ -90,17 +84,17 @@ pid_t sb_fork(const struct sb_system *s, struct sb_policy *p)
 static void check_pid_namespace(const struct sb_policy *p, struct sb_report *r)
 {
     if (p->pid_ns_refused != NULL)
-        refuse_text(r, SB_PID_NS, p->pid_ns_refused);
+        sb_refuse_text(r, SB_PID_NS, p->pid_ns_refused);
     else if (getpid() == 1)
         sb_activate(r, SB_PID_NS);
     else
-        refuse_text(r, SB_PID_NS, "the worker is not pid 1 of its namespace");
+        sb_refuse_text(r, SB_PID_NS, "the worker is not pid 1 of its namespace");
 }
 
 static void join_cgroup(const struct sb_policy *p, struct sb_report *r)
 {
     if (p->cgroup_refused != NULL) {
-        refuse_text(r, SB_CGROUP, p->cgroup_refused);
+        sb_refuse_text(r, SB_CGROUP, p->cgroup_refused);
         return;
     }
     for (int c = 0; c < SB_CG_COUNT; c++) {
@@ -124,7 +118,7 @@ static void join_cgroup(const struct sb_policy *p, struct sb_report *r)
 static void enter_namespaces(const struct sb_policy *p, struct sb_report *r)
 {
     if (p->ns_refused != NULL) {
-        refuse_text(r, SB_NAMESPACES, p->ns_refused);
+        sb_refuse_text(r, SB_NAMESPACES, p->ns_refused);
         return;
     }
     if (p->net_fd >= 0 && setns(p->net_fd, CLONE_NEWNET) < 0)
@@ -182,10 +176,10 @@ static bool drop_bounding_set(struct sb_report *r)
 static void switch_user(const struct sb_policy *p, struct sb_report *r)
 {
     if (p->user_refused != NULL) {
-        refuse_text(r, SB_USER, p->user_refused);
+        sb_refuse_text(r, SB_USER, p->user_refused);
     } else if (!p->change_user) {
         if (getuid() == 0 || geteuid() == 0)
-            refuse_text(r, SB_USER, "no unprivileged user for the workers");
+            sb_refuse_text(r, SB_USER, "no unprivileged user for the workers");
         else
             sb_activate(r, SB_USER); /* plugd's own uid: not root */
     } else if (setgroups(0, NULL) < 0) {
@@ -225,6 +219,7 @@ int sb_apply(const struct sb_policy *p, struct sb_report *r)
     check_pid_namespace(p, r);
     join_cgroup(p, r); /* these two need plugd's privileges: first */
     enter_namespaces(p, r);
+    sb_enter_view(p, r); /* after the cgroup: /sys is not in the view */
     apply_rlimits(p, r);
     close_inherited_fds(p, r);
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0)

@@ -20,6 +20,7 @@ enum sb_layer {
     SB_PID_NS,     /* its own pid namespace, made at the fork: the worker is pid 1 */
     SB_CGROUP,     /* memory, pids and cpu limits of the worker's own cgroup */
     SB_NAMESPACES, /* net (offline unless net.outbound), ipc, uts */
+    SB_MOUNT_NS,   /* the filesystem view: a mount namespace of its own */
     SB_RLIMITS,    /* address space, open files, processes, file size, no core */
     SB_FDS,        /* nothing inherited but stdio and the channel */
     SB_NO_NEW_PRIVS,
@@ -53,6 +54,10 @@ struct sb_system {
     char ns_reason[SB_REASON_MAX]; /* why the namespaces are missing */
     int own_pid_ns;                /* plugd's pid namespace, to return to after a fork */
     char pid_ns_reason[SB_REASON_MAX];
+    int own_mnt_ns; /* plugd's mount namespace */
+    int view_ns;    /* the workers' shared view (sb_view_make), or -1 */
+    char view_state_dir[PATH_MAX];
+    char view_reason[SB_REASON_MAX];
     /* the workers' uid and gid when plugd runs as root (user_reason empty) */
     uid_t worker_uid;
     gid_t worker_gid;
@@ -77,6 +82,10 @@ struct sb_policy {
     int net_fd, ipc_fd, uts_fd; /* -1: stay in plugd's */
     const char *ns_refused;     /* why there are none, or NULL */
     const char *pid_ns_refused; /* set by sb_fork: why the worker is not pid 1, or NULL */
+    /* the view: entered from view_fd, left for home_mnt_fd if it fails */
+    int view_fd, home_mnt_fd;
+    const char *view_state_dir; /* the package, tmp and data folders lie below it */
+    const char *view_refused;   /* why there is no view, or NULL */
     /* user: switch to uid/gid (plugd is root), else user_refused or neither */
     bool change_user;
     uid_t uid;
@@ -119,6 +128,9 @@ int sb_resolve_user(const char *spec, uid_t *uid, gid_t *gid, char *why, size_t 
  * folder above it); if not, workers keep plugd's uid and the user layer is
  * refused with the folder named. */
 void sb_system_check_reach(struct sb_system *s, const char *dir);
+/* Builds the workers' filesystem view for a state folder (an absolute,
+ * resolved path); what fails is reported per worker as a refused layer. */
+void sb_view_make(struct sb_system *s, const char *state_dir);
 /* Removes plugd's cgroup folders and closes the namespaces. */
 void sb_system_fini(struct sb_system *s);
 

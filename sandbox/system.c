@@ -392,11 +392,18 @@ bool sb_cgroup_oom_killed(const struct sb_system *s, const struct sb_cgroup *cg)
 
 void sb_system_init(struct sb_system *s, enum sb_mode mode, const char *worker_user)
 {
-    *s = (struct sb_system){
-        .mode = mode, .offline_net = -1, .shared_ipc = -1, .shared_uts = -1, .own_pid_ns = -1};
+    *s = (struct sb_system){.mode = mode,
+                            .offline_net = -1,
+                            .shared_ipc = -1,
+                            .shared_uts = -1,
+                            .own_pid_ns = -1,
+                            .own_mnt_ns = -1,
+                            .view_ns = -1};
+    snprintf(s->view_reason, sizeof(s->view_reason), "no state folder to build the view for");
     if (mode == SB_MODE_OFF)
         return;
     s->landlock_abi = sb_landlock_abi();
+    s->own_mnt_ns = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
     make_namespaces(s);
     check_pid_namespace(s);
     choose_worker_user(s, worker_user);
@@ -412,8 +419,9 @@ void sb_system_fini(struct sb_system *s)
     }
     s->cgroup = SB_CGROUP_NONE;
     sb_filters_free();
-    int *fds[] = {&s->offline_net, &s->shared_ipc, &s->shared_uts, &s->own_pid_ns};
-    for (int i = 0; i < 4; i++) {
+    int *fds[] = {&s->offline_net, &s->shared_ipc, &s->shared_uts,
+                  &s->own_pid_ns,  &s->own_mnt_ns, &s->view_ns};
+    for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++) {
         if (*fds[i] >= 0)
             close(*fds[i]);
         *fds[i] = -1;
@@ -440,6 +448,10 @@ void sb_policy_init(struct sb_policy *p, const struct sb_system *s, int memory_m
         .ipc_fd = s->shared_ipc,
         .uts_fd = s->shared_uts,
         .ns_refused = s->offline_net < 0 ? s->ns_reason : NULL,
+        .view_fd = s->view_ns,
+        .home_mnt_fd = s->own_mnt_ns,
+        .view_state_dir = s->view_state_dir,
+        .view_refused = s->view_ns < 0 ? s->view_reason : NULL,
         .landlock_abi = s->landlock_abi,
         .change_user = s->worker_uid != 0 && s->user_reason[0] == '\0',
         .uid = s->worker_uid,

@@ -30,7 +30,8 @@ void remove_tree(const char *dir)
 /* A worker without a sandbox system (tests, benches) runs unconfined. */
 static const struct sb_system *system_of(const struct wk_confinement *c)
 {
-    static const struct sb_system off = {.mode = SB_MODE_OFF, .own_pid_ns = -1};
+    static const struct sb_system off = {
+        .mode = SB_MODE_OFF, .own_pid_ns = -1, .own_mnt_ns = -1, .view_ns = -1};
     return c->system != NULL ? c->system : &off;
 }
 

@@ -849,8 +849,10 @@ int plugd_open(struct plugd *d, struct ev_loop *loop, const struct plugd_options
         return -1;
     }
     d->state_dir = realpath(o->state_dir, NULL);
-    if (d->state_dir != NULL)
+    if (d->state_dir != NULL) {
         confine_open_state(&d->sandbox, d->state_dir);
+        sb_view_make(&d->sandbox, d->state_dir);
+    }
     d->plugins_dir = o->plugins_dir ? strdup(o->plugins_dir) : NULL;
     d->bus = ev_bus_new();
     if (d->state_dir == NULL || d->bus == NULL || (d->reg = reg_open(path, err)) == NULL) {

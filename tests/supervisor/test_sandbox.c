@@ -82,6 +82,15 @@ static bool has_layer(json_t *sandbox, const char *layer)
     return false;
 }
 
+/* Whether `plugin`'s worker runs in its mount namespace view. */
+static bool has_view(const char *plugin)
+{
+    json_t *st = harness_status(&h, plugin);
+    bool has = has_layer(json_object_get(st, "sandbox"), "mount_namespace");
+    json_decref(st);
+    return has;
+}
+
 /* The folder of `pid`'s cgroup under v1 controller `controller`, or "". */
 static void cgroup_of(pid_t pid, const char *controller, char *out, size_t size)
 {
@@ -169,6 +178,8 @@ static void expect_confined(const char *plugin, int memory_mb, int nofile, int n
         cr_expect(!same_namespace(pid, getpid(), "net"), "an offline network namespace");
         cr_expect(!same_namespace(pid, getpid(), "ipc"));
         cr_expect(!same_namespace(pid, getpid(), "uts"));
+        cr_assert(has_layer(sandbox, "mount_namespace"), "%s", text);
+        cr_expect(!same_namespace(pid, getpid(), "mnt"), "a mount namespace of its own");
         if (is_v1_machine()) {
             cr_assert(has_layer(sandbox, "cgroup"), "%s", text);
             char dir[PATH_MAX];
@@ -250,8 +261,9 @@ static void expect_refused(const char *plugin, const char *method, const char *p
     json_t *r = probe(plugin, method, params);
     cr_assert_not_null(r, "%s %s: the probe died", method, params);
     cr_expect(json_is_false(json_object_get(r, "ok")), "%s %s was allowed", method, params);
-    cr_expect_str_eq(json_string_value(json_object_get(r, "error")), error, "%s %s", method,
-                     params);
+    const char *got = json_string_value(json_object_get(r, "error"));
+    cr_expect(got != NULL && strcmp(got, error) == 0, "%s %s: %s, not %s", method, params, got,
+              error);
     json_decref(r);
 }
 
@@ -290,6 +302,76 @@ static void expect_violation(const char *plugin, const char *method, const char 
     json_decref(st);
 }
 
+/* ------------------------------------------------------------ the view */
+
+/* PATH as the worker `pid` sees it (through /proc/PID/root) exists. */
+static bool sees(pid_t pid, const char *path)
+{
+    char at[2 * PATH_MAX + 64];
+    snprintf(at, sizeof(at), "/proc/%d/root%s", (int)pid, path);
+    return access(at, F_OK) == 0;
+}
+
+static ino_t inode_of(const char *path)
+{
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0, "%s", path);
+    return st.st_ino;
+}
+
+Test(sandbox, the_view_holds_the_system_libraries_and_only_the_workers_own_folders)
+{
+    if (geteuid() != 0)
+        cr_skip("the mount namespace needs root");
+    harness_add_plugin(&h, "probe", "keeper", "{\"capabilities\": [\"fs.data\"]}");
+    harness_add_plugin(&h, "hello", "hello", NULL);
+    harness_start(&h);
+    cr_assert(harness_wait_state(&h, "keeper", "running", -1, 15.0));
+    cr_assert(harness_wait_state(&h, "hello", "running", -1, 15.0));
+    pid_t keeper = harness_worker_pid(&h, "keeper"), hello = harness_worker_pid(&h, "hello");
+    char state[PATH_MAX + 16], path[2 * PATH_MAX];
+    snprintf(state, sizeof(state), "%s/state", h.dir);
+
+    /* what every program needs */
+    cr_expect(sees(keeper, "/usr/bin/sh"));
+    cr_expect(sees(keeper, "/lib64") || sees(keeper, "/lib"), "the loader's folder");
+    cr_expect(sees(keeper, "/etc/ld.so.cache"));
+    cr_expect(sees(keeper, "/dev/null") && sees(keeper, "/dev/urandom"));
+    /* and nothing else of the machine */
+    const char *absent[] = {"/etc/shadow", "/etc/passwd", "/home",    "/root", "/var",
+                            "/sys",        "/run",        "/dev/shm", "/boot"};
+    for (size_t i = 0; i < sizeof(absent) / sizeof(absent[0]); i++)
+        cr_expect(!sees(keeper, absent[i]), "%s is in the view", absent[i]);
+    if (!IS_SANITIZER_BUILD) /* sanitizer runtimes read /proc */
+        cr_expect(!sees(keeper, "/proc/1"));
+
+    /* of the state: its package, tmp and data; not plugd's files, not another plugin's */
+    snprintf(path, sizeof(path), "%s/packages/keeper", state);
+    cr_expect(sees(keeper, path));
+    snprintf(path, sizeof(path), "%s/data/keeper", state);
+    cr_expect(sees(keeper, path));
+    cr_expect(!sees(hello, path), "hello sees keeper's data");
+    snprintf(path, sizeof(path), "%s/packages/hello", state);
+    cr_expect(!sees(keeper, path), "keeper sees hello's package");
+    snprintf(path, sizeof(path), "%s/plugd.db", state);
+    cr_expect(!sees(keeper, path));
+    snprintf(path, sizeof(path), "%s/plugd.sock", state);
+    cr_expect(!sees(keeper, path));
+    cr_expect(!sees(keeper, "/.plugd-state/plugd.db"), "the shared copy of the state is gone");
+
+    /* /tmp is its private tmp folder, which it may write; / is read-only */
+    snprintf(path, sizeof(path), "/proc/%d/root/tmp", (int)keeper);
+    char tmp[PATH_MAX + 64];
+    snprintf(tmp, sizeof(tmp), "%s/tmp/keeper", state);
+    cr_expect_eq(inode_of(path), inode_of(tmp), "/tmp is %s", tmp);
+    expect_allowed("keeper", "write", "[\"/tmp/made-by-keeper\"]");
+    snprintf(path, sizeof(path), "%s/made-by-keeper", tmp);
+    cr_expect_eq(access(path, F_OK), 0, "%s", path);
+    expect_refused("keeper", "write", "[\"/made-at-the-root\"]", "EROFS");
+    snprintf(path, sizeof(path), "/proc/%d/root/tmp", (int)hello);
+    cr_expect_neq(inode_of(path), inode_of(tmp), "hello shares keeper's /tmp");
+}
+
 /* A TCP listener on 127.0.0.1; its port. */
 static int loopback_listener(int *port)
 {
@@ -316,15 +398,19 @@ Test(sandbox, without_capabilities_every_way_out_fails_and_is_reported)
     pid_t hello = harness_worker_pid(&h, "hello");
     char params[PATH_MAX + 16];
 
-    /* files outside the view, and writes outside a data folder */
-    expect_refused("probe", "read", "[\"/etc/shadow\"]", "EACCES");
+    /* files outside the view, and writes outside a data folder: absent
+     * from the mount namespace, or read-only there; landlock refuses what
+     * the view holds (and everything, where there is no view) */
+    const char *absent = has_view("probe") ? "ENOENT" : "EACCES";
+    const char *read_only = has_view("probe") ? "EROFS" : "EACCES";
+    expect_refused("probe", "read", "[\"/etc/shadow\"]", absent);
     expect_refused("probe", "read", "[\"/usr/bin/sh\"]", "EACCES");
     snprintf(params, sizeof(params), "[\"%s/plugd.log\"]", h.dir);
-    expect_refused("probe", "read", params, "EACCES");
+    expect_refused("probe", "read", params, absent);
     snprintf(params, sizeof(params), "[\"%s/state/escaped\"]", h.dir);
-    expect_refused("probe", "write", params, "EACCES");
-    expect_refused("probe", "write", "[\"written-into-the-package\"]", "EACCES"); /* its cwd */
-    expect_refused("probe", "write", "[\"/dev/shm/probe\"]", "EACCES");
+    expect_refused("probe", "write", params, read_only);
+    expect_refused("probe", "write", "[\"written-into-the-package\"]", read_only); /* its cwd */
+    expect_refused("probe", "write", "[\"/dev/shm/probe\"]", absent);
     expect_refused("probe", "exec", "[\"/bin/sh\"]", "EACCES");
     expect_allowed("probe", "inherited_fds", "[]");
 
@@ -384,7 +470,7 @@ Test(sandbox, each_capability_opens_only_its_own_way)
     expect_refused("net", "read", "[\"/usr/bin/sh\"]", "EACCES");
 
     expect_allowed("reader", "read", "[\"/usr/bin/sh\"]");
-    expect_refused("reader", "read", "[\"/etc/shadow\"]", "EACCES");
+    expect_refused("reader", "read", "[\"/etc/shadow\"]", has_view("reader") ? "ENOENT" : "EACCES");
 
     json_t *dir = probe("keeper", "env", "[\"PLUGD_DATA\"]");
     snprintf(params, sizeof(params), "%s/state/data/keeper", h.dir);
@@ -394,7 +480,7 @@ Test(sandbox, each_capability_opens_only_its_own_way)
     expect_allowed("keeper", "write", params);
     expect_allowed("keeper", "read", params);
     snprintf(params, sizeof(params), "[\"%s/state/data/reader-was-here\"]", h.dir);
-    expect_refused("reader", "write", params, "EACCES");
+    expect_refused("reader", "write", params, has_view("reader") ? "ENOENT" : "EACCES");
     json_t *none = probe("reader", "env", "[\"PLUGD_DATA\"]");
     cr_expect(json_is_null(none), "no data folder without fs.data");
     json_decref(none);
@@ -494,6 +580,8 @@ Test(sandbox, refused_layers_are_reported_and_strict_does_not_start_the_worker)
     cr_expect_not_null(json_object_get(refused, "pid_namespace"), "%s", text);
     cr_expect_not_null(json_object_get(refused, "cgroup"), "%s", text);
     cr_expect_not_null(json_object_get(refused, "namespaces"), "%s", text);
+    const char *view = json_string_value(json_object_get(refused, "mount_namespace"));
+    cr_expect(view != NULL && strstr(view, "unshare(CLONE_NEWNS)") != NULL, "%s", text);
     cr_expect(has_layer(sandbox, "user"), "nobody is unprivileged already: %s", text);
     const char *caps = json_string_value(json_object_get(refused, "capabilities"));
     cr_expect(caps != NULL && strstr(caps, "Operation not permitted") != NULL, "%s", text);
