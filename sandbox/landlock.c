@@ -104,6 +104,8 @@ static int add_view(int ruleset, const struct sb_policy *p, uint64_t handled)
     e = e ? e : allow(ruleset, "/dev/urandom", FS_READ_FILE, handled);
     e = e ? e : allow(ruleset, p->tmp_dir, READ_WRITE, handled);
     e = e ? e : allow(ruleset, p->data_dir, READ_WRITE, handled);
+    for (size_t i = 0; p->may_network && i < SB_NAME_LOOKUP_FILES; i++)
+        e = e ? e : allow(ruleset, sb_name_lookup_files[i], FS_READ_FILE, handled);
     if (p->may_read_usr)
         e = e ? e : allow(ruleset, "/usr", READ_ONLY, handled);
     if (p->may_spawn) /* programs of the system may run; what they read stays in the view */

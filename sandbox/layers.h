@@ -23,6 +23,9 @@ void sb_refuse(struct sb_report *r, enum sb_layer layer, const char *what, int e
 void sb_refuse_text(struct sb_report *r, enum sb_layer layer, const char *text);
 void sb_activate(struct sb_report *r, enum sb_layer layer);
 
+#define SB_NAME_LOOKUP_FILES 5
+extern const char *const sb_name_lookup_files[SB_NAME_LOOKUP_FILES];
+
 /* Enters the view and makes it the worker's own (view.c). */
 void sb_enter_view(const struct sb_policy *p, struct sb_report *r);
 

@@ -38,11 +38,10 @@
  * link (merged /usr) made again. */
 static const char *const system_paths[] = {"/usr",   "/bin",   "/sbin",  "/lib",
                                            "/lib32", "/lib64", "/libx32"};
-/* What libc reads of /etc: the loader's cache, and what name lookups need
- * (landlock lets only net.outbound read the latter). */
-static const char *const system_files[] = {"/etc/ld.so.cache", "/etc/hosts",
-                                           "/etc/resolv.conf", "/etc/nsswitch.conf",
-                                           "/etc/gai.conf",    "/etc/host.conf"};
+/* What libc reads of /etc besides the loader's cache: what name lookups
+ * need (landlock lets only net.outbound read them). */
+const char *const sb_name_lookup_files[SB_NAME_LOOKUP_FILES] = {
+    "/etc/hosts", "/etc/resolv.conf", "/etc/nsswitch.conf", "/etc/gai.conf", "/etc/host.conf"};
 static const char *const devices[] = {"/dev/null", "/dev/zero", "/dev/urandom"};
 
 /* "what: strerror(err)" into `why` (SB_REASON_MAX); returns -1. */
@@ -158,8 +157,10 @@ static int build_view(const char *root, const char *state_dir, char *why)
     for (size_t i = 0; i < sizeof(system_paths) / sizeof(system_paths[0]); i++)
         if (add_system_path(root, system_paths[i], why) < 0)
             return -1;
-    for (size_t i = 0; i < sizeof(system_files) / sizeof(system_files[0]); i++)
-        if (add_file(root, system_files[i], READ_ONLY, why) < 0)
+    if (add_file(root, "/etc/ld.so.cache", READ_ONLY, why) < 0)
+        return -1;
+    for (size_t i = 0; i < SB_NAME_LOOKUP_FILES; i++)
+        if (add_file(root, sb_name_lookup_files[i], READ_ONLY, why) < 0)
             return -1;
     for (size_t i = 0; i < sizeof(devices) / sizeof(devices[0]); i++)
         if (add_file(root, devices[i], MS_NOSUID, why) < 0)

@@ -468,6 +468,10 @@ Test(sandbox, each_capability_opens_only_its_own_way)
     expect_allowed("net", "connect", params);
     close(listener);
     expect_refused("net", "read", "[\"/usr/bin/sh\"]", "EACCES");
+    if (access("/etc/hosts", R_OK) == 0) { /* name lookups: for the network only */
+        expect_allowed("net", "read", "[\"/etc/hosts\"]");
+        expect_refused("reader", "read", "[\"/etc/hosts\"]", "EACCES");
+    }
 
     expect_allowed("reader", "read", "[\"/usr/bin/sh\"]");
     expect_refused("reader", "read", "[\"/etc/shadow\"]", has_view("reader") ? "ENOENT" : "EACCES");
