@@ -7,6 +7,8 @@
  *                         static child
  *   spawn_to_ready_sandboxed  the same with the full sandbox (plugd's default),
  *                         beside spawn_to_ready of the same run (interleaved)
+ *   spawn_to_ready_sandboxed_without_view  every layer but mount_namespace,
+ *                         interleaved too: what the view alone adds
  *   crash_to_ready        SIGKILL of a running worker → running again (first
  *                         restart), with and without the sandbox
  *   worker_echo_rtt       plugd → worker call "echo" [bin 32], beside a raw socketpair ping-pong
@@ -29,12 +31,14 @@
 #include "bench_util.h"
 #include "logs.h"
 #include "manifest.h"
+#include "package.h"
 #include "worker.h"
 
 #define IN_FLIGHT 64
 
 static struct ev_loop *loop;
 static struct sb_system sandboxed, unconfined; /* --sandbox on, --sandbox off */
+static struct sb_system without_view;          /* every layer but mount_namespace */
 static char state_dir[] = "/tmp/bench-supervisor.XXXXXX";
 static int spawn_runs = 200, rtt_samples = 20000, pipelined_calls = 200000, rss_workers = 100;
 static char payload[32];
@@ -54,10 +58,27 @@ static void on_state(struct worker *w, enum wk_state from, void *ud)
     ev_break(loop, EVBREAK_ONE);
 }
 
+/* hello as plugd installs it, into the state folder (the workers' view
+ * holds only packages of the state) */
+static char hello_dir[PATH_MAX];
+
+static void install_hello(void)
+{
+    struct plugd_error err;
+    char digest[PKG_DIGEST_HEX];
+    struct manifest *m = manifest_load(EXAMPLES_DIR "/hello", &err);
+    if (m == NULL || pkg_digest(m, digest, &err) < 0 ||
+        pkg_store(state_dir, m, digest, hello_dir, sizeof(hello_dir), &err) < 0) {
+        fprintf(stderr, "bench: cannot install hello: %s\n", err.message);
+        exit(1);
+    }
+    manifest_free(m);
+}
+
 static struct worker *new_hello_in(const struct sb_system *sandbox)
 {
     struct plugd_error err;
-    struct manifest *m = manifest_load(EXAMPLES_DIR "/hello", &err);
+    struct manifest *m = manifest_load(hello_dir, &err);
     if (m == NULL) {
         fprintf(stderr, "bench: %s\n", err.message);
         exit(1);
@@ -143,10 +164,12 @@ static void bench_spawn(void)
     double *ready = calloc((size_t)spawn_runs, sizeof(double));
     double *confined = calloc((size_t)spawn_runs, sizeof(double));
     double *bare = calloc((size_t)spawn_runs, sizeof(double));
+    double *viewless = calloc((size_t)spawn_runs, sizeof(double));
     for (int i = 0; i < spawn_runs; i++) {
         bare[i] = bare_spawn_us(TRIVIAL_EXE);
         ready[i] = spawn_to_ready_us(&unconfined);
         confined[i] = spawn_to_ready_us(&sandboxed);
+        viewless[i] = spawn_to_ready_us(&without_view);
     }
     double ready_p50 = pct(ready, spawn_runs, 0.5), bare_p50 = pct(bare, spawn_runs, 0.5);
     double confined_p50 = pct(confined, spawn_runs, 0.5);
@@ -160,6 +183,11 @@ static void bench_spawn(void)
            "\"baseline_median_us\":%.0f,\"extra_median_us\":%.0f,\"target_extra_us\":3000}\n",
            confined_p50, pct(confined, spawn_runs, 0.99), spawn_runs, ready_p50,
            confined_p50 - ready_p50);
+    double viewless_p50 = pct(viewless, spawn_runs, 0.5);
+    printf("{\"bench\":\"spawn_to_ready_sandboxed_without_view\",\"median_us\":%.0f,"
+           "\"p99_us\":%.0f,\"runs\":%d,\"mount_namespace_extra_median_us\":%.0f}\n",
+           viewless_p50, pct(viewless, spawn_runs, 0.99), spawn_runs, confined_p50 - viewless_p50);
+    free(viewless);
     free(ready);
     free(confined);
     free(bare);
@@ -358,13 +386,18 @@ int main(int argc, char **argv)
     }
     sb_system_init(&sandboxed, SB_MODE_ON, NULL);
     sb_system_init(&unconfined, SB_MODE_OFF, NULL);
+    sb_system_init(&without_view, SB_MODE_ON, NULL);
+    confine_open_state(&without_view, state_dir);
+    install_hello();
     confine_open_state(&sandboxed, state_dir); /* as plugd: for the workers' user */
+    sb_view_make(&sandboxed, state_dir);
     bench_spawn();
     bench_crash(&unconfined, "crash_to_ready");
     bench_crash(&sandboxed, "crash_to_ready_sandboxed");
     bench_calls();
     bench_rss();
     sb_system_fini(&sandboxed);
+    sb_system_fini(&without_view);
     remove_tree(state_dir);
     fclose(devnull);
     return 0;
