@@ -146,6 +146,8 @@ static void apply_rlimits(const struct sb_policy *p, struct sb_report *r)
     ok &= set_limit(r, RLIMIT_NOFILE, p->open_files, "RLIMIT_NOFILE");
     ok &= p->processes == 0 || set_limit(r, RLIMIT_NPROC, p->processes, "RLIMIT_NPROC");
     ok &= set_limit(r, RLIMIT_FSIZE, p->file_size, "RLIMIT_FSIZE");
+    /* soft = hard: the kernel kills at the limit (pid 1 ignores SIGXCPU) */
+    ok &= p->cpu_time == 0 || set_limit(r, RLIMIT_CPU, p->cpu_time, "RLIMIT_CPU");
     ok &= p->address_space == 0 || set_limit(r, RLIMIT_AS, p->address_space, "RLIMIT_AS");
     if (ok)
         sb_activate(r, SB_RLIMITS);

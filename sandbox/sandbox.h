@@ -42,7 +42,8 @@ enum sb_violation { SB_VIOLATION_KILL, SB_VIOLATION_EPERM };
 
 enum sb_cgroup_version { SB_CGROUP_NONE, SB_CGROUP_V1, SB_CGROUP_V2 };
 
-enum sb_controller { SB_CG_MEMORY, SB_CG_PIDS, SB_CG_CPU, SB_CG_COUNT };
+/* cpuacct only counts (v1): what names a kill at the CPU time limit */
+enum sb_controller { SB_CG_MEMORY, SB_CG_PIDS, SB_CG_CPU, SB_CG_CPUACCT, SB_CG_COUNT };
 
 /* Set up once by plugd (sb_system_init), shared by every worker. */
 struct sb_system {
@@ -77,6 +78,7 @@ struct sb_policy {
     rlim_t open_files;
     rlim_t processes; /* 0: not limited by an rlimit (the cgroup's pids.max) */
     rlim_t file_size; /* bytes */
+    rlim_t cpu_time;  /* s of CPU time; 0: not limited */
     int keep_fd;      /* the highest fd kept open (the channel) */
     /* namespaces */
     int net_fd, ipc_fd, uts_fd; /* -1: stay in plugd's */
@@ -152,6 +154,8 @@ int sb_cgroup_create(const struct sb_system *s, const char *name, int memory_mb,
 void sb_cgroup_remove(struct sb_cgroup *cg);
 /* True when the kernel's OOM killer killed a process of that cgroup. */
 bool sb_cgroup_oom_killed(const struct sb_system *s, const struct sb_cgroup *cg);
+/* The CPU time the processes of that cgroup used, in s (-1: unknown). */
+double sb_cgroup_cpu_seconds(const struct sb_system *s, const struct sb_cgroup *cg);
 /* The worker runs without a cgroup (`why`): its memory and processes are
  * then limited by RLIMIT_AS and RLIMIT_NPROC. */
 void sb_policy_without_cgroup(struct sb_policy *p, int memory_mb, int nproc, const char *why);

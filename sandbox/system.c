@@ -22,6 +22,7 @@ static const char *const v1_controllers[SB_CG_COUNT] = {
     [SB_CG_MEMORY] = "memory",
     [SB_CG_PIDS] = "pids",
     [SB_CG_CPU] = "cpu",
+    [SB_CG_CPUACCT] = "cpuacct",
 };
 
 /* ------------------------------------------------------------ namespaces */
@@ -386,6 +387,19 @@ bool sb_cgroup_oom_killed(const struct sb_system *s, const struct sb_cgroup *cg)
         return false;
     const char *at = strstr(text, "oom_kill ");
     return at != NULL && atoll(at + strlen("oom_kill ")) > 0;
+}
+
+double sb_cgroup_cpu_seconds(const struct sb_system *s, const struct sb_cgroup *cg)
+{
+    bool v2 = s->cgroup == SB_CGROUP_V2;
+    const char *dir = cg->dir[v2 ? 0 : SB_CG_CPUACCT];
+    char text[512];
+    if (dir[0] == '\0' || !read_file(dir, v2 ? "cpu.stat" : "cpuacct.usage", text, sizeof(text)))
+        return -1;
+    if (!v2)
+        return (double)atoll(text) / 1e9; /* ns */
+    const char *at = strstr(text, "usage_usec ");
+    return at != NULL ? (double)atoll(at + strlen("usage_usec ")) / 1e6 : -1;
 }
 
 /* ------------------------------------------------------------ system */

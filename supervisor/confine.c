@@ -177,6 +177,7 @@ void confine_prepare(struct wk_confinement *c, const struct manifest *m, struct 
     const struct sb_system *s = system_of(c);
     const struct worker_limits *l = &m->limits;
     sb_policy_init(p, s, l->memory_mb, l->nofile, l->nproc, -1);
+    p->cpu_time = (rlim_t)l->cpu_seconds;
     c->tmp_dir[0] = c->data_dir[0] = c->cgroup_why[0] = '\0';
     memset(&c->cgroup, 0, sizeof(c->cgroup));
     if (!p->enabled)
@@ -231,6 +232,13 @@ void confine_watch(struct wk_confinement *c, struct ev_loop *loop, int notify_fd
 bool confine_oom_killed(const struct wk_confinement *c)
 {
     return c->system != NULL && sb_cgroup_oom_killed(c->system, &c->cgroup);
+}
+
+bool confine_out_of_cpu_time(const struct wk_confinement *c, int cpu_seconds)
+{
+    /* the cgroup's count may trail the task's by a tick */
+    return c->system != NULL && cpu_seconds > 0 &&
+           sb_cgroup_cpu_seconds(c->system, &c->cgroup) >= cpu_seconds - 0.05;
 }
 
 void confine_release(struct wk_confinement *c, struct ev_loop *loop)

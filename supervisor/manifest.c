@@ -130,6 +130,7 @@ static const char *const known_limits[] = {"call_timeout_ms",
                                            "nofile",
                                            "nproc",
                                            "cpu_percent",
+                                           "cpu_seconds",
                                            NULL};
 
 /* Refuses a key of `obj` not in `known` (a typo must not pass silently). */
@@ -174,7 +175,8 @@ static int read_limits(json_t *root, struct worker_limits *l, struct plugd_error
         read_int(limits, "memory_mb", 16, 65536, &l->memory_mb, err) < 0 ||
         read_int(limits, "nofile", 16, 65536, &l->nofile, err) < 0 ||
         read_int(limits, "nproc", 1, 4096, &l->nproc, err) < 0 ||
-        read_int(limits, "cpu_percent", 1, 800, &l->cpu_percent, err) < 0)
+        read_int(limits, "cpu_percent", 1, 800, &l->cpu_percent, err) < 0 ||
+        read_int(limits, "cpu_seconds", 1, 31536000, &l->cpu_seconds, err) < 0)
         return -1;
     return 0;
 }

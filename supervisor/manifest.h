@@ -30,6 +30,7 @@ struct worker_limits {
     int nofile;
     int nproc;
     int cpu_percent;
+    int cpu_seconds; /* RLIMIT_CPU of the worker; 0: not limited */
 };
 
 struct manifest {

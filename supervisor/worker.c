@@ -617,16 +617,23 @@ static bool is_crash_loop(struct worker *w, ev_tstamp now)
     return false;
 }
 
-/* Why the kernel ended it, when plugd did not: the cgroup's OOM killer, or
- * seccomp itself (a kernel without user notifications). */
+/* Why the kernel ended it, when plugd did not: the cgroup's OOM killer,
+ * the CPU time limit, or seccomp itself (a kernel without user
+ * notifications). */
 static void explain_kernel_kill(struct worker *w, int status)
 {
     if (w->fault[0] != '\0' || !WIFSIGNALED(status))
         return;
+    int cpu_seconds = w->m->limits.cpu_seconds;
     if (WTERMSIG(status) == SIGKILL && confine_oom_killed(&w->confine))
         snprintf(w->fault, sizeof(w->fault),
                  "out of memory: the kernel killed it at its memory limit of %d MiB",
                  w->m->limits.memory_mb);
+    else if (WTERMSIG(status) == SIGXCPU ||
+             (WTERMSIG(status) == SIGKILL && confine_out_of_cpu_time(&w->confine, cpu_seconds)))
+        snprintf(w->fault, sizeof(w->fault),
+                 "out of CPU time: the kernel killed it at its limit of %d s of CPU time",
+                 cpu_seconds);
     else if (WTERMSIG(status) == SIGSYS && w->confine.report.active & (1u << SB_SECCOMP)) {
         w->is_violation = true;
         snprintf(w->fault, sizeof(w->fault),

@@ -16,6 +16,7 @@
 #include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static int n_inherited; /* fds open when main started, beyond 0-3 */
@@ -161,6 +162,18 @@ static void alloc(struct plugd_request *req, const msgpack_object *params, void 
     answer(req, err == 0, err, "mb", got);
 }
 
+/* spin [seconds]: burns that much CPU time, then answers */
+static void spin(struct plugd_request *req, const msgpack_object *params, void *ud)
+{
+    (void)ud;
+    int64_t seconds = 0;
+    plugd_get_int(plugd_param(params, 0), &seconds);
+    struct timespec used = {0};
+    while (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &used) == 0 && used.tv_sec < seconds)
+        ;
+    answer(req, true, 0, "seconds", (int64_t)used.tv_sec);
+}
+
 /* exec [path]: replaces the probe with `path -c "exit 7"` */
 static void exec_program(struct plugd_request *req, const msgpack_object *params, void *ud)
 {
@@ -259,6 +272,7 @@ int main(void)
         {"write", write_file},
         {"fork", fork_many},
         {"alloc", alloc},
+        {"spin", spin},
         {"exec", exec_program},
         {"spawn", spawn_program},
         {"ptrace", trace},

@@ -197,9 +197,11 @@ static void expect_confined(const char *plugin, int memory_mb, int nofile, int n
 Test(sandbox, a_worker_runs_confined_by_its_manifest_limits_and_status_says_so)
 {
     harness_add_plugin(&h, "hello", "hello",
-                       "{\"limits\": {\"memory_mb\": 128, \"nofile\": 100, \"nproc\": 32}}");
+                       "{\"limits\": {\"memory_mb\": 128, \"nofile\": 100, \"nproc\": 32, "
+                       "\"cpu_seconds\": 3600}}");
     harness_start(&h);
     expect_confined("hello", 128, 100, 32);
+    cr_expect_eq(soft_limit(harness_worker_pid(&h, "hello"), "Max cpu time"), 3600);
     cr_assert_eq(harness_call(&h, "hello", "echo", "[\"still works\"]", 0, NULL), PLUGD_OK);
 }
 
@@ -210,6 +212,8 @@ Test(sandbox, defaults_confine_every_worker_also_one_in_python)
     harness_start(&h);
     expect_confined("crashy", 256, 256, 64);
     expect_confined("python-worker", 256, 256, 64);
+    cr_expect_eq(soft_limit(harness_worker_pid(&h, "crashy"), "Max cpu time"), -1,
+                 "CPU time is not limited by default");
     cr_assert_eq(harness_call(&h, "python-worker", "echo", "[1]", 0, NULL), PLUGD_OK);
 }
 
@@ -447,6 +451,23 @@ Test(sandbox, memory_past_the_limit_is_an_oom_kill_named_in_status)
         cr_expect(last != NULL && strstr(last, "out of memory") != NULL, "last_error: %s", last);
     json_decref(st);
     expect_allowed("probe", "alloc", "[8]");
+}
+
+Test(sandbox, cpu_time_past_the_limit_is_a_kill_named_in_status)
+{
+    harness_add_plugin(&h, "probe", "probe", "{\"limits\": {\"cpu_seconds\": 1}}");
+    harness_start(&h);
+    cr_assert(harness_wait_state(&h, "probe", "running", -1, 15.0));
+    expect_allowed("probe", "spin", "[0]");
+    cr_assert_null(probe("probe", "spin", "[5]"), "5 s of CPU time within a limit of 1 s");
+    cr_assert(harness_wait_state(&h, "probe", "running", 1, 15.0), "restarted");
+    json_t *st = harness_status(&h, "probe");
+    const char *last = json_string_value(json_object_get(st, "last_error"));
+    if (geteuid() == 0) /* its cgroup counts the CPU time that names it */
+        cr_expect(last != NULL && strstr(last, "out of CPU time") != NULL, "last_error: %s", last);
+    else
+        cr_expect(last != NULL, "a reason");
+    json_decref(st);
 }
 
 Test(sandbox, each_capability_opens_only_its_own_way)
