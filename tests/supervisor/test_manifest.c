@@ -76,6 +76,8 @@ static const struct {
     {"limit-timeout-zero", "\"limits.shutdown_drain_ms\" must be an integer of milliseconds"},
     {"limit-too-large", "manifest: \"limits.cpu_percent\" must be an integer between 1 and 800"},
     {"limit-nproc-zero", "manifest: \"limits.nproc\" must be an integer between 1 and 4096"},
+    {"limit-cpu-seconds-zero",
+     "manifest: \"limits.cpu_seconds\" must be an integer between 1 and 31536000"},
     {"methods-reserved", "manifest: \"methods[0]\": \"plugd.health\" must be 1 to 255 characters "
                          "of A-Z a-z 0-9 _ . - and not start with \"plugd.\""},
     {"methods-bad-char", "manifest: \"methods[0]\": \"has space\" must be 1 to 255"},
@@ -149,6 +151,7 @@ Test(manifest, full_manifest_reads_every_field)
     cr_assert_eq(m->limits.nofile, 128);
     cr_assert_eq(m->limits.nproc, 8);
     cr_assert_eq(m->limits.cpu_percent, 50);
+    cr_assert_eq(m->limits.cpu_seconds, 600);
     cr_assert_eq(m->limits.crash_loop_restarts, 3);
     cr_assert(m->is_violation_eperm);
     cr_assert_eq(json_integer_value(json_object_get(m->config, "a")), 1);
