@@ -747,6 +747,15 @@ Test(control, plugctl_prints_tables_and_json_and_exits_with_meaningful_codes)
     cr_assert_not_null(strstr(out, "hello"));
 
     cr_assert_eq(
+        plugctl((const char *[]){"status", "hello", NULL}, out, sizeof(out), err, sizeof(err)), 0);
+    const char *layers = strstr(out, "\nsandbox ");
+    cr_assert_not_null(layers, "status shows the sandbox: %s", out);
+    cr_expect_not_null(strstr(layers, "\"landlock\""), "%s", layers);
+    cr_expect_not_null(strstr(layers, "\"seccomp\""), "%s", layers);
+    if (geteuid() == 0)
+        cr_expect_not_null(strstr(layers, "\"mount_namespace\""), "%s", layers);
+
+    cr_assert_eq(
         plugctl((const char *[]){"--json", "list", NULL}, out, sizeof(out), err, sizeof(err)), 0);
     json_t *list = json_loads(out, 0, NULL);
     cr_assert(json_is_array(list), "--json prints JSON: %s", out);

@@ -515,6 +515,10 @@ Test(sandbox, each_capability_opens_only_its_own_way)
     cr_expect(json_is_true(json_object_get(r, "ok")));
     cr_expect_eq(json_integer_value(json_object_get(r, "status")), 7, "sh ran");
     json_decref(r);
+    /* its own processes only: plugd is not in its pid namespace (landlock
+     * scopes signals where there is none) */
+    snprintf(params, sizeof(params), "[%d]", (int)h.plugd_pid);
+    expect_refused("spawner", "signal", params, geteuid() == 0 ? "ESRCH" : "EPERM");
     r = probe("spawner", "fork", "[40]");
     cr_assert_not_null(r);
     cr_expect(json_is_false(json_object_get(r, "ok")), "40 processes within nproc 8");
