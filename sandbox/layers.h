@@ -22,6 +22,8 @@
 void sb_refuse(struct sb_report *r, enum sb_layer layer, const char *what, int err);
 void sb_refuse_text(struct sb_report *r, enum sb_layer layer, const char *text);
 void sb_activate(struct sb_report *r, enum sb_layer layer);
+/* Writes `value` into DIR/FILE: 0, or -1 with errno. */
+int sb_write_file(const char *dir, const char *file, const char *value);
 
 #define SB_NAME_LOOKUP_FILES 5
 extern const char *const sb_name_lookup_files[SB_NAME_LOOKUP_FILES];

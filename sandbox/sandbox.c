@@ -6,6 +6,7 @@
 #include <grp.h>
 #include <linux/capability.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,11 +52,37 @@ void sb_activate(struct sb_report *r, enum sb_layer layer)
 
 /* ------------------------------------------------------------ the fork */
 
+/* plugd without root: the clone gives the worker a user namespace of its
+ * own and, owned by it, its pid, mount, ipc, uts and (without
+ * net.outbound) offline network namespaces (docs/sandbox.md). */
+static pid_t clone_in_user_namespace(struct sb_policy *p)
+{
+    static char why[SB_REASON_MAX]; /* plugd is single-threaded */
+    unsigned long flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS;
+    if (!p->may_network)
+        flags |= CLONE_NEWNET;
+    p->in_user_ns = true;
+    p->outer_uid = geteuid();
+    p->outer_gid = getegid();
+    p->filter = sb_filter_for_pid1(p);
+    /* fork's semantics: no stack of its own, the child returns here with 0 */
+    pid_t pid = (pid_t)syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, NULL);
+    if (pid >= 0 || errno == EAGAIN || errno == ENOMEM)
+        return pid;
+    snprintf(why, sizeof(why), "clone(CLONE_NEWUSER): %s", strerror(errno));
+    p->in_user_ns = false;
+    p->filter = NULL;
+    p->pid_ns_refused = why;
+    return fork();
+}
+
 pid_t sb_fork(const struct sb_system *s, struct sb_policy *p)
 {
     static char why[SB_REASON_MAX]; /* plugd is single-threaded */
     if (!p->enabled)
         return fork();
+    if (geteuid() != 0)
+        return clone_in_user_namespace(p);
     if (s->own_pid_ns < 0 || s->pid_ns_reason[0] != '\0') {
         p->pid_ns_refused = s->pid_ns_reason;
         return fork();
@@ -117,6 +144,12 @@ static void join_cgroup(const struct sb_policy *p, struct sb_report *r)
 
 static void enter_namespaces(const struct sb_policy *p, struct sb_report *r)
 {
+    if (p->in_user_ns) { /* made by the clone: the worker's own */
+        if (sethostname("plugd-worker", strlen("plugd-worker")) < 0)
+            sb_refuse(r, SB_NAMESPACES, "sethostname", errno);
+        sb_activate(r, SB_NAMESPACES);
+        return;
+    }
     if (p->ns_refused != NULL) {
         sb_refuse_text(r, SB_NAMESPACES, p->ns_refused);
         return;
@@ -174,10 +207,26 @@ static bool drop_bounding_set(struct sb_report *r)
     return true;
 }
 
+/* In its own user namespace, plugd's uid and gid map to themselves (files
+ * keep their owners); an unprivileged gid map needs setgroups denied. */
+static void map_ids(const struct sb_policy *p, struct sb_report *r)
+{
+    char map[64];
+    snprintf(map, sizeof(map), "%u %u 1\n", (unsigned)p->outer_uid, (unsigned)p->outer_uid);
+    if (sb_write_file("/proc/self", "uid_map", map) < 0) {
+        sb_refuse(r, SB_USER, "/proc/self/uid_map", errno);
+        return;
+    }
+    snprintf(map, sizeof(map), "%u %u 1\n", (unsigned)p->outer_gid, (unsigned)p->outer_gid);
+    if (sb_write_file("/proc/self", "setgroups", "deny") < 0 ||
+        sb_write_file("/proc/self", "gid_map", map) < 0)
+        sb_refuse(r, SB_USER, "/proc/self/gid_map", errno);
+}
+
 /* No supplementary groups, then the gid, then the uid (saved ids too). */
 static void switch_user(const struct sb_policy *p, struct sb_report *r)
 {
-    if (p->user_refused != NULL) {
+    if (p->user_refused != NULL && !p->in_user_ns) {
         sb_refuse_text(r, SB_USER, p->user_refused);
     } else if (!p->change_user) {
         if (getuid() == 0 || geteuid() == 0)
@@ -218,6 +267,8 @@ int sb_apply(const struct sb_policy *p, struct sb_report *r)
         close_inherited_fds(p, r); /* hygiene, not confinement: always */
         return -1;
     }
+    if (p->in_user_ns)
+        map_ids(p, r);
     check_pid_namespace(p, r);
     join_cgroup(p, r); /* these two need plugd's privileges: first */
     enter_namespaces(p, r);
@@ -229,7 +280,14 @@ int sb_apply(const struct sb_policy *p, struct sb_report *r)
     else
         sb_refuse(r, SB_NO_NEW_PRIVS, "PR_SET_NO_NEW_PRIVS", errno);
     bool is_bounded = drop_bounding_set(r);
+    /* a change of uid clears the parent-death signal (prctl(2)): armed
+     * again, or a worker would outlive a plugd killed with SIGKILL; if
+     * plugd died in between, sending the report fails and there is no exec */
+    int death_signal = 0;
+    prctl(PR_GET_PDEATHSIG, &death_signal, 0, 0, 0);
     switch_user(p, r);
+    if (death_signal != 0)
+        prctl(PR_SET_PDEATHSIG, death_signal, 0, 0, 0);
     if (is_bounded)
         clear_capabilities(r);
     sb_apply_landlock(p, r);

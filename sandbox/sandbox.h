@@ -84,6 +84,12 @@ struct sb_policy {
     int net_fd, ipc_fd, uts_fd; /* -1: stay in plugd's */
     const char *ns_refused;     /* why there are none, or NULL */
     const char *pid_ns_refused; /* set by sb_fork: why the worker is not pid 1, or NULL */
+    /* set by sb_fork where plugd is not root: the clone gave the worker a
+     * user namespace of its own, with its pid, mount, ipc, uts and network
+     * namespaces in it; plugd's uid and gid map to themselves */
+    bool in_user_ns;
+    uid_t outer_uid;
+    gid_t outer_gid;
     /* the view: entered from view_fd, left for home_mnt_fd if it fails */
     int view_fd, home_mnt_fd;
     const char *view_state_dir; /* the package, tmp and data folders lie below it */

@@ -179,7 +179,7 @@ static void set_reason(char reason[SB_REASON_MAX], const char *path, int err)
     snprintf(reason, SB_REASON_MAX, "%s: %s", len > 48 ? path + len - 48 : path, strerror(err));
 }
 
-static int write_file(const char *dir, const char *file, const char *value)
+int sb_write_file(const char *dir, const char *file, const char *value)
 {
     char path[PATH_MAX];
     snprintf(path, sizeof(path), "%s/%s", dir, file);
@@ -265,14 +265,14 @@ static void make_cgroups(struct sb_system *s)
         remove_stale_cgroups(unified);
         snprintf(s->cgroup_dir[0], PATH_MAX, "%s/%s", unified, name);
         if (mkdir(s->cgroup_dir[0], 0755) < 0 ||
-            write_file(unified, "cgroup.subtree_control", "+memory +pids") < 0 ||
-            write_file(s->cgroup_dir[0], "cgroup.subtree_control", "+memory +pids") < 0) {
+            sb_write_file(unified, "cgroup.subtree_control", "+memory +pids") < 0 ||
+            sb_write_file(s->cgroup_dir[0], "cgroup.subtree_control", "+memory +pids") < 0) {
             set_reason(s->cgroup_reason, s->cgroup_dir[0], errno);
             rmdir(s->cgroup_dir[0]);
             s->cgroup_dir[0][0] = '\0';
             return;
         }
-        write_file(s->cgroup_dir[0], "cgroup.subtree_control", "+cpu"); /* where it is */
+        sb_write_file(s->cgroup_dir[0], "cgroup.subtree_control", "+cpu"); /* where it is */
         s->cgroup = SB_CGROUP_V2;
         return;
     }
@@ -346,11 +346,11 @@ int sb_cgroup_create(const struct sb_system *s, const char *name, int memory_mb,
     const char *mem = dirs[v2 ? 0 : SB_CG_MEMORY], *pids = dirs[v2 ? 0 : SB_CG_PIDS];
     const char *cpu = dirs[v2 ? 0 : SB_CG_CPU];
     snprintf(value, sizeof(value), "%lld", bytes);
-    if (write_file(mem, v2 ? "memory.max" : "memory.limit_in_bytes", value) < 0)
+    if (sb_write_file(mem, v2 ? "memory.max" : "memory.limit_in_bytes", value) < 0)
         goto fail;
-    write_file(mem, v2 ? "memory.swap.max" : "memory.memsw.limit_in_bytes", v2 ? "0" : value);
+    sb_write_file(mem, v2 ? "memory.swap.max" : "memory.memsw.limit_in_bytes", v2 ? "0" : value);
     snprintf(value, sizeof(value), "%d", nproc);
-    if (write_file(pids, "pids.max", value) < 0)
+    if (sb_write_file(pids, "pids.max", value) < 0)
         goto fail;
     if (cpu[0] != '\0') {
         long quota = (long)cpu_percent * CPU_PERIOD_US / 100;
@@ -358,7 +358,7 @@ int sb_cgroup_create(const struct sb_system *s, const char *name, int memory_mb,
             snprintf(value, sizeof(value), "%ld %d", quota, CPU_PERIOD_US);
         else
             snprintf(value, sizeof(value), "%ld", quota);
-        if (write_file(cpu, v2 ? "cpu.max" : "cpu.cfs_quota_us", value) < 0 && !v2)
+        if (sb_write_file(cpu, v2 ? "cpu.max" : "cpu.cfs_quota_us", value) < 0 && !v2)
             goto fail;
     }
     return 0;

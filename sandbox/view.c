@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -91,14 +92,33 @@ static int make_file(const char *path)
     return 0;
 }
 
+/* The flags the mount at `path` has: a remount keeps them (in a user
+ * namespace the kernel refuses one that would clear them). */
+static unsigned long flags_of(const char *path)
+{
+    static const struct {
+        unsigned long st, ms;
+    } map[] = {{ST_RDONLY, MS_RDONLY},        {ST_NOSUID, MS_NOSUID},   {ST_NODEV, MS_NODEV},
+               {ST_NOEXEC, MS_NOEXEC},        {ST_NOATIME, MS_NOATIME}, {ST_RELATIME, MS_RELATIME},
+               {ST_NODIRATIME, MS_NODIRATIME}};
+    struct statvfs st;
+    unsigned long flags = 0;
+    for (size_t i = 0; statvfs(path, &st) == 0 && i < sizeof(map) / sizeof(map[0]); i++)
+        if (st.f_flag & map[i].st)
+            flags |= map[i].ms;
+    return flags;
+}
+
 /* Mounts `from` (with what is mounted below it) at `to`, which exists,
- * then applies `flags` to that mount: a bind takes no flags of its own
+ * then adds `flags` to that mount's own: a bind takes no flags of its own
  * until it is remounted. */
 static int bind(const char *from, const char *to, unsigned long flags)
 {
     if (mount(from, to, NULL, MS_BIND | MS_REC, NULL) < 0)
         return -1;
-    return flags == 0 ? 0 : mount(NULL, to, NULL, MS_BIND | MS_REMOUNT | flags, NULL);
+    if (flags == 0)
+        return 0;
+    return mount(NULL, to, NULL, MS_BIND | MS_REMOUNT | flags | flags_of(to), NULL);
 }
 
 /* ROOT + path ("" when too long: every use of it then fails) */
@@ -171,9 +191,10 @@ static int build_view(const char *root, const char *state_dir, char *why)
     if (make_dirs(under(root, "/tmp", at)) < 0 || make_dirs(under(root, state_dir, at)) < 0 ||
         make_dirs(under(root, VIEW_STATE, at)) < 0)
         return failed(why, at, errno);
-    /* not recursive: the root being built is mounted inside the state */
+    /* not recursive: the root being built is mounted inside the state; not
+     * noexec: the binds of the workers' packages keep the flags of this one */
     if (mount(state_dir, at, NULL, MS_BIND, NULL) < 0 ||
-        mount(NULL, at, NULL, MS_BIND | MS_REMOUNT | NO_EXEC, NULL) < 0)
+        mount(NULL, at, NULL, MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV | flags_of(at), NULL) < 0)
         return failed(why, state_dir, errno);
     if (chdir(root) < 0 || syscall(SYS_pivot_root, ".", ".") < 0)
         return failed(why, "pivot_root", errno);
@@ -190,6 +211,7 @@ void sb_view_make(struct sb_system *s, const char *state_dir)
     if (s->mode == SB_MODE_OFF || s->view_ns >= 0)
         return;
     char *why = s->view_reason;
+    snprintf(s->view_state_dir, sizeof(s->view_state_dir), "%s", state_dir);
     mode_t mask = umask(022);
     int cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
     char root[PATH_MAX];
@@ -205,8 +227,10 @@ void sb_view_make(struct sb_system *s, const char *state_dir)
         bool has_root = mkdtemp(root) != NULL;
         if (view < 0 || !has_root)
             failed(why, view < 0 ? "/proc/self/ns/mnt" : root, errno);
-        else if (build_view(root, state_dir, why) == 0)
-            s->view_ns = view, view = -1;
+        else if (build_view(root, state_dir, why) == 0) {
+            s->view_ns = view; /* kept: the view lives as long as this fd */
+            view = -1;
+        }
         if (setns(s->own_mnt_ns, CLONE_NEWNS) < 0) {
             /* plugd would go on inside the workers' view: cannot go on */
             fprintf(stderr, "plugd: cannot return to its own mount namespace: %s\n",
@@ -220,10 +244,8 @@ void sb_view_make(struct sb_system *s, const char *state_dir)
         if (fchdir(cwd) < 0)
             fprintf(stderr, "plugd: cannot return to its folder: %s\n", strerror(errno));
     }
-    if (s->view_ns >= 0) {
-        snprintf(s->view_state_dir, sizeof(s->view_state_dir), "%s", state_dir);
+    if (s->view_ns >= 0)
         why[0] = '\0';
-    }
     if (cwd >= 0)
         close(cwd);
     umask(mask);
@@ -257,14 +279,14 @@ static int mount_own(const struct sb_policy *p, const char *path, unsigned long 
     return 0;
 }
 
-/* In the shared view: a copy of it for this worker alone, with its folders
- * in it and the rest of the state gone. */
-static int make_own_view(const struct sb_policy *p, char *why)
+/* In a view: the worker's own folders in it and the rest of the state
+ * gone; in the shared view, on a copy for this worker alone. */
+static int make_own_view(const struct sb_policy *p, bool is_shared, char *why)
 {
     const char *state = p->view_state_dir;
     bool has_tmp = p->tmp_dir != NULL && p->tmp_dir[0] != '\0';
     char from[PATH_MAX];
-    if (unshare(CLONE_NEWNS) < 0)
+    if (is_shared && unshare(CLONE_NEWNS) < 0)
         return failed(why, "unshare(CLONE_NEWNS)", errno);
     /* /tmp first: a state folder below /tmp gets its mount point made
      * inside the worker's tmp, and stays visible above it */
@@ -288,28 +310,45 @@ static int make_own_view(const struct sb_policy *p, char *why)
     return 0;
 }
 
+/* plugd without root: the worker's mount namespace, made by the clone and
+ * owned by its user namespace, becomes a view of its own, built on its tmp
+ * folder (no shared view can be entered from another user namespace). */
+static int make_view_in_user_namespace(const struct sb_policy *p, char *why)
+{
+    if (p->tmp_dir == NULL || p->tmp_dir[0] == '\0' || p->view_state_dir[0] == '\0') {
+        snprintf(why, SB_REASON_MAX, "no tmp folder to build the view on");
+        return -1;
+    }
+    if (build_view(p->tmp_dir, p->view_state_dir, why) < 0) {
+        umount2(p->tmp_dir, MNT_DETACH); /* its tmp folder back, if it failed before pivot_root */
+        return -1;
+    }
+    return make_own_view(p, false, why);
+}
+
 void sb_enter_view(const struct sb_policy *p, struct sb_report *r)
 {
     char why[SB_REASON_MAX], cwd[PATH_MAX];
-    if (p->view_refused != NULL) {
+    if (getcwd(cwd, sizeof(cwd)) == NULL) {
+        sb_refuse(r, SB_MOUNT_NS, "getcwd", errno);
+        return;
+    }
+    int rc = -1;
+    mode_t mask = umask(022);
+    if (p->in_user_ns) {
+        rc = make_view_in_user_namespace(p, why);
+    } else if (p->view_refused != NULL) {
         snprintf(why, sizeof(why), "%s", p->view_refused);
-    } else if (getcwd(cwd, sizeof(cwd)) == NULL) {
-        failed(why, "getcwd", errno);
     } else if (setns(p->view_fd, CLONE_NEWNS) < 0) {
         failed(why, "setns(mnt)", errno);
-    } else {
-        mode_t mask = umask(022);
-        int rc = make_own_view(p, why);
-        umask(mask);
-        /* half a view would hide the worker's own files: back to plugd's */
-        if (rc < 0 && setns(p->home_mnt_fd, CLONE_NEWNS) < 0)
-            _exit(126);
-        if (chdir(cwd) < 0 && rc == 0)
-            rc = failed(why, cwd, errno);
-        if (rc == 0) {
-            sb_activate(r, SB_MOUNT_NS);
-            return;
-        }
+    } else if ((rc = make_own_view(p, true, why)) < 0 && setns(p->home_mnt_fd, CLONE_NEWNS) < 0) {
+        _exit(126); /* half a view would hide the worker's own files */
     }
-    sb_refuse_text(r, SB_MOUNT_NS, why);
+    umask(mask);
+    if (chdir(cwd) < 0 && rc == 0) /* setns moved it to the root */
+        rc = failed(why, cwd, errno);
+    if (rc == 0)
+        sb_activate(r, SB_MOUNT_NS);
+    else
+        sb_refuse_text(r, SB_MOUNT_NS, why);
 }

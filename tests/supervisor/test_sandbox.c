@@ -594,31 +594,43 @@ static bool can_run_as_nobody(void)
            nftw(h.dir, give_to_nobody, 16, FTW_PHYS) == 0;
 }
 
-Test(sandbox, refused_layers_are_reported_and_strict_does_not_start_the_worker)
+/* plugd as an unprivileged user: the namespaces come from a user namespace
+ * of each worker's own; the cgroup needs root and is refused, named, logged;
+ * strict then refuses the worker. */
+Test(sandbox, an_unprivileged_plugd_confines_through_a_user_namespace_and_reports_the_cgroup)
 {
     harness_add_plugin(&h, "probe", "probe", "{\"limits\": {\"crash_loop_restarts\": 100}}");
     if (!can_run_as_nobody())
         cr_skip("needs root and a build tree that the user nobody can read");
-    h.run_as = nobody; /* no privileges: no cgroup, no namespaces, no capabilities to drop */
+    h.run_as = nobody; /* no privileges: no cgroup, no shared namespaces */
     harness_start(&h);
     cr_assert(harness_wait_state(&h, "probe", "running", -1, 15.0));
     json_t *st = harness_status(&h, "probe");
+    pid_t pid = (pid_t)json_integer_value(json_object_get(st, "pid"));
     json_t *sandbox = json_object_get(st, "sandbox"),
            *refused = json_object_get(sandbox, "refused");
     char *text = json_dumps(sandbox, JSON_COMPACT);
-    cr_expect_not_null(json_object_get(refused, "pid_namespace"), "%s", text);
-    cr_expect_not_null(json_object_get(refused, "cgroup"), "%s", text);
-    cr_expect_not_null(json_object_get(refused, "namespaces"), "%s", text);
-    const char *view = json_string_value(json_object_get(refused, "mount_namespace"));
-    cr_expect(view != NULL && strstr(view, "unshare(CLONE_NEWNS)") != NULL, "%s", text);
-    cr_expect(has_layer(sandbox, "user"), "nobody is unprivileged already: %s", text);
-    const char *caps = json_string_value(json_object_get(refused, "capabilities"));
-    cr_expect(caps != NULL && strstr(caps, "Operation not permitted") != NULL, "%s", text);
-    cr_expect(has_layer(sandbox, "landlock") && has_layer(sandbox, "seccomp"), "%s", text);
+    const char *cgroup = json_string_value(json_object_get(refused, "cgroup"));
+    cr_expect(cgroup != NULL && strstr(cgroup, "Permission denied") != NULL, "%s", text);
+    cr_expect_eq(json_object_size(refused), 1, "only the cgroup: %s", text);
+    const char *active[] = {"pid_namespace", "namespaces",   "mount_namespace", "user",
+                            "capabilities",  "no_new_privs", "landlock",        "seccomp"};
+    for (size_t i = 0; i < sizeof(active) / sizeof(active[0]); i++)
+        cr_expect(has_layer(sandbox, active[i]), "%s: %s", active[i], text);
     free(text);
     json_decref(st);
-    cr_expect_geq(harness_log_count(&h, "sandbox layer namespaces refused"), 1);
-    /* what is left still holds */
+    const char *own[] = {"user", "pid", "mnt", "net", "ipc", "uts"};
+    for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
+        cr_expect(!same_namespace(pid, h.plugd_pid, own[i]), "a %s namespace of its own", own[i]);
+    char uid[64], expected[64];
+    cr_assert(proc_line(pid, "status", "Uid:", uid, sizeof(uid)));
+    snprintf(expected, sizeof(expected), "\t%u\t%u\t%u\t%u\n", (unsigned)nobody, (unsigned)nobody,
+             (unsigned)nobody, (unsigned)nobody);
+    cr_expect_str_eq(uid, expected, "plugd's uid outside, mapped to itself");
+    cr_expect_eq(status_hex(pid, "CapBnd:"), 0, "the bounding set is empty");
+    cr_expect_geq(harness_log_count(&h, "sandbox layer cgroup refused"), 1);
+    /* the view, landlock and seccomp hold */
+    expect_refused("probe", "read", "[\"/etc/shadow\"]", "ENOENT");
     expect_refused("probe", "read", "[\"/usr/bin/sh\"]", "EACCES");
     cr_assert_null(probe("probe", "tcp_socket", "[]"));
     cr_assert_eq(harness_stop(&h, 15.0), 0);
@@ -630,7 +642,7 @@ Test(sandbox, refused_layers_are_reported_and_strict_does_not_start_the_worker)
     harness_sleep(&h, 0.3);
     st = harness_status(&h, "probe");
     const char *last = json_string_value(json_object_get(st, "last_error"));
-    cr_expect(last != NULL && strstr(last, "strict sandbox: layer pid_namespace refused") != NULL,
+    cr_expect(last != NULL && strstr(last, "strict sandbox: layer cgroup refused") != NULL,
               "last_error: %s", last);
     cr_expect(json_is_true(json_object_get(st, "failed")), "not restarted");
     json_decref(st);
@@ -695,6 +707,27 @@ static void expect_usage_error(const char *args, const char *message)
     int status = pclose(p);
     cr_expect_str_eq(line, message);
     cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 2, "%s: usage error: %d", args, status);
+}
+
+/* A worker stuck in a call never sees its channel close: only the
+ * parent-death signal ends it when plugd is killed, also after the switch
+ * to the workers' user (which clears that signal). */
+Test(sandbox, a_stuck_worker_of_another_user_dies_with_a_plugd_killed_by_sigkill)
+{
+    harness_add_plugin(&h, "crashy", "stuck", NULL);
+    harness_start(&h);
+    cr_assert(harness_wait_state(&h, "stuck", "running", -1, 15.0));
+    pid_t worker = harness_worker_pid(&h, "stuck");
+    struct pending *hang = harness_call_async(&h, "stuck", "hang", "[]", 60000);
+    harness_sleep(&h, 0.1);
+    harness_kill9(&h); /* no graceful stop */
+    for (int tries = 0; tries < 500 && !harness_pid_gone(worker); tries++)
+        usleep(10000);
+    bool is_gone = harness_pid_gone(worker);
+    if (!is_gone)
+        kill(worker, SIGKILL); /* leave nothing behind */
+    cr_expect(is_gone, "worker %d outlived plugd", (int)worker);
+    free(hang);
 }
 
 Test(sandbox, plugd_refuses_an_unknown_sandbox_mode)
