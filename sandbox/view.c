@@ -315,7 +315,11 @@ static int make_own_view(const struct sb_policy *p, bool is_shared, char *why)
  * folder (no shared view can be entered from another user namespace). */
 static int make_view_in_user_namespace(const struct sb_policy *p, char *why)
 {
-    if (p->tmp_dir == NULL || p->tmp_dir[0] == '\0' || p->view_state_dir[0] == '\0') {
+    if (p->view_state_dir[0] == '\0') {
+        snprintf(why, SB_REASON_MAX, "no state folder to build the view for");
+        return -1;
+    }
+    if (p->tmp_dir == NULL || p->tmp_dir[0] == '\0') {
         snprintf(why, SB_REASON_MAX, "no tmp folder to build the view on");
         return -1;
     }
