@@ -32,6 +32,10 @@
  * unmounts it from its own copy. */
 #define VIEW_STATE "/.plugd-state"
 
+/* binds, remounts and propagation changes take no file system type; a
+ * name rather than NULL keeps valgrind's check of mount(2) quiet */
+#define FS_TYPE_IGNORED "none"
+
 #define READ_ONLY (MS_RDONLY | MS_NOSUID | MS_NODEV)
 #define NO_EXEC   (MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
@@ -114,11 +118,11 @@ static unsigned long flags_of(const char *path)
  * until it is remounted. */
 static int bind(const char *from, const char *to, unsigned long flags)
 {
-    if (mount(from, to, NULL, MS_BIND | MS_REC, NULL) < 0)
+    if (mount(from, to, FS_TYPE_IGNORED, MS_BIND | MS_REC, NULL) < 0)
         return -1;
     if (flags == 0)
         return 0;
-    return mount(NULL, to, NULL, MS_BIND | MS_REMOUNT | flags | flags_of(to), NULL);
+    return mount(NULL, to, FS_TYPE_IGNORED, MS_BIND | MS_REMOUNT | flags | flags_of(to), NULL);
 }
 
 /* ROOT + path ("" when too long: every use of it then fails) */
@@ -170,7 +174,7 @@ static int build_view(const char *root, const char *state_dir, char *why)
 {
     char at[PATH_MAX];
     /* nothing of the view propagates back into plugd's namespace */
-    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+    if (mount(NULL, "/", FS_TYPE_IGNORED, MS_REC | MS_PRIVATE, NULL) < 0)
         return failed(why, "mount --make-rprivate /", errno);
     if (mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m") < 0)
         return failed(why, "mount tmpfs", errno);
@@ -193,15 +197,16 @@ static int build_view(const char *root, const char *state_dir, char *why)
         return failed(why, at, errno);
     /* not recursive: the root being built is mounted inside the state; not
      * noexec: the binds of the workers' packages keep the flags of this one */
-    if (mount(state_dir, at, NULL, MS_BIND, NULL) < 0 ||
-        mount(NULL, at, NULL, MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV | flags_of(at), NULL) < 0)
+    if (mount(state_dir, at, FS_TYPE_IGNORED, MS_BIND, NULL) < 0 ||
+        mount(NULL, at, FS_TYPE_IGNORED, MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV | flags_of(at),
+              NULL) < 0)
         return failed(why, state_dir, errno);
     if (chdir(root) < 0 || syscall(SYS_pivot_root, ".", ".") < 0)
         return failed(why, "pivot_root", errno);
     /* the old root was stacked beneath the new one at "." */
     if (umount2(".", MNT_DETACH) < 0 || chdir("/") < 0)
         return failed(why, "umount the old root", errno);
-    if (mount(NULL, "/", NULL, MS_BIND | MS_REMOUNT | READ_ONLY, NULL) < 0)
+    if (mount(NULL, "/", FS_TYPE_IGNORED, MS_BIND | MS_REMOUNT | READ_ONLY, NULL) < 0)
         return failed(why, "remount / read-only", errno);
     return 0;
 }
@@ -305,7 +310,7 @@ static int make_own_view(const struct sb_policy *p, bool is_shared, char *why)
         return -1;
     if (umount2(VIEW_STATE, MNT_DETACH) < 0)
         return failed(why, "umount " VIEW_STATE, errno);
-    if (mount(NULL, state, NULL, MS_BIND | MS_REMOUNT | READ_ONLY | MS_NOEXEC, NULL) < 0)
+    if (mount(NULL, state, FS_TYPE_IGNORED, MS_BIND | MS_REMOUNT | READ_ONLY | MS_NOEXEC, NULL) < 0)
         return failed(why, state, errno);
     return 0;
 }
