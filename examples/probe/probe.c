@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -162,6 +163,15 @@ static void alloc(struct plugd_request *req, const msgpack_object *params, void 
     answer(req, err == 0, err, "mb", got);
 }
 
+/* unmount [path]: tries to take a mount of its view away */
+static void unmount(struct plugd_request *req, const msgpack_object *params, void *ud)
+{
+    (void)ud;
+    char path[PATH_MAX];
+    errno = EINVAL;
+    answer_rc(req, string_param(params, 0, path, sizeof(path)) ? umount2(path, MNT_DETACH) : -1);
+}
+
 /* spin [seconds]: burns that much CPU time, then answers */
 static void spin(struct plugd_request *req, const msgpack_object *params, void *ud)
 {
@@ -273,6 +283,7 @@ int main(void)
         {"fork", fork_many},
         {"alloc", alloc},
         {"spin", spin},
+        {"unmount", unmount},
         {"exec", exec_program},
         {"spawn", spawn_program},
         {"ptrace", trace},

@@ -425,6 +425,7 @@ Test(sandbox, without_capabilities_every_way_out_fails_and_is_reported)
     expect_violation("probe", "connect", params, "socket");
     close(listener);
     expect_violation("probe", "fork", "[1]", "clone");
+    expect_violation("probe", "unmount", "[\"/tmp\"]", "umount2"); /* the view stays */
     snprintf(params, sizeof(params), "[%d]", (int)h.plugd_pid);
     expect_violation("probe", "signal", params, "kill");
     snprintf(params, sizeof(params), "[%d]", (int)hello);
