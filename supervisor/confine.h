@@ -59,8 +59,8 @@ void confine_watch(struct wk_confinement *c, struct ev_loop *loop, int notify_fd
 
 /* True when the kernel's OOM killer ended a process of this run. */
 bool confine_oom_killed(const struct wk_confinement *c);
-/* True when its cgroup used `cpu_seconds` (> 0) of CPU time: the kernel's
- * RLIMIT_CPU kill. */
+/* True when its cgroup used (about) `cpu_seconds` (> 0) of CPU time: a
+ * SIGKILL that neither plugd nor the OOM killer sent is then RLIMIT_CPU's. */
 bool confine_out_of_cpu_time(const struct wk_confinement *c, int cpu_seconds);
 
 /* After the run: the cgroup (anything left in it killed), the tmp folder,

@@ -625,12 +625,13 @@ static void explain_kernel_kill(struct worker *w, int status)
     if (w->fault[0] != '\0' || !WIFSIGNALED(status))
         return;
     int cpu_seconds = w->m->limits.cpu_seconds;
+    bool is_killed_by_plugd = w->state == WK_STOPPING && w->stop_phase == 2;
     if (WTERMSIG(status) == SIGKILL && confine_oom_killed(&w->confine))
         snprintf(w->fault, sizeof(w->fault),
                  "out of memory: the kernel killed it at its memory limit of %d MiB",
                  w->m->limits.memory_mb);
-    else if (WTERMSIG(status) == SIGXCPU ||
-             (WTERMSIG(status) == SIGKILL && confine_out_of_cpu_time(&w->confine, cpu_seconds)))
+    else if (WTERMSIG(status) == SIGXCPU || (WTERMSIG(status) == SIGKILL && !is_killed_by_plugd &&
+                                             confine_out_of_cpu_time(&w->confine, cpu_seconds)))
         snprintf(w->fault, sizeof(w->fault),
                  "out of CPU time: the kernel killed it at its limit of %d s of CPU time",
                  cpu_seconds);
