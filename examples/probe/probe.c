@@ -2,7 +2,7 @@
  * happened: {"ok": true, ...} or {"ok": false, "error": "EACCES"}. A
  * system call outside the allow-list ends it instead (plugd reports
  * sandbox_violation), unless its manifest asks for EPERM. Used by
- * tests/supervisor/test_sandbox.c; handy on a new kernel too. */
+ * tests/supervisor/test_probe.c; handy on a new kernel too. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
