@@ -16,12 +16,21 @@
 
 #include "layers.h"
 
+/* clang-format off */
 static const char *const layer_names[SB_LAYER_COUNT] = {
-    [SB_PID_NS] = "pid_namespace",      [SB_CGROUP] = "cgroup",   [SB_NAMESPACES] = "namespaces",
-    [SB_MOUNT_NS] = "mount_namespace",  [SB_RLIMITS] = "rlimits", [SB_FDS] = "fds",
-    [SB_NO_NEW_PRIVS] = "no_new_privs", [SB_USER] = "user",       [SB_CAPS] = "capabilities",
-    [SB_LANDLOCK] = "landlock",         [SB_SECCOMP] = "seccomp",
+    [SB_PID_NS] = "pid_namespace",
+    [SB_CGROUP] = "cgroup",
+    [SB_NAMESPACES] = "namespaces",
+    [SB_MOUNT_NS] = "mount_namespace",
+    [SB_RLIMITS] = "rlimits",
+    [SB_FDS] = "fds",
+    [SB_NO_NEW_PRIVS] = "no_new_privs",
+    [SB_USER] = "user",
+    [SB_CAPS] = "capabilities",
+    [SB_LANDLOCK] = "landlock",
+    [SB_SECCOMP] = "seccomp",
 };
+/* clang-format on */
 
 const char *sb_layer_name(enum sb_layer layer)
 {
