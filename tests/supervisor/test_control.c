@@ -20,20 +20,7 @@
 
 #include "plugd_harness.h"
 
-static struct harness h;
-
-static void setup(void)
-{
-    harness_init(&h);
-}
-
-static void teardown(void)
-{
-    harness_stop_and_check(&h);
-    harness_fini(&h);
-}
-
-TestSuite(control, .init = setup, .fini = teardown, .timeout = 120);
+HARNESS_TEST_SUITE(control, 120);
 
 /* ------------------------------------------------------------ a client */
 

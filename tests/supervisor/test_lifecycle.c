@@ -15,20 +15,7 @@
 #include "lifecycle.h"
 #include "plugd_harness.h"
 
-static struct harness h;
-
-static void setup(void)
-{
-    harness_init(&h);
-}
-
-static void teardown(void)
-{
-    harness_stop_and_check(&h);
-    harness_fini(&h);
-}
-
-TestSuite(lifecycle, .init = setup, .fini = teardown, .timeout = 120);
+HARNESS_TEST_SUITE(lifecycle, 120);
 
 /* ------------------------------------------------------------ the table */
 

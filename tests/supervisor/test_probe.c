@@ -14,20 +14,7 @@
 #include "plugd_harness.h"
 #include "probe_checks.h"
 
-static struct harness h;
-
-static void setup(void)
-{
-    harness_init(&h);
-}
-
-static void teardown(void)
-{
-    harness_stop_and_check(&h);
-    harness_fini(&h);
-}
-
-TestSuite(probe, .init = setup, .fini = teardown, .timeout = 120);
+HARNESS_TEST_SUITE(probe, 120);
 
 /* Whether `plugin`'s worker runs in its mount namespace view. */
 static bool has_view(const char *plugin)

@@ -19,20 +19,7 @@
 #include "plugd_harness.h"
 #include "probe_checks.h"
 
-static struct harness h;
-
-static void setup(void)
-{
-    harness_init(&h);
-}
-
-static void teardown(void)
-{
-    harness_stop_and_check(&h);
-    harness_fini(&h);
-}
-
-TestSuite(sandbox, .init = setup, .fini = teardown, .timeout = 120);
+HARNESS_TEST_SUITE(sandbox, 120);
 
 /* The line of /proc/PID/FILE that starts with `key`, into out. */
 static bool proc_line(pid_t pid, const char *file, const char *key, char *out, size_t size)

@@ -13,22 +13,7 @@
     "{\"limits\": {\"health_interval_ms\": 100, \"health_timeout_ms\": 300,"                       \
     " \"shutdown_drain_ms\": 500, \"shutdown_term_ms\": 500}}"
 
-static struct harness h;
-
-static void setup(void)
-{
-    harness_init(&h);
-}
-
-/* Every test ends with a graceful stop that must leave no zombie, no
- * orphan worker, and an exit status of 0. */
-static void teardown(void)
-{
-    harness_stop_and_check(&h);
-    harness_fini(&h);
-}
-
-TestSuite(workers, .init = setup, .fini = teardown, .timeout = 60);
+HARNESS_TEST_SUITE(workers, 60);
 
 /* Starts plugd with the one example plugin `example` (manifest `overrides`
  * merged in, may be NULL) and waits until its worker runs. */

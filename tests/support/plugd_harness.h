@@ -4,6 +4,7 @@
 #ifndef PLUGD_HARNESS_H
 #define PLUGD_HARNESS_H
 
+#include <criterion/criterion.h>
 #include <jansson.h>
 #include <limits.h>
 #include <stdbool.h>
@@ -131,5 +132,22 @@ int harness_count_fds(pid_t pid);
 /* Open fds of process `pid` other than 0, 1, 2, `allowed` (-1: none) and
  * anonymous inodes (its own epoll/eventfd/signalfd). */
 int harness_extra_fds(pid_t pid, int allowed);
+
+/* The test file's harness `h`, made before each test of `suite` and, after
+ * it, stopped gracefully and checked: no zombie, no orphan worker, exit
+ * status 0. `timeout_s` is the suite's (Criterion's per-test one leaks
+ * under LSan). */
+#define HARNESS_TEST_SUITE(suite, timeout_s)                                                       \
+    static struct harness h;                                                                       \
+    static void harness_setup(void)                                                                \
+    {                                                                                              \
+        harness_init(&h);                                                                          \
+    }                                                                                              \
+    static void harness_teardown(void)                                                             \
+    {                                                                                              \
+        harness_stop_and_check(&h);                                                                \
+        harness_fini(&h);                                                                          \
+    }                                                                                              \
+    TestSuite(suite, .init = harness_setup, .fini = harness_teardown, .timeout = timeout_s)
 
 #endif
