@@ -387,9 +387,9 @@ int main(int argc, char **argv)
     sb_system_init(&sandboxed, SB_MODE_ON, NULL);
     sb_system_init(&unconfined, SB_MODE_OFF, NULL);
     sb_system_init(&without_view, SB_MODE_ON, NULL);
-    confine_open_state(&without_view, state_dir);
     install_hello();
     confine_open_state(&sandboxed, state_dir); /* as plugd: for the workers' user */
+    confine_open_state(&without_view, state_dir);
     sb_view_make(&sandboxed, state_dir);
     bench_spawn();
     bench_crash(&unconfined, "crash_to_ready");

@@ -21,6 +21,8 @@
 /* Marks `layer` refused with "what: strerror(err)" (the first reason kept). */
 void sb_refuse(struct sb_report *r, enum sb_layer layer, const char *what, int err);
 void sb_refuse_text(struct sb_report *r, enum sb_layer layer, const char *text);
+/* "WHAT: strerror(err)" into `reason`, the end of a long WHAT (a path) kept. */
+void sb_reason(char reason[SB_REASON_MAX], const char *what, int err);
 void sb_activate(struct sb_report *r, enum sb_layer layer);
 /* Writes `value` into DIR/FILE: 0, or -1 with errno. */
 int sb_write_file(const char *dir, const char *file, const char *value);

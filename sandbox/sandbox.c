@@ -46,6 +46,12 @@ void sb_refuse_text(struct sb_report *r, enum sb_layer layer, const char *text)
     snprintf(r->reason[layer], SB_REASON_MAX, "%s", text);
 }
 
+void sb_reason(char reason[SB_REASON_MAX], const char *what, int err)
+{
+    size_t len = strlen(what);
+    snprintf(reason, SB_REASON_MAX, "%s: %s", len > 48 ? what + len - 48 : what, strerror(err));
+}
+
 void sb_refuse(struct sb_report *r, enum sb_layer layer, const char *what, int err)
 {
     char text[SB_REASON_MAX];
@@ -235,7 +241,7 @@ static void map_ids(const struct sb_policy *p, struct sb_report *r)
 /* No supplementary groups, then the gid, then the uid (saved ids too). */
 static void switch_user(const struct sb_policy *p, struct sb_report *r)
 {
-    if (p->user_refused != NULL && !p->in_user_ns) {
+    if (p->user_refused != NULL) {
         sb_refuse_text(r, SB_USER, p->user_refused);
     } else if (!p->change_user) {
         if (getuid() == 0 || geteuid() == 0)

@@ -143,10 +143,11 @@ void sb_view_make(struct sb_system *s, const char *state_dir);
 void sb_system_fini(struct sb_system *s);
 
 /* The policy's system part: mode, namespaces, landlock ABI, rlimits (the
- * address space only where no cgroup limits memory). The caller adds the
- * filesystem view, the capabilities and the cgroup folders. */
+ * address space only where no cgroup limits memory; CPU time where
+ * cpu_seconds > 0). The caller adds the filesystem view, the capabilities
+ * and the cgroup folders. */
 void sb_policy_init(struct sb_policy *p, const struct sb_system *s, int memory_mb, int nofile,
-                    int nproc, int keep_fd);
+                    int nproc, int cpu_seconds, int keep_fd);
 
 /* The worker cgroup: created with the limits (memory_mb, nproc,
  * cpu_percent of one CPU) before the fork, folders written into `cg`

@@ -172,13 +172,6 @@ void sb_system_check_reach(struct sb_system *s, const char *dir)
 
 /* ------------------------------------------------------------ cgroups */
 
-/* "PATH: error" into a reason (the end of a long path kept) */
-static void set_reason(char reason[SB_REASON_MAX], const char *path, int err)
-{
-    size_t len = strlen(path);
-    snprintf(reason, SB_REASON_MAX, "%s: %s", len > 48 ? path + len - 48 : path, strerror(err));
-}
-
 int sb_write_file(const char *dir, const char *file, const char *value)
 {
     char path[PATH_MAX];
@@ -267,7 +260,7 @@ static void make_cgroups(struct sb_system *s)
         if (mkdir(s->cgroup_dir[0], 0755) < 0 ||
             sb_write_file(unified, "cgroup.subtree_control", "+memory +pids") < 0 ||
             sb_write_file(s->cgroup_dir[0], "cgroup.subtree_control", "+memory +pids") < 0) {
-            set_reason(s->cgroup_reason, s->cgroup_dir[0], errno);
+            sb_reason(s->cgroup_reason, s->cgroup_dir[0], errno);
             rmdir(s->cgroup_dir[0]);
             s->cgroup_dir[0][0] = '\0';
             return;
@@ -282,13 +275,13 @@ static void make_cgroups(struct sb_system *s)
         snprintf(root, sizeof(root), "/sys/fs/cgroup/%s", v1_controllers[c]);
         if (access(root, W_OK) < 0) {
             if (s->cgroup_reason[0] == '\0')
-                set_reason(s->cgroup_reason, root, errno);
+                sb_reason(s->cgroup_reason, root, errno);
             continue;
         }
         remove_stale_cgroups(root);
         snprintf(s->cgroup_dir[c], PATH_MAX, "%s/%s", root, name);
         if (mkdir(s->cgroup_dir[c], 0755) < 0 && errno != EEXIST) {
-            set_reason(s->cgroup_reason, s->cgroup_dir[c], errno);
+            sb_reason(s->cgroup_reason, s->cgroup_dir[c], errno);
             s->cgroup_dir[c][0] = '\0';
             continue;
         }
@@ -443,7 +436,7 @@ void sb_system_fini(struct sb_system *s)
 }
 
 void sb_policy_init(struct sb_policy *p, const struct sb_system *s, int memory_mb, int nofile,
-                    int nproc, int keep_fd)
+                    int nproc, int cpu_seconds, int keep_fd)
 {
     bool has_cgroup = s->cgroup != SB_CGROUP_NONE;
     *p = (struct sb_policy){
@@ -457,6 +450,7 @@ void sb_policy_init(struct sb_policy *p, const struct sb_system *s, int memory_m
          * when plugd is root): the cgroup's pids.max counts the worker's */
         .processes = has_cgroup ? 0 : (rlim_t)nproc,
         .file_size = (rlim_t)1 << 30, /* 1 GiB per file a worker writes */
+        .cpu_time = (rlim_t)cpu_seconds,
         .keep_fd = keep_fd,
         .net_fd = s->offline_net,
         .ipc_fd = s->shared_ipc,

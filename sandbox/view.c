@@ -49,11 +49,10 @@ const char *const sb_name_lookup_files[SB_NAME_LOOKUP_FILES] = {
     "/etc/hosts", "/etc/resolv.conf", "/etc/nsswitch.conf", "/etc/gai.conf", "/etc/host.conf"};
 static const char *const devices[] = {"/dev/null", "/dev/zero", "/dev/urandom"};
 
-/* "what: strerror(err)" into `why` (SB_REASON_MAX); returns -1. */
+/* The reason into `why` (SB_REASON_MAX); returns -1. */
 static int failed(char *why, const char *what, int err)
 {
-    size_t len = strlen(what);
-    snprintf(why, SB_REASON_MAX, "%s: %s", len > 48 ? what + len - 48 : what, strerror(err));
+    sb_reason(why, what, err);
     return -1;
 }
 
@@ -107,7 +106,9 @@ static unsigned long flags_of(const char *path)
                {ST_NODIRATIME, MS_NODIRATIME}};
     struct statvfs st;
     unsigned long flags = 0;
-    for (size_t i = 0; statvfs(path, &st) == 0 && i < sizeof(map) / sizeof(map[0]); i++)
+    if (statvfs(path, &st) < 0)
+        return 0;
+    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
         if (st.f_flag & map[i].st)
             flags |= map[i].ms;
     return flags;
@@ -268,9 +269,10 @@ static const char *below_state(const struct sb_policy *p, const char *path)
     return path + len;
 }
 
-/* One of the worker's folders at its real path, from the shared view's
- * copy of the state. */
-static int mount_own(const struct sb_policy *p, const char *path, unsigned long flags, char *why)
+/* One of the worker's folders (`path`, below the state) mounted at `at`,
+ * from the view's copy of the state. */
+static int mount_own(const struct sb_policy *p, const char *path, const char *at,
+                     unsigned long flags, char *why)
 {
     const char *rel = below_state(p, path);
     char from[PATH_MAX];
@@ -279,8 +281,8 @@ static int mount_own(const struct sb_policy *p, const char *path, unsigned long 
         return -1;
     }
     snprintf(from, sizeof(from), "%s%s", VIEW_STATE, rel);
-    if (make_dirs(path) < 0 || bind(from, path, flags) < 0)
-        return failed(why, path, errno);
+    if (make_dirs(at) < 0 || bind(from, at, flags) < 0)
+        return failed(why, at, errno);
     return 0;
 }
 
@@ -290,23 +292,18 @@ static int make_own_view(const struct sb_policy *p, bool is_shared, char *why)
 {
     const char *state = p->view_state_dir;
     bool has_tmp = p->tmp_dir != NULL && p->tmp_dir[0] != '\0';
-    char from[PATH_MAX];
     if (is_shared && unshare(CLONE_NEWNS) < 0)
         return failed(why, "unshare(CLONE_NEWNS)", errno);
     /* /tmp first: a state folder below /tmp gets its mount point made
      * inside the worker's tmp, and stays visible above it */
-    if (has_tmp) {
-        const char *rel = below_state(p, p->tmp_dir);
-        snprintf(from, sizeof(from), "%s%s", VIEW_STATE, rel != NULL ? rel : "/?");
-        if (rel == NULL || bind(from, "/tmp", NO_EXEC) < 0)
-            return failed(why, "/tmp", rel == NULL ? EXDEV : errno);
-    }
+    if (has_tmp && mount_own(p, p->tmp_dir, "/tmp", NO_EXEC, why) < 0)
+        return -1;
     if (make_dirs(state) < 0 ||
         mount("tmpfs", state, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755,size=64k") < 0)
         return failed(why, state, errno);
-    if (mount_own(p, p->package_dir, READ_ONLY, why) < 0 ||
-        (has_tmp && mount_own(p, p->tmp_dir, NO_EXEC, why) < 0) ||
-        (p->data_dir != NULL && mount_own(p, p->data_dir, NO_EXEC, why) < 0))
+    if (mount_own(p, p->package_dir, p->package_dir, READ_ONLY, why) < 0 ||
+        (has_tmp && mount_own(p, p->tmp_dir, p->tmp_dir, NO_EXEC, why) < 0) ||
+        (p->data_dir != NULL && mount_own(p, p->data_dir, p->data_dir, NO_EXEC, why) < 0))
         return -1;
     if (umount2(VIEW_STATE, MNT_DETACH) < 0)
         return failed(why, "umount " VIEW_STATE, errno);

@@ -176,8 +176,7 @@ void confine_prepare(struct wk_confinement *c, const struct manifest *m, struct 
 {
     const struct sb_system *s = system_of(c);
     const struct worker_limits *l = &m->limits;
-    sb_policy_init(p, s, l->memory_mb, l->nofile, l->nproc, -1);
-    p->cpu_time = (rlim_t)l->cpu_seconds;
+    sb_policy_init(p, s, l->memory_mb, l->nofile, l->nproc, l->cpu_seconds, -1);
     c->tmp_dir[0] = c->data_dir[0] = c->cgroup_why[0] = '\0';
     memset(&c->cgroup, 0, sizeof(c->cgroup));
     if (!p->enabled)
@@ -239,8 +238,7 @@ bool confine_out_of_cpu_time(const struct wk_confinement *c, int cpu_seconds)
     /* the cgroup's count trails the one the kernel's limit reads (seen:
      * 17 ms of 1 s under load), and misses the child's time before it
      * joined the cgroup */
-    return c->system != NULL && cpu_seconds > 0 &&
-           sb_cgroup_cpu_seconds(c->system, &c->cgroup) >= 0.9 * cpu_seconds;
+    return c->system != NULL && sb_cgroup_cpu_seconds(c->system, &c->cgroup) >= 0.9 * cpu_seconds;
 }
 
 void confine_release(struct wk_confinement *c, struct ev_loop *loop)

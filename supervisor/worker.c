@@ -630,8 +630,9 @@ static void explain_kernel_kill(struct worker *w, int status)
         snprintf(w->fault, sizeof(w->fault),
                  "out of memory: the kernel killed it at its memory limit of %d MiB",
                  w->m->limits.memory_mb);
-    else if (WTERMSIG(status) == SIGXCPU || (WTERMSIG(status) == SIGKILL && !is_killed_by_plugd &&
-                                             confine_out_of_cpu_time(&w->confine, cpu_seconds)))
+    else if (cpu_seconds > 0 &&
+             (WTERMSIG(status) == SIGXCPU || (WTERMSIG(status) == SIGKILL && !is_killed_by_plugd &&
+                                              confine_out_of_cpu_time(&w->confine, cpu_seconds))))
         snprintf(w->fault, sizeof(w->fault),
                  "out of CPU time: the kernel killed it at its limit of %d s of CPU time",
                  cpu_seconds);
