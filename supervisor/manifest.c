@@ -436,6 +436,18 @@ static int read_config(json_t *root, struct manifest *m, struct plugd_error *err
     return m->config == NULL ? no_memory(err) : 0;
 }
 
+json_t *manifest_config_with(const struct manifest *m, const json_t *operator_config)
+{
+    json_t *defaults = json_object_get(m->json, "config");
+    json_t *effective = json_is_object(defaults) ? json_deep_copy(defaults) : json_object();
+    if (effective != NULL && json_is_object(operator_config) &&
+        json_object_update(effective, (json_t *)operator_config) < 0) {
+        json_decref(effective);
+        return NULL;
+    }
+    return effective;
+}
+
 struct manifest *manifest_parse(json_t *root, const char *dir, struct plugd_error *err)
 {
     struct manifest *m = calloc(1, sizeof(*m));

@@ -46,7 +46,7 @@ struct manifest {
     size_t n_methods;
     char **files; /* more package files, relative as written */
     size_t n_files;
-    json_t *config; /* the "config" object; an empty one when absent */
+    json_t *config; /* the effective config (manifest_config_with); at load, the defaults */
     json_t *json;   /* the whole document (a reference the manifest owns) */
     struct worker_limits limits;
     bool is_violation_eperm; /* "sandbox.on_violation": "eperm" (default "kill") */
@@ -70,6 +70,12 @@ int semver_compare(const char *a, const char *b);
  * reason. */
 struct manifest *manifest_load(const char *dir, struct plugd_error *err);
 void manifest_free(struct manifest *m);
+
+/* The config a worker runs with: the manifest's "config" defaults with the
+ * operator's config (a JSON object, or NULL) laid over them, key by key at
+ * the top level. The one definition of the effective config: at start, on
+ * a hot change, after a restart. A new reference, NULL without memory. */
+json_t *manifest_config_with(const struct manifest *m, const json_t *operator_config);
 void worker_limits_default(struct worker_limits *l);
 
 #endif

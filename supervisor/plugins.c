@@ -69,10 +69,16 @@ static struct manifest *load_package(const char *dir, const char *config, struct
     struct manifest *m = manifest_load(dir, err);
     if (m == NULL || config == NULL)
         return m;
-    json_t *override = json_loads(config, 0, NULL);
-    if (json_is_object(override))
-        json_object_update(m->config, override);
-    json_decref(override);
+    json_t *operator_config = json_loads(config, 0, NULL);
+    json_t *effective = manifest_config_with(m, operator_config);
+    json_decref(operator_config);
+    if (effective == NULL) {
+        plugd_error_set(err, PLUGD_E_NO_MEMORY, "no memory for the config of %s", m->name);
+        manifest_free(m);
+        return NULL;
+    }
+    json_decref(m->config);
+    m->config = effective;
     return m;
 }
 
@@ -167,7 +173,9 @@ static void replace_worker_manifest(struct plugin *p, struct manifest *m)
     worker_stop(p->w);
 }
 
-/* The worker of a ready plugin runs; every other status has none. */
+/* The worker of a ready plugin runs; every other status has none. Called
+ * after every status change and every time the worker stops, so that the
+ * two converge whatever order operations came in. */
 static void apply_status(struct plugin *p)
 {
     if (p->w == NULL)
@@ -208,6 +216,7 @@ static void mark_loaded(struct plugin *p)
 
 static void on_worker_state(struct worker *w, enum wk_state from, void *ud)
 {
+    (void)from;
     struct plugin *p = ud;
     struct plugd *d = p->d;
     const char *name = p->row.name;
@@ -230,12 +239,16 @@ static void on_worker_state(struct worker *w, enum wk_state from, void *ud)
         publish(d, "plugin.worker_stopped", name,
                 json_pack("{s:s, s:s}", "exit", w->last_exit, "reason",
                           w->is_failed ? w->last_error.message : "stopped"));
-        if (p->next != NULL) {
-            worker_set_manifest(w, p->next); /* the old version is gone, however it ended */
-            p->next = NULL;
+        if (p->next == NULL && w->is_failed) {
+            mark_error(p, w->last_error.message); /* given up: it stays stopped */
+        } else {
+            if (p->next != NULL) {
+                worker_set_manifest(w, p->next); /* the old version is gone, however it ended */
+                p->next = NULL;
+            }
+            /* the status decides, whatever was asked while it stopped: an
+             * enable or a config restart starts it again, a disable not */
             apply_status(p);
-        } else if (w->is_failed && from != WK_STOPPING) {
-            mark_error(p, w->last_error.message);
         }
         if (d->is_stopping && all_stopped(d))
             ev_break(d->loop, EVBREAK_ALL);

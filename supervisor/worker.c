@@ -215,9 +215,16 @@ static void on_worker_close(struct ipc_conn *c, const struct plugd_error *why, v
 {
     (void)c;
     struct worker *w = ud;
-    /* A peer that just exits closes cleanly; anything else is the worker's fault. */
-    if (why != NULL && why->code != PLUGD_E_CONNECTION_CLOSED)
+    if (why != NULL && why->code != PLUGD_E_CONNECTION_CLOSED) {
         fault(w, "channel closed: %s: %s", plugd_errc_name(why->code), why->message);
+    } else if (w->state == WK_STARTING || w->state == WK_RUNNING) {
+        /* A worker that exits closes cleanly too, and its exit status (or
+         * the kernel's kill) is the better reason: the SIGKILL changes
+         * nothing for one that is exiting, and ends one that is not. */
+        w->has_closed_channel = true;
+        if (w->pid > 0)
+            kill(w->pid, SIGKILL);
+    }
 }
 
 /* ------------------------------------------------------------ health */
@@ -588,6 +595,7 @@ static void release_run(struct worker *w)
         ipc_conn_free(c);
     }
     w->pid = 0;
+    w->has_closed_channel = false;
 }
 
 static double backoff_delay(struct worker *w)
@@ -640,6 +648,10 @@ static void explain_kernel_kill(struct worker *w, int status)
         w->is_violation = true;
         snprintf(w->fault, sizeof(w->fault),
                  "sandbox_violation: a system call outside the allow-list (the kernel names none)");
+    } else if (WTERMSIG(status) == SIGKILL && w->has_closed_channel) {
+        w->faults++;
+        snprintf(w->fault, sizeof(w->fault),
+                 "it closed its channel and kept running: plugd killed it");
     }
 }
 
@@ -669,12 +681,6 @@ static void on_child_exit(struct ev_loop *loop, ev_child *c, int revents)
         log_plugd(w->is_failed ? "error" : "info", w->m->name, "worker stopped: %s%s%s", reason,
                   tail[0] ? "; last output: " : "", tail);
         set_state(w, WK_STOPPED);
-        if (w->is_restart_requested && !w->is_failed) {
-            w->is_restart_requested = false;
-            struct plugd_error err;
-            if (worker_start(w, &err) < 0)
-                log_plugd("error", w->m->name, "cannot restart: %s", err.message);
-        }
         return;
     }
 
@@ -1031,8 +1037,7 @@ static void apply_config(struct config_change *cc)
     replace_config(w, cc->config);
     if (w->state == WK_RUNNING) {
         log_plugd("info", w->m->name, "config changed: restarting (no plugd.config_changed hook)");
-        w->is_restart_requested = true;
-        worker_stop(w);
+        worker_stop(w); /* its owner starts it again, with the new config */
     }
     config_change_end(cc, NULL);
 }
@@ -1058,7 +1063,15 @@ void worker_set_config(struct worker *w, json_t *config, wk_done_fn done, void *
         done(&err, ud);
         return;
     }
-    *cc = (struct config_change){.w = w, .config = json_incref(config), .done = done, .ud = ud};
+    *cc = (struct config_change){
+        .w = w, .config = manifest_config_with(w->m, config), .done = done, .ud = ud};
+    if (cc->config == NULL) {
+        struct plugd_error err;
+        plugd_error_set(&err, PLUGD_E_NO_MEMORY, "no memory for a config change");
+        free(cc);
+        done(&err, ud);
+        return;
+    }
     if (w->state == WK_RUNNING && w->has_validate_hook)
         send_config(cc, "plugd.validate_config", on_config_validated);
     else

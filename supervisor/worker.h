@@ -56,7 +56,6 @@ struct worker {
     bool is_health_pending;
     bool has_config_hook;                /* the worker applies config changes itself */
     bool has_validate_hook;              /* the worker validates configs */
-    bool is_restart_requested;           /* start again once stopped (config change) */
     char fault[PLUGD_ERROR_MESSAGE_MAX]; /* why plugd killed it, if it did */
 
     struct log_source src;
@@ -86,6 +85,7 @@ struct worker {
     struct wk_confinement confine; /* the sandbox of this run */
     bool has_report;               /* the child's sandbox report came */
     bool is_violation;             /* this run ended for a refused system call */
+    bool has_closed_channel;       /* this run closed its channel before it exited */
 };
 
 /* A worker for manifest `m` (taken over), stopped. */
@@ -105,10 +105,12 @@ void worker_stop(struct worker *w);
 void worker_call(struct worker *w, const char *method, const msgpack_object *params, double timeout,
                  wk_reply_fn reply, void *ud);
 
-/* Changes the plugin's config (`config`, a JSON object, is borrowed): the
- * worker validates it when it has plugd.validate_config, applies it hot with
- * plugd.config_changed, and is otherwise restarted gracefully with it. A
- * stopped worker gets it at its next start. `done` runs once. */
+/* Changes the plugin's config (`config`, the operator's JSON object,
+ * borrowed; the worker gets it over the manifest's defaults): the worker
+ * validates it when it has plugd.validate_config, applies it hot with
+ * plugd.config_changed, and is otherwise stopped gracefully, for its owner
+ * to start again with it. A stopped worker gets it at its next start.
+ * `done` runs once. */
 void worker_set_config(struct worker *w, json_t *config, wk_done_fn done, void *ud);
 
 /* Replaces the manifest of a stopped worker (takes ownership of `m`; the

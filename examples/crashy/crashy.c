@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 static enum plugd_health_status health_status = PLUGD_HEALTH_OK;
@@ -219,7 +220,26 @@ static void call_host(struct plugd_request *req, const msgpack_object *params, v
         plugd_request_fail(req, err.code, "%s", err.message);
 }
 
+/* close_channel: shuts its channel down and keeps running, never answers. */
+static void close_channel(struct plugd_request *req, const msgpack_object *params, void *ud)
+{
+    (void)params;
+    (void)ud;
+    shutdown(plugd_worker_fd(plugd_request_worker(req)), SHUT_RDWR);
+    for (;;)
+        pause();
+}
+
 static int64_t config_value;
+static msgpack_sbuffer config_seen; /* the last config taken, packed */
+
+static void keep_config(const msgpack_object *config)
+{
+    msgpack_sbuffer_clear(&config_seen);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &config_seen, msgpack_sbuffer_write);
+    msgpack_pack_object(&pk, *config);
+}
 
 /* Refuses a config with "bad": true. */
 static int validate_config(struct plugd_worker *w, const msgpack_object *config,
@@ -240,6 +260,7 @@ static int config_changed(struct plugd_worker *w, const msgpack_object *config,
     (void)err;
     (void)ud;
     plugd_get_int(plugd_map_get(config, "value"), &config_value);
+    keep_config(config);
     return 0;
 }
 
@@ -256,7 +277,21 @@ static int initialize(struct plugd_worker *w, const msgpack_object *config, stru
         plugd_worker_on_config_changed(w, config_changed, NULL);
     }
     plugd_get_int(plugd_map_get(config, "value"), &config_value);
+    keep_config(config);
     return 0;
+}
+
+/* config: the whole config it took last, at initialize or applied hot. */
+static void get_config(struct plugd_request *req, const msgpack_object *params, void *ud)
+{
+    (void)params;
+    (void)ud;
+    msgpack_zone zone;
+    msgpack_object config;
+    msgpack_zone_init(&zone, 256);
+    msgpack_unpack(config_seen.data, config_seen.size, NULL, &zone, &config);
+    plugd_request_reply(req, &config);
+    msgpack_zone_destroy(&zone);
 }
 
 /* config_value: the "value" of the last config applied hot. */
@@ -274,12 +309,25 @@ int main(void)
         const char *name;
         plugd_method_fn fn;
     } methods[] = {
-        {"echo", echo},         {"exit", do_exit},        {"segfault", segfault},
-        {"hang", hang},         {"stall", stall},         {"stop_health", stop_health},
-        {"garbage", garbage},   {"flood_log", flood_log}, {"ignore_term", ignore_term},
-        {"delay", delay},       {"call_host", call_host}, {"config_value", get_config_value},
-        {"oversize", oversize}, {"emit_many", emit_many}, {"set_health", set_health},
+        {"echo", echo},
+        {"exit", do_exit},
+        {"segfault", segfault},
+        {"hang", hang},
+        {"stall", stall},
+        {"stop_health", stop_health},
+        {"garbage", garbage},
+        {"flood_log", flood_log},
+        {"ignore_term", ignore_term},
+        {"delay", delay},
+        {"call_host", call_host},
+        {"config_value", get_config_value},
+        {"oversize", oversize},
+        {"emit_many", emit_many},
+        {"set_health", set_health},
+        {"close_channel", close_channel},
+        {"config", get_config},
     };
+    msgpack_sbuffer_init(&config_seen);
     struct plugd_worker *w = plugd_worker_new(NULL);
     for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
         plugd_worker_method(w, methods[i].name, methods[i].fn, NULL);
@@ -287,5 +335,6 @@ int main(void)
     plugd_worker_on_initialize(w, initialize, NULL);
     int status = plugd_worker_run(w);
     plugd_worker_free(w);
+    msgpack_sbuffer_destroy(&config_seen);
     return status;
 }
