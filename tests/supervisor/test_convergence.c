@@ -171,6 +171,9 @@ Test(convergence, random_operations_leave_exactly_one_worker_per_ready_plugin)
                  tries++)
                 harness_sleep(&h, 0.05);
             cr_assert(ok, "%s: status and worker disagree after: %s", random_names[i], done);
+            cr_assert_eq(harness_call(&h, random_names[i], "echo", "[1]", 5000, NULL),
+                         is_ready ? PLUGD_OK : PLUGD_E_WORKER_UNAVAILABLE,
+                         "%s: only a ready plugin answers calls, after: %s", random_names[i], done);
             ready += is_ready;
         }
         cr_assert_eq(harness_count_children(h.plugd_pid), ready,
