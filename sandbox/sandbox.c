@@ -196,7 +196,11 @@ static void apply_rlimits(const struct sb_policy *p, struct sb_report *r)
     ok &= set_limit(r, RLIMIT_FSIZE, p->file_size, "RLIMIT_FSIZE");
     /* soft = hard: the kernel kills at the limit (pid 1 ignores SIGXCPU) */
     ok &= p->cpu_time == 0 || set_limit(r, RLIMIT_CPU, p->cpu_time, "RLIMIT_CPU");
-    ok &= p->address_space == 0 || set_limit(r, RLIMIT_AS, p->address_space, "RLIMIT_AS");
+    /* memory without a cgroup: RLIMIT_DATA counts the private writable
+     * mappings (what a worker allocates), not the address space that
+     * runtimes reserve and never use (Node's V8 reserves ~600 MiB at start
+     * and dies under an RLIMIT_AS of 256 MiB) */
+    ok &= p->address_space == 0 || set_limit(r, RLIMIT_DATA, p->address_space, "RLIMIT_DATA");
     if (ok)
         sb_activate(r, SB_RLIMITS);
 }

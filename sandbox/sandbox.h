@@ -74,7 +74,7 @@ struct sb_system {
 struct sb_policy {
     bool enabled; /* false: --sandbox off */
     bool strict;
-    rlim_t address_space; /* bytes; 0: not limited (cgroup memory or sanitizers) */
+    rlim_t address_space; /* bytes, as RLIMIT_DATA; 0: not limited (cgroup memory or sanitizers) */
     rlim_t open_files;
     rlim_t processes; /* 0: not limited by an rlimit (the cgroup's pids.max) */
     rlim_t file_size; /* bytes */
@@ -164,7 +164,7 @@ bool sb_cgroup_oom_killed(const struct sb_system *s, const struct sb_cgroup *cg)
 /* The CPU time the processes of that cgroup used, in s (-1: unknown). */
 double sb_cgroup_cpu_seconds(const struct sb_system *s, const struct sb_cgroup *cg);
 /* The worker runs without a cgroup (`why`): its memory and processes are
- * then limited by RLIMIT_AS and RLIMIT_NPROC. */
+ * then limited by RLIMIT_DATA and RLIMIT_NPROC. */
 void sb_policy_without_cgroup(struct sb_policy *p, int memory_mb, int nproc, const char *why);
 
 /* fork(), the child in a new pid namespace where plugd may make one (it

@@ -202,6 +202,18 @@ static const char *const base_syscalls[] = {
     "exit_group",
 };
 
+/* Probes that runtimes make at start and live without: answered with an
+ * errno instead of a kill, so the call looks absent (ENOSYS) or refused
+ * (EPERM). Each is in docs/sandbox.md, with who makes it. */
+static const struct {
+    const char *name;
+    int err;
+} probe_answers[] = {
+    /* V8 (Node.js) asks for a memory protection key for its code space
+     * and does without one when the kernel has none */
+    {"pkey_alloc", ENOSYS},
+};
+
 /* net.outbound: outbound connections (not listening). */
 static const char *const network_syscalls[] = {"connect", "bind"};
 
@@ -227,6 +239,19 @@ static int allow_names(scmp_filter_ctx ctx, const char *const *names, size_t n)
 }
 
 #define ALLOW_LIST(ctx, list) allow_names(ctx, list, sizeof(list) / sizeof(list[0]))
+
+static int add_probe_answers(scmp_filter_ctx ctx)
+{
+    for (size_t i = 0; i < sizeof(probe_answers) / sizeof(probe_answers[0]); i++) {
+        int nr = seccomp_syscall_resolve_name(probe_answers[i].name);
+        if (nr == __NR_SCMP_ERROR)
+            continue; /* not on this architecture */
+        int rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(probe_answers[i].err), nr, 0);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
 
 /* Signals to itself only (its pid, its process group of one), and limits of
  * itself only, unless it may spawn processes. */
@@ -288,6 +313,16 @@ static int add_network_rules(scmp_filter_ctx ctx)
     return rc;
 }
 
+/* Without net.outbound, a unix socket is refused with EPERM rather than
+ * killed: libc opens one to ask nscd about users (Python's start-up does
+ * without $HOME) and to reach syslog, and goes on without either. Only the
+ * socket is answered; other families stay violations. */
+static int add_no_unix_sockets(scmp_filter_ctx ctx)
+{
+    return seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(socket), 1,
+                            SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)AF_UNIX));
+}
+
 /* The allow-list for a worker whose pid is `self` (exec keeps the pid). */
 static scmp_filter_ctx build_filter(const struct sb_policy *p, pid_t self, uint32_t default_action,
                                     const char **failed)
@@ -305,6 +340,10 @@ static scmp_filter_ctx build_filter(const struct sb_policy *p, pid_t self, uint3
         rc = ALLOW_LIST(ctx, base_syscalls);
     }
     if (rc == 0) {
+        *failed = "the probe answers";
+        rc = add_probe_answers(ctx);
+    }
+    if (rc == 0) {
         *failed = "the kill and prlimit64 rules";
         rc = add_self_rules(ctx, p, (scmp_datum_t)self);
     }
@@ -315,6 +354,9 @@ static scmp_filter_ctx build_filter(const struct sb_policy *p, pid_t self, uint3
     if (rc == 0 && p->may_network) {
         *failed = "the net.outbound rules";
         rc = add_network_rules(ctx);
+    } else if (rc == 0) {
+        *failed = "the unix socket answer";
+        rc = add_no_unix_sockets(ctx);
     }
     if (rc == 0 && p->may_spawn) {
         *failed = "the process.spawn rules";

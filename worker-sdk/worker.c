@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "plugd/ipc.h"
@@ -369,21 +371,61 @@ static void on_hello_answer(struct ipc_conn *c, const struct plugd_error *err,
 
 /* ------------------------------------------------------------ lifetime */
 
-struct plugd_worker *plugd_worker_new(struct plugd_error *err)
+/* The reason into `err`, or on stderr when the caller gave no `err` (the
+ * examples and docs/sdk.md's hello do not): run by hand, the program must
+ * say what it is and how it is run, not fail later with a riddle. */
+static int not_started_by_plugd(struct plugd_error *err, const char *why)
+{
+    struct plugd_error own;
+    plugd_error_set(err != NULL ? err : &own, PLUGD_E_INVALID_REQUEST,
+                    "not started by plugd (%s): plugd runs a plugin; install its folder with "
+                    "`plugctl install DIR` and call it with `plugctl call PLUGIN METHOD [ARG...]`",
+                    why);
+    if (err == NULL)
+        fprintf(stderr, "plugd-worker: %s\n", own.message);
+    return -1;
+}
+
+/* The channel plugd gives every worker: the stream socket at fd $PLUGD_FD.
+ * Anything else (no variable, a closed fd, a terminal, a file, a pipe, a
+ * datagram socket) means the program was not started by plugd. */
+static int channel_fd(struct plugd_error *err)
 {
     const char *env = getenv("PLUGD_FD");
+    char why[96];
+    if (env == NULL)
+        return not_started_by_plugd(err, "PLUGD_FD is not set");
     char *end = NULL;
-    long fd = env ? strtol(env, &end, 10) : 3;
-    if (env != NULL && (*env == '\0' || *end != '\0' || fd < 0 || fd > 65535)) {
-        plugd_error_set(err, PLUGD_E_INVALID_REQUEST, "PLUGD_FD=\"%s\" is not a fd number", env);
-        return NULL;
+    long fd = strtol(env, &end, 10);
+    if (*env == '\0' || *end != '\0' || fd < 0 || fd > 65535) {
+        snprintf(why, sizeof(why), "PLUGD_FD=\"%.40s\" is not a fd number", env);
+        return not_started_by_plugd(err, why);
     }
+    struct stat st;
+    int type = 0;
+    socklen_t len = sizeof(type);
+    if (fstat((int)fd, &st) < 0)
+        snprintf(why, sizeof(why), "fd %ld is not open", fd);
+    else if (!S_ISSOCK(st.st_mode))
+        snprintf(why, sizeof(why), "fd %ld is not a socket", fd);
+    else if (getsockopt((int)fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_STREAM)
+        snprintf(why, sizeof(why), "fd %ld is not a stream socket", fd);
+    else
+        return (int)fd;
+    return not_started_by_plugd(err, why);
+}
+
+struct plugd_worker *plugd_worker_new(struct plugd_error *err)
+{
+    int fd = channel_fd(err);
+    if (fd < 0)
+        return NULL;
     struct plugd_worker *w = calloc(1, sizeof(*w));
     if (w == NULL) {
         plugd_error_set(err, PLUGD_E_NO_MEMORY, "no memory for the worker");
         return NULL;
     }
-    w->fd = (int)fd;
+    w->fd = fd;
     ev_init(&w->shutdown_deadline, on_shutdown_deadline);
     w->shutdown_deadline.data = w;
     return w;
@@ -407,7 +449,7 @@ void plugd_worker_free(struct plugd_worker *w)
 
 int plugd_worker_method(struct plugd_worker *w, const char *name, plugd_method_fn fn, void *ud)
 {
-    if (fn == NULL || strlen(name) == 0 || strlen(name) >= NAME_MAX_LEN ||
+    if (w == NULL || fn == NULL || strlen(name) == 0 || strlen(name) >= NAME_MAX_LEN ||
         strncmp(name, "plugd.", 6) == 0 || w->n_methods == MAX_METHODS)
         return -1;
     for (size_t i = 0; i < w->n_methods; i++)
@@ -422,36 +464,48 @@ int plugd_worker_method(struct plugd_worker *w, const char *name, plugd_method_f
 
 void plugd_worker_on_initialize(struct plugd_worker *w, plugd_init_fn fn, void *ud)
 {
+    if (w == NULL)
+        return;
     w->on_init = fn;
     w->init_ud = ud;
 }
 
 void plugd_worker_on_config_changed(struct plugd_worker *w, plugd_config_fn fn, void *ud)
 {
+    if (w == NULL)
+        return;
     w->on_config = fn;
     w->config_ud = ud;
 }
 
 void plugd_worker_on_validate_config(struct plugd_worker *w, plugd_config_fn fn, void *ud)
 {
+    if (w == NULL)
+        return;
     w->on_validate = fn;
     w->validate_ud = ud;
 }
 
 void plugd_worker_on_health(struct plugd_worker *w, plugd_health_fn fn, void *ud)
 {
+    if (w == NULL)
+        return;
     w->on_health = fn;
     w->health_ud = ud;
 }
 
 void plugd_worker_on_shutdown(struct plugd_worker *w, plugd_shutdown_fn fn, void *ud)
 {
+    if (w == NULL)
+        return;
     w->on_shutdown = fn;
     w->shutdown_ud = ud;
 }
 
 void plugd_worker_on_event(struct plugd_worker *w, plugd_event_fn fn, void *ud)
 {
+    if (w == NULL)
+        return;
     w->on_event = fn;
     w->event_ud = ud;
 }
@@ -477,6 +531,8 @@ int plugd_worker_attach(struct plugd_worker *w, struct ev_loop *loop, struct plu
 
 int plugd_worker_run(struct plugd_worker *w)
 {
+    if (w == NULL)
+        return PLUGD_WORKER_EXIT_NO_CHANNEL; /* plugd_worker_new said why */
     struct plugd_error err;
     struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
     if (plugd_worker_attach(w, loop, &err) < 0) {

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -606,4 +607,34 @@ void harness_kill9(struct harness *h)
         h->host = NULL;
     }
     h->host_closed = true;
+}
+
+static uid_t nobody_uid;
+
+static int give_to_nobody(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    (void)st, (void)type, (void)ftw;
+    return lchown(path, nobody_uid, nobody_uid);
+}
+
+bool harness_run_as_nobody(struct harness *h)
+{
+    struct passwd *pw = getpwnam("nobody");
+    if (geteuid() != 0 || pw == NULL)
+        return false;
+    nobody_uid = pw->pw_uid;
+    char plugd[PATH_MAX];
+    snprintf(plugd, sizeof(plugd), "%s/supervisor/plugd", build_root());
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(setgid(nobody_uid) == 0 && setuid(nobody_uid) == 0 && access(plugd, R_OK | X_OK) == 0
+                  ? 0
+                  : 1);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 ||
+        nftw(h->dir, give_to_nobody, 16, FTW_PHYS) != 0)
+        return false;
+    h->run_as = nobody_uid;
+    return true;
 }

@@ -113,6 +113,12 @@ bool harness_wait_status(struct harness *h, const char *plugin, const char *stat
  * closed. harness_start can start it again on the same folders. */
 void harness_kill9(struct harness *h);
 
+/* Makes plugd run as the user nobody (h->run_as) and hands it the temp
+ * folder: true when that can work here (root, and a build tree that nobody
+ * can read and run: a checkout in /root cannot be). Call it after adding
+ * the plugins and before harness_start. */
+bool harness_run_as_nobody(struct harness *h);
+
 /* Removes the temp folder and frees everything (kills plugd if needed). */
 void harness_fini(struct harness *h);
 

@@ -1,7 +1,7 @@
 /* libplugd-worker: the C API for writing a plugd plugin.
  *
  * A plugin is a program that plugd starts with a msgpack-rpc channel at
- * fd $PLUGD_FD. The SDK does the handshake (plugd.hello, plugd.initialize),
+ * fd $PLUGD_FD (a stream socket). The SDK does the handshake (plugd.hello, plugd.initialize),
  * answers plugd.health and plugd.shutdown, and dispatches the plugin's own
  * methods to handlers. docs/sdk.md is the guide; docs/protocol.md the wire.
  *
@@ -31,6 +31,8 @@
 #define PLUGD_WORKER_API_VERSION 1 /* bumped on any incompatible API change */
 #define PLUGD_PROTOCOL_VERSION   1 /* the worker protocol this SDK speaks */
 #define PLUGD_WORKER_SDK_VERSION "0.1.0"
+/* plugd_worker_run's status when the program was not started by plugd */
+#define PLUGD_WORKER_EXIT_NO_CHANNEL 2
 
 struct plugd_worker;
 struct plugd_request;
@@ -68,8 +70,13 @@ typedef void (*plugd_event_fn)(struct plugd_worker *w, const char *name, size_t 
 typedef void (*plugd_host_reply_fn)(struct plugd_worker *w, const struct plugd_error *err,
                                     const msgpack_object *result, void *ud);
 
-/* Creates a worker on the channel fd named by $PLUGD_FD (3 when unset).
- * Returns NULL with err set when there is no usable channel. */
+/* Creates a worker on the channel plugd gave it: the stream socket at fd
+ * $PLUGD_FD. Returns NULL with err set when there is none (run by hand:
+ * "not started by plugd (fd 3 is not open): ..." with how to run it); with
+ * err NULL the reason goes to stderr. The calls below accept that NULL
+ * (they do nothing), and plugd_worker_run(NULL) returns
+ * PLUGD_WORKER_EXIT_NO_CHANNEL, so `w = plugd_worker_new(NULL); ...
+ * return plugd_worker_run(w);` needs no check of its own. */
 struct plugd_worker *plugd_worker_new(struct plugd_error *err);
 /* Frees the worker and any request still unanswered (those must not be
  * answered afterwards). */
@@ -89,7 +96,8 @@ void plugd_worker_on_shutdown(struct plugd_worker *w, plugd_shutdown_fn fn, void
 void plugd_worker_on_event(struct plugd_worker *w, plugd_event_fn fn, void *ud);
 
 /* Runs the SDK's own libev loop (the default loop) until plugd shuts the
- * worker down (returns 0) or the channel fails (returns 1). */
+ * worker down (returns 0) or the channel fails (returns 1); NULL (no
+ * channel) returns PLUGD_WORKER_EXIT_NO_CHANNEL at once. */
 int plugd_worker_run(struct plugd_worker *w);
 
 /* For plugins with a loop of their own: attaches the channel to `loop` and
