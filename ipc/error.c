@@ -33,6 +33,7 @@ int plugd_error_vset(struct plugd_error *err, enum plugd_errc code, const char *
     if (err == NULL)
         return -1;
     err->code = code;
+    err->is_from_peer = false;
     vsnprintf(err->message, sizeof(err->message), fmt, ap);
     return -1;
 }
@@ -50,4 +51,5 @@ void plugd_error_clear(struct plugd_error *err)
 {
     err->code = PLUGD_OK;
     err->message[0] = '\0';
+    err->is_from_peer = false;
 }
