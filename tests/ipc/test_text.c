@@ -148,3 +148,17 @@ Test(text, plugd_error_set_clears_the_peer_mark)
     plugd_error_set(&err, PLUGD_E_TIMEOUT, "here");
     cr_assert_not(err.is_from_peer);
 }
+
+Test(text, a_message_cut_to_fit_never_ends_inside_a_utf8_sequence)
+{
+    char euros[3 * 100 + 1] = "";
+    for (int i = 0; i < 100; i++)
+        strcat(euros, "\xe2\x82\xac");
+    struct plugd_error err;
+    for (int shift = 0; shift < 3; shift++) {
+        plugd_error_set(&err, PLUGD_E_WORKER_ERROR, "%.*s%s", shift, "ab", euros);
+        size_t len = strlen(err.message);
+        cr_assert_eq((len - (size_t)shift) % 3, 0, "shift %d: %zu bytes end inside a \u20ac", shift,
+                     len);
+    }
+}
