@@ -456,36 +456,6 @@ const msgpack_object *ipc_arg(const struct ipc_message *msg, const char *key)
     return ipc_map_get(ipc_param(msg, 0), key);
 }
 
-/* Turns the error element of a response into plugd's error: {code, message}
- * with a known code keeps it; anything else is remote_error. */
-static void read_remote_error(const msgpack_object *o, struct plugd_error *err)
-{
-    if (o->type == MSGPACK_OBJECT_STR) {
-        plugd_error_set(err, PLUGD_E_REMOTE, "%.*s", (int)o->via.str.size, o->via.str.ptr);
-        return;
-    }
-    if (o->type != MSGPACK_OBJECT_MAP) {
-        plugd_error_set(err, PLUGD_E_REMOTE,
-                        "peer answered with an error that is not a str or map");
-        return;
-    }
-    const msgpack_object *code = ipc_map_get(o, "code");
-    const msgpack_object *message = ipc_map_get(o, "message");
-    int mlen = message && message->type == MSGPACK_OBJECT_STR ? (int)message->via.str.size : 0;
-    const char *mtext = mlen ? message->via.str.ptr : "";
-    enum plugd_errc known;
-    if (code != NULL && code->type == MSGPACK_OBJECT_STR &&
-        plugd_errc_from_name(code->via.str.ptr, code->via.str.size, &known) == 0 &&
-        known != PLUGD_OK) {
-        plugd_error_set(err, known, "%.*s", mlen, mtext);
-    } else if (code != NULL && code->type == MSGPACK_OBJECT_STR) {
-        plugd_error_set(err, PLUGD_E_REMOTE, "%.*s: %.*s", (int)code->via.str.size,
-                        code->via.str.ptr, mlen, mtext);
-    } else {
-        plugd_error_set(err, PLUGD_E_REMOTE, "%.*s", mlen, mtext);
-    }
-}
-
 static void handle_response(struct ipc_conn *c, const struct ipc_message *msg)
 {
     struct pending_call *call = call_find(c, msg->msgid);
@@ -498,7 +468,7 @@ static void handle_response(struct ipc_conn *c, const struct ipc_message *msg)
         return;
     }
     struct plugd_error err;
-    read_remote_error(msg->error, &err);
+    ipc_error_from_object(msg->error, &err);
     call_complete(c, call, &err, NULL);
 }
 

@@ -28,12 +28,30 @@ int plugd_errc_from_name(const char *name, size_t len, enum plugd_errc *code)
     return -1;
 }
 
+/* A message cut to fit may end inside a UTF-8 sequence: drop that
+ * sequence, so a message of UTF-8 text stays UTF-8 (JSON takes nothing else). */
+static void trim_partial_utf8(char *s, size_t len)
+{
+    size_t i = len, back = 0;
+    while (i > 0 && back < 3 && ((unsigned char)s[i - 1] & 0xc0) == 0x80)
+        i--, back++;
+    if (i == 0)
+        return;
+    unsigned char lead = (unsigned char)s[i - 1];
+    size_t need = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : lead >= 0xc0 ? 2 : 1;
+    if (need > 1 && back + 1 < need)
+        s[i - 1] = '\0';
+}
+
 int plugd_error_vset(struct plugd_error *err, enum plugd_errc code, const char *fmt, va_list ap)
 {
     if (err == NULL)
         return -1;
     err->code = code;
-    vsnprintf(err->message, sizeof(err->message), fmt, ap);
+    err->is_from_peer = false;
+    int n = vsnprintf(err->message, sizeof(err->message), fmt, ap);
+    if (n >= (int)sizeof(err->message))
+        trim_partial_utf8(err->message, sizeof(err->message) - 1);
     return -1;
 }
 
@@ -50,4 +68,5 @@ void plugd_error_clear(struct plugd_error *err)
 {
     err->code = PLUGD_OK;
     err->message[0] = '\0';
+    err->is_from_peer = false;
 }

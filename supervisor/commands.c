@@ -137,15 +137,16 @@ static json_t *plugin_status(const struct plugin *p)
     json_t *diff = p->row.diff ? json_loads(p->row.diff, 0, NULL) : NULL;
     uint64_t late = w ? w->late_replies + (w->conn ? ipc_conn_stats(w->conn)->late_replies : 0) : 0;
     return json_pack(
-        "{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:s, s:I, s:b, s:I, s:I, s:I, s:I, s:I, s:s, s:s, "
-        "s:o}",
+        "{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:s, s:I, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:s, "
+        "s:s, s:o}",
         "plugin", p->row.name, "status", lc_status_name(p->row.status), "version", p->row.version,
         "digest", p->row.digest, "pending_version", nullable(p->row.pending_version), "diff",
         diff ? diff : json_null(), "error", nullable(p->row.last_error), "state",
         worker_state_name(w ? w->state : WK_STOPPED), "pid", (json_int_t)(w ? w->pid : 0), "failed",
         w && w->is_failed, "restarts", (json_int_t)(w ? w->restarts : 0), "calls",
         (json_int_t)(w ? w->calls : 0), "call_errors", (json_int_t)(w ? w->call_errors : 0),
-        "faults", (json_int_t)(w ? w->faults : 0), "late_replies", (json_int_t)late, "last_error",
+        "faults", (json_int_t)(w ? w->faults : 0), "late_replies", (json_int_t)late,
+        "dropped_notifications", (json_int_t)(w ? w->dropped_notifications : 0), "last_error",
         w ? w->last_error.message : "", "last_exit", w ? w->last_exit : "", "sandbox",
         sandbox_json(w));
 }
@@ -481,11 +482,12 @@ static json_t *plugin_stats(const struct plugin *p)
     if (w != NULL)
         call_latency(w, &p50, &p99);
     double uptime = w && w->state == WK_RUNNING ? ev_now(w->loop) - w->running_since : 0;
-    return json_pack("{s:s, s:s, s:s, s:I, s:f, s:I, s:I, s:I, s:f, s:f, s:I, s:s}", "plugin",
+    return json_pack("{s:s, s:s, s:s, s:I, s:f, s:I, s:I, s:I, s:I, s:f, s:f, s:I, s:s}", "plugin",
                      p->row.name, "status", lc_status_name(p->row.status), "version",
                      p->row.version, "pid", (json_int_t)(w ? w->pid : 0), "uptime_s", uptime,
                      "restarts", (json_int_t)(w ? w->restarts : 0), "calls",
                      (json_int_t)(w ? w->calls : 0), "errors", (json_int_t)(w ? w->call_errors : 0),
+                     "dropped_notifications", (json_int_t)(w ? w->dropped_notifications : 0),
                      "latency_p50_ms", p50, "latency_p99_ms", p99, "rss_kib",
                      (json_int_t)(w && w->pid > 0 ? rss_kib(w->pid) : 0), "health",
                      w ? w->last_health : "");

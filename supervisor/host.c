@@ -171,6 +171,23 @@ static void on_host_request(struct ipc_conn *c, const struct ipc_message *msg, v
     json_decref(args);
 }
 
+/* The host's dropped notifications: one host channel per plugd. */
+static uint64_t host_dropped;
+static struct log_budget host_notice_pace;
+
+/* plugd serves no notification from the host (commands are requests): say
+ * so in the log rather than drop it unseen. */
+static void on_host_notify(struct ipc_conn *c, const struct ipc_message *msg, void *ud)
+{
+    (void)c;
+    (void)ud;
+    struct plugd_error why;
+    plugd_error_set(&why, PLUGD_E_METHOD_NOT_FOUND,
+                    "plugd serves no notification \"%.*s\"; commands are requests",
+                    (int)msg->method_len, msg->method);
+    services_note_dropped(&host_notice_pace, &host_dropped, NULL, "the host", &why);
+}
+
 /* Forgets the channel; calls forwarded to the host are answered
  * worker_unavailable as the channel is freed. */
 static void release_host(struct plugd *d)
@@ -206,8 +223,10 @@ static void on_host_drain(struct ipc_conn *c, void *ud)
 
 int host_channel_open(struct plugd *d, int fd, struct plugd_error *err)
 {
-    struct ipc_handlers h = {
-        .on_request = on_host_request, .on_close = on_host_close, .on_drain = on_host_drain};
+    struct ipc_handlers h = {.on_request = on_host_request,
+                             .on_notify = on_host_notify,
+                             .on_close = on_host_close,
+                             .on_drain = on_host_drain};
     d->host = ipc_conn_new(d->loop, fd, fd, NULL, &h, d, err);
     d->services.host = d->host;
     return d->host ? 0 : -1;

@@ -1,5 +1,6 @@
 #include "jsonpack.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,6 +88,12 @@ json_t *json_from_msgpack(const msgpack_object *o)
     case MSGPACK_OBJECT_BOOLEAN:
         return json_boolean(o->via.boolean);
     case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        if (o->via.u64 > (uint64_t)INT64_MAX) {
+            /* jansson holds int64 only: the digits, exact, as a string
+             * (docs/control.md) rather than a negative number */
+            snprintf(tag, sizeof(tag), "%" PRIu64, o->via.u64);
+            return json_string(tag);
+        }
         return json_integer((json_int_t)o->via.u64);
     case MSGPACK_OBJECT_NEGATIVE_INTEGER:
         return json_integer(o->via.i64);

@@ -10,7 +10,9 @@
 void pack_json(msgpack_packer *pk, const json_t *v);
 
 /* A new jansson value for `o` (bin and ext become base-less strings of
- * their length, "<bin 32>"); NULL when out of memory. */
+ * their length, "<bin 32>"; an unsigned integer past 2^63-1, which jansson
+ * cannot hold, the string of its decimal digits, "18446744073709551615");
+ * NULL when out of memory. */
 json_t *json_from_msgpack(const msgpack_object *o);
 
 /* A JSON string of `len` bytes; bytes that are not valid UTF-8 (or NUL)

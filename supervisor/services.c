@@ -9,20 +9,62 @@
 #include "capabilities.h"
 #include "jsonpack.h"
 
-/* Answers `msgid` (when the worker asked for an answer) with an error. */
+#define NOTICE_BURST 5.0 /* log lines about dropped notifications at once ... */
+#define NOTICE_RATE  0.1 /* ... then one per 10 s */
+
+/* Token bucket, like the log flood guard's: true when one more line may
+ * be logged now. */
+static bool notice_take(struct log_budget *b)
+{
+    ev_tstamp now = ev_time();
+    b->tokens = b->refilled == 0 ? NOTICE_BURST : b->tokens + (now - b->refilled) * NOTICE_RATE;
+    if (b->tokens > NOTICE_BURST)
+        b->tokens = NOTICE_BURST;
+    b->refilled = now;
+    if (b->tokens < 1.0)
+        return false;
+    b->tokens -= 1.0;
+    return true;
+}
+
+void services_note_dropped(struct log_budget *pace, uint64_t *count, const char *plugin,
+                           const char *from, const struct plugd_error *why)
+{
+    ++*count;
+    if (!notice_take(pace)) {
+        pace->dropped++;
+        return;
+    }
+    log_plugd("warn", plugin,
+              "dropped a notification from %s: %s: %s (%llu dropped so far, %llu more not logged)",
+              from, plugd_errc_name(why->code), why->message, (unsigned long long)*count,
+              (unsigned long long)pace->dropped);
+    pace->dropped = 0;
+}
+
+/* Answers `msgid` with `e`; a notification (msgid NULL) has no one to
+ * answer, so it is counted and logged instead of vanishing. */
+static void answer_error(struct worker *w, const uint32_t *msgid, const struct plugd_error *e)
+{
+    if (msgid != NULL)
+        ipc_conn_reply_error(w->conn, *msgid, e, NULL);
+    else
+        services_note_dropped(&w->notice_pace, &w->dropped_notifications, w->m->name, "the worker",
+                              e);
+}
+
+/* answer_error with a printf-formatted message. */
 static void refuse(struct worker *w, const uint32_t *msgid, enum plugd_errc code, const char *fmt,
                    ...) __attribute__((format(printf, 4, 5)));
 static void refuse(struct worker *w, const uint32_t *msgid, enum plugd_errc code, const char *fmt,
                    ...)
 {
-    if (msgid == NULL)
-        return;
     struct plugd_error e;
     va_list ap;
     va_start(ap, fmt);
     plugd_error_vset(&e, code, fmt, ap);
     va_end(ap);
-    ipc_conn_reply_error(w->conn, *msgid, &e, NULL);
+    answer_error(w, msgid, &e);
 }
 
 /* log {level, message, fields?}: a record in plugd's log. */
@@ -190,8 +232,7 @@ static void serve_subscribe(struct worker *w, const struct ipc_message *msg, con
     int rc = ev_bus_sub_add(w->sub, pattern, jfilter, &err);
     json_decref(jfilter);
     if (rc < 0) {
-        if (msgid != NULL)
-            ipc_conn_reply_error(w->conn, *msgid, &err, NULL);
+        answer_error(w, msgid, &err);
         return;
     }
     uint64_t seq = ev_bus_last_seq(sv->bus);
@@ -215,13 +256,6 @@ static bool state_key(struct worker *w, const struct ipc_message *msg, const uin
            (key == NULL || str_arg(w, msg, msgid, "key", STATE_KEY_MAX, NULL, key));
 }
 
-static void reply_storage_error(struct worker *w, const uint32_t *msgid,
-                                const struct plugd_error *err)
-{
-    if (msgid != NULL)
-        ipc_conn_reply_error(w->conn, *msgid, err, NULL);
-}
-
 /* state.get {namespace?, key} → {found, value} */
 static void serve_state_get(struct worker *w, const struct ipc_message *msg, const uint32_t *msgid)
 {
@@ -234,7 +268,7 @@ static void serve_state_get(struct worker *w, const struct ipc_message *msg, con
     struct plugd_error err;
     int found = reg_state_get(sv->reg, w->m->name, ns, key, &value, &len, &err);
     if (found < 0) {
-        reply_storage_error(w, msgid, &err);
+        answer_error(w, msgid, &err);
         return;
     }
     msgpack_packer *pk = ipc_conn_begin_reply(w->conn, *msgid);
@@ -277,7 +311,7 @@ static void serve_state_set(struct worker *w, const struct ipc_message *msg, con
         err.code = PLUGD_OK;
     msgpack_sbuffer_destroy(&sb);
     if (err.code != PLUGD_OK)
-        reply_storage_error(w, msgid, &err);
+        answer_error(w, msgid, &err);
     else if (msgid != NULL)
         ipc_conn_reply(w->conn, *msgid, NULL, NULL);
 }
@@ -293,7 +327,7 @@ static void serve_state_delete(struct worker *w, const struct ipc_message *msg,
     struct plugd_error err;
     int deleted = reg_state_delete(sv->reg, w->m->name, ns, key, &err);
     if (deleted < 0) {
-        reply_storage_error(w, msgid, &err);
+        answer_error(w, msgid, &err);
         return;
     }
     if (msgid == NULL)
@@ -337,7 +371,7 @@ static void serve_state_list(struct worker *w, const struct ipc_message *msg, co
     int n = reg_state_list(sv->reg, w->m->name, ns, after, max + 1, add_key, &kl, &err);
     if (n < 0) {
         json_decref(kl.keys);
-        reply_storage_error(w, msgid, &err);
+        answer_error(w, msgid, &err);
         return;
     }
     bool has_more = n > max;

@@ -54,6 +54,12 @@ void services_pack_granted(msgpack_packer *pk, const struct manifest *m);
  * an unknown service. */
 void services_handle(struct worker *w, const struct ipc_message *msg, const uint32_t *msgid);
 
+/* A notification plugd drops (no such service, a refusal no one can be
+ * told): counted in *count and logged with `why`, at most a few lines at
+ * once and one per 10 s after (paced by `pace`), naming `from`. */
+void services_note_dropped(struct log_budget *pace, uint64_t *count, const char *plugin,
+                           const char *from, const struct plugd_error *why);
+
 /* Sends `e` as a plugd.event notification on `c`: 0 sent, 1 the channel is
  * congested (try again on drain), -1 it is closed. An ev_bus_deliver_fn
  * body for every channel. */

@@ -186,7 +186,18 @@ static void on_worker_request(struct ipc_conn *c, const struct ipc_message *msg,
                              (int)msg->method_len, msg->method);
         return;
     }
-    (void)c;
+    if (is_hello) {
+        /* a hello that came after the handshake ended: say why it is refused */
+        struct plugd_error e;
+        if (w->state == WK_STOPPING)
+            plugd_error_set(&e, PLUGD_E_WORKER_UNAVAILABLE,
+                            "plugd.hello: plugd is stopping this worker; it must exit");
+        else
+            plugd_error_set(&e, PLUGD_E_INVALID_REQUEST,
+                            "plugd.hello: the handshake is already done");
+        ipc_conn_reply_error(c, msg->msgid, &e, NULL);
+        return;
+    }
     services_handle(w, msg, &msg->msgid);
 }
 
@@ -804,7 +815,17 @@ static void record_latency(struct worker *w, ev_tstamp started)
     w->call_latency[w->n_latency++ % WK_LATENCY_SAMPLES] = ev_time() - started;
 }
 
-/* Maps what the channel says to the stable call errors of docs/protocol.md. */
+/* The codes a worker may answer a routed call with (docs/protocol.md,
+ * "Call errors"); the others are plugd's to give. */
+static bool is_worker_code(enum plugd_errc code)
+{
+    return code == PLUGD_E_WORKER_ERROR || code == PLUGD_E_INVALID_REQUEST ||
+           code == PLUGD_E_METHOD_NOT_FOUND || code == PLUGD_E_CAPABILITY_DENIED;
+}
+
+/* Maps what the channel says to the stable call errors of docs/protocol.md.
+ * A worker's answer keeps its code only when a worker may give it: one
+ * that says "timeout" has not made plugd's deadline pass. */
 static void on_routed_reply(struct ipc_conn *c, const struct plugd_error *err,
                             const msgpack_object *result, void *ud)
 {
@@ -818,6 +839,16 @@ static void on_routed_reply(struct ipc_conn *c, const struct plugd_error *err,
     }
     struct plugd_error mapped = *err;
     rc->w->call_errors++;
+    if (err->is_from_peer) {
+        if (err->code == PLUGD_E_REMOTE) /* the text holds whatever the worker sent */
+            mapped.code = PLUGD_E_WORKER_ERROR;
+        else if (!is_worker_code(err->code))
+            plugd_error_set(&mapped, PLUGD_E_WORKER_ERROR, "the worker answered %s: %s",
+                            plugd_errc_name(err->code), err->message);
+        rc->reply(&mapped, NULL, rc->ud);
+        free(rc);
+        return;
+    }
     switch (err->code) {
     case PLUGD_E_CONNECTION_CLOSED:
     case PLUGD_E_IO:
@@ -825,9 +856,6 @@ static void on_routed_reply(struct ipc_conn *c, const struct plugd_error *err,
                         rc->w->m->name);
         break;
     case PLUGD_E_TIMEOUT:
-    case PLUGD_E_INVALID_REQUEST:
-    case PLUGD_E_METHOD_NOT_FOUND:
-    case PLUGD_E_CAPABILITY_DENIED:
         break;
     default:
         mapped.code = PLUGD_E_WORKER_ERROR;

@@ -70,6 +70,8 @@ struct worker {
 
     uint64_t restarts, calls, call_errors, faults;
     uint64_t late_replies;                   /* answers that came after their call's deadline */
+    uint64_t dropped_notifications;          /* notifications plugd could not serve */
+    struct log_budget notice_pace;           /* paces the log lines about them */
     struct plugd_error last_error;           /* code PLUGD_OK while none */
     double call_latency[WK_LATENCY_SAMPLES]; /* s, the newest routed calls (a ring) */
     uint64_t n_latency;                      /* calls recorded, ever */

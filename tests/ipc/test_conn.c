@@ -22,6 +22,7 @@ static size_t n_held;
 struct tally {
     int replies, errors, timeouts, closed;
     enum plugd_errc last_code;
+    struct plugd_error last_error;
     bool mismatch;
 };
 static struct tally t;
@@ -67,6 +68,7 @@ static void on_reply(struct ipc_conn *c, const struct plugd_error *err,
     }
     t.errors++;
     t.last_code = err->code;
+    t.last_error = *err;
     t.timeouts += err->code == PLUGD_E_TIMEOUT;
     t.closed += err->code == PLUGD_E_CONNECTION_CLOSED;
 }
@@ -463,4 +465,81 @@ Test(conn, remote_error_keeps_a_known_code)
     call_number(client, 1, 5);
     cr_assert(run_until(&t.errors, 1, 5));
     cr_assert_eq(t.last_code, PLUGD_E_METHOD_NOT_FOUND);
+}
+
+/* The raw peer answers call 1 (the client's first msgid) with `error`. */
+static void answer_raw_error(void (*pack_error)(msgpack_packer *pk))
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 4);
+    msgpack_pack_uint8(&pk, IPC_RESPONSE);
+    msgpack_pack_uint32(&pk, 1);
+    pack_error(&pk);
+    msgpack_pack_nil(&pk);
+    cr_assert_eq(write(raw_peer, sb.data, sb.size), (ssize_t)sb.size);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+static void pack_neovim_error(msgpack_packer *pk)
+{
+    msgpack_pack_array(pk, 2);
+    msgpack_pack_int(pk, 0);
+    ipc_pack_str(pk, "Vim:E492: Not an editor command: foo");
+}
+
+Test(conn, an_array_error_keeps_its_content)
+{
+    make_pair(NULL, true);
+    call_number(client, 1, 5);
+    answer_raw_error(pack_neovim_error);
+    cr_assert(run_until(&t.errors, 1, 5));
+    cr_assert_eq(t.last_code, PLUGD_E_REMOTE);
+    cr_assert_str_eq(t.last_error.message, "[0, \"Vim:E492: Not an editor command: foo\"]");
+    cr_assert(t.last_error.is_from_peer);
+}
+
+static void pack_int_error(msgpack_packer *pk)
+{
+    msgpack_pack_int(pk, -42);
+}
+
+Test(conn, an_int_error_keeps_its_content)
+{
+    make_pair(NULL, true);
+    call_number(client, 1, 5);
+    answer_raw_error(pack_int_error);
+    cr_assert(run_until(&t.errors, 1, 5));
+    cr_assert_eq(t.last_code, PLUGD_E_REMOTE);
+    cr_assert_str_eq(t.last_error.message, "-42");
+}
+
+static void pack_forged_timeout(msgpack_packer *pk)
+{
+    msgpack_pack_map(pk, 2);
+    ipc_pack_str(pk, "code");
+    ipc_pack_str(pk, "timeout");
+    ipc_pack_str(pk, "message");
+    ipc_pack_str(pk, "my own deadline");
+}
+
+Test(conn, a_peers_code_is_marked_as_the_peers)
+{
+    make_pair(NULL, true);
+    call_number(client, 1, 5);
+    answer_raw_error(pack_forged_timeout);
+    cr_assert(run_until(&t.errors, 1, 5));
+    cr_assert_eq(t.last_code, PLUGD_E_TIMEOUT);
+    cr_assert_str_eq(t.last_error.message, "my own deadline");
+    cr_assert(t.last_error.is_from_peer, "the peer's timeout looks like a deadline passed here");
+}
+
+Test(conn, a_deadline_that_passed_here_is_not_the_peers)
+{
+    make_pair(NULL, true);
+    call_number(client, 1, 0.05);
+    cr_assert(run_until(&t.timeouts, 1, 5));
+    cr_assert_not(t.last_error.is_from_peer);
 }

@@ -638,3 +638,61 @@ bool harness_run_as_nobody(struct harness *h)
     h->run_as = nobody_uid;
     return true;
 }
+
+bool harness_wait_log(struct harness *h, const char *needle, int count, double seconds)
+{
+    ev_tstamp until = ev_time() + seconds;
+    while (harness_log_count(h, needle) < count) {
+        if (ev_time() >= until)
+            return false;
+        harness_sleep(h, 0.02);
+    }
+    return true;
+}
+
+/* Reads `fd` to its end into `buf` (cut to fit, NUL-terminated); closes it. */
+static void read_all(int fd, char *buf, size_t size)
+{
+    size_t got = 0;
+    char scrap[4096];
+    for (;;) {
+        bool has_room = got + 1 < size;
+        ssize_t n =
+            read(fd, has_room ? buf + got : scrap, has_room ? size - 1 - got : sizeof(scrap));
+        if (n <= 0)
+            break;
+        if (has_room)
+            got += (size_t)n;
+    }
+    buf[got] = 0;
+    close(fd);
+}
+
+int harness_plugctl(struct harness *h, const char *const *args, char *out, size_t out_size,
+                    char *err_out, size_t err_size)
+{
+    char bin[PATH_MAX], sock[PATH_MAX];
+    snprintf(bin, sizeof(bin), "%s/supervisor/plugctl", build_root());
+    snprintf(sock, sizeof(sock), "%s/state/plugd.sock", h->dir);
+    int o[2], e[2];
+    cr_assert_eq(pipe2(o, O_CLOEXEC), 0);
+    cr_assert_eq(pipe2(e, O_CLOEXEC), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        if (dup2(o[1], 1) < 0 || dup2(e[1], 2) < 0 || setenv("PLUGD_SOCKET", sock, 1) < 0)
+            _exit(127);
+        char *argv[16] = {bin};
+        for (int i = 0; args[i] != NULL && i < 14; i++)
+            argv[i + 1] = (char *)args[i];
+        execv(bin, argv);
+        _exit(127);
+    }
+    close(o[1]);
+    close(e[1]);
+    read_all(o[0], out, out_size); /* plugctl's stderr is a line or two: its pipe never fills */
+    read_all(e[0], err_out, err_size);
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}

@@ -139,6 +139,15 @@ int harness_count_fds(pid_t pid);
  * anonymous inodes (its own epoll/eventfd/signalfd). */
 int harness_extra_fds(pid_t pid, int allowed);
 
+/* Polls plugd's log until `count` lines contain `needle`; false after `seconds`. */
+bool harness_wait_log(struct harness *h, const char *needle, int count, double seconds);
+
+/* Runs plugctl with `args` (NULL-ended, at most 14) on this plugd's control
+ * socket; returns its exit status (-1 if killed), stdout and stderr into
+ * `out` and `err_out` (NUL-terminated, cut to fit). */
+int harness_plugctl(struct harness *h, const char *const *args, char *out, size_t out_size,
+                    char *err_out, size_t err_size);
+
 /* The test file's harness `h`, made before each test of `suite` and, after
  * it, stopped gracefully and checked: no zombie, no orphan worker, exit
  * status 0. `timeout_s` is the suite's (Criterion's per-test one leaks

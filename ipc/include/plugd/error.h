@@ -8,6 +8,7 @@
 #define PLUGD_ERROR_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #define PLUGD_ERROR_MESSAGE_MAX 256
@@ -51,6 +52,10 @@ enum plugd_errc {
 struct plugd_error {
     enum plugd_errc code;
     char message[PLUGD_ERROR_MESSAGE_MAX];
+    /* The code came in the peer's error object, not from this end: a
+     * peer's "timeout" is its word, not a deadline that passed here. Only
+     * ipc_error_from_object sets it; plugd_error_set clears it. */
+    bool is_from_peer;
 };
 
 /* The stable wire name of `code` ("timeout"); "unknown" for an out-of-range value. */

@@ -85,8 +85,8 @@ size_t ipc_decoder_buffered(const struct ipc_decoder *dec);
 struct ipc_conn;
 
 /* Called exactly once per call. On success `err` is NULL and `result` is the
- * peer's result; otherwise `result` is NULL and err->code is remote_error (or
- * the peer's code, when it sent a known one as {code, message}), timeout or
+ * peer's result; otherwise `result` is NULL and err is the peer's error
+ * (ipc_error_from_object: err->is_from_peer set), or this end's timeout or
  * connection_closed. */
 typedef void (*ipc_reply_fn)(struct ipc_conn *c, const struct plugd_error *err,
                              const msgpack_object *result, void *ud);
@@ -182,6 +182,20 @@ const struct ipc_stats *ipc_conn_stats(const struct ipc_conn *c);
 
 /* Packs a NUL-terminated string as a msgpack str. */
 void ipc_pack_str(msgpack_packer *pk, const char *s);
+
+/* plugd's error for the error element `o` of a peer's response. {code,
+ * message} with a code plugd knows keeps the code; any other value is
+ * remote_error. The message keeps the content whatever the type: a str as
+ * it is, a map's str "message" (after an unknown code: "code: message"),
+ * anything else (Neovim's [type, message], an int, a map without a message)
+ * as ipc_object_text writes it. Sets err->is_from_peer. */
+void ipc_error_from_object(const msgpack_object *o, struct plugd_error *err);
+
+/* Writes `o` into `buf` (`size` bytes, NUL included) as compact JSON-like
+ * text: [1, "x"], {"a": null}; bin and ext as <bin 32>, <ext 1 8>; bytes
+ * of a str that are not UTF-8 as '?'. Text that does not fit is cut at a
+ * whole token and ends in "...". Returns the length written. */
+size_t ipc_object_text(const msgpack_object *o, char *buf, size_t size);
 
 /* Helpers for reading messages. */
 bool ipc_str_equals(const char *s, size_t len, const char *cstr);
