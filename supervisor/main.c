@@ -258,6 +258,9 @@ int main(int argc, char **argv)
     ev_signal_start(d.loop, &sigint);
     ev_signal_start(d.loop, &sighup);
 
+    /* the workers start from the loop, a few per turn: the control socket
+     * and the host channel answer meanwhile */
+    plugd_start_plugins(&d);
     ev_run(d.loop, 0);
 
     log_plugd("info", NULL, "plugd stopped");

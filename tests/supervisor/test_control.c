@@ -1114,3 +1114,62 @@ Test(control, clients_past_the_limit_are_refused_with_an_error_line)
     for (int i = 1; i < MAX_CLIENTS; i++)
         client_close(&cs[i]);
 }
+
+/* ------------------------------------------------------------ startup, exit */
+
+/* Connects to plugd's socket as soon as it listens (plugd is starting). */
+static void client_open_early(struct client *c)
+{
+    char path[PATH_MAX];
+    socket_path(path, sizeof(path));
+    for (int tries = 0; tries < 20000; tries++) {
+        int fd = connect_to(path);
+        if (fd >= 0) {
+            *c = (struct client){.fd = fd};
+            return;
+        }
+        usleep(500);
+    }
+    cr_assert_fail("plugd never listened on %s", path);
+}
+
+Test(control, commands_answer_while_restored_plugins_are_still_starting)
+{
+    enum { N = 64 };
+    char name[32];
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof(name), "p%02d", i);
+        harness_add_plugin(&h, "hello", name, NULL);
+    }
+    harness_start(&h);
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof(name), "p%02d", i);
+        cr_assert(harness_wait_status(&h, name, "ready", 30.0), "%s", name);
+    }
+    harness_kill9(&h); /* its workers die with it */
+
+    /* brought back from the registry: the socket answers before every
+     * worker has even been started */
+    harness_start(&h);
+    setpriority(PRIO_PROCESS, (id_t)h.plugd_pid, 10); /* this test gets the CPU first */
+    struct client c;
+    client_open_early(&c);
+    json_t *list = expect_ok(&c, "{\"cmd\":\"list\"}");
+    cr_assert_eq(json_array_size(list), N, "every plugin is listed from the registry");
+    int not_started = 0;
+    size_t i;
+    json_t *p;
+    json_array_foreach(list, i, p)
+    {
+        cr_assert_str_eq(json_string_value(json_object_get(p, "status")), "ready");
+        not_started += strcmp(json_string_value(json_object_get(p, "state")) ?: "", "stopped") == 0;
+    }
+    json_decref(list);
+    cr_assert_gt(not_started, 0, "list answered while workers were still to be started");
+    for (int k = 0; k < N; k++) {
+        snprintf(name, sizeof(name), "p%02d", k);
+        cr_assert(harness_wait_state(&h, name, "running", -1, 30.0), "%s", name);
+    }
+    client_close(&c);
+}
+
