@@ -1,12 +1,14 @@
 /* plugd: starts every plugin found in --plugins-dir, supervises their
  * workers, serves the host channel, and stops gracefully on SIGTERM/SIGINT. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -198,6 +200,45 @@ static int parse_args(int argc, char **argv, struct options *o)
     return 0;
 }
 
+/* One plugd per state folder: an exclusive flock on STATE/plugd.lock, held
+ * (O_CLOEXEC, never inherited by a worker) until plugd exits; the file
+ * holds the owner's pid for the error of the next one. Returns the fd, or
+ * -1 with the reason printed; a refused plugd has changed nothing. */
+static int lock_state(const char *state_dir)
+{
+    char path[PATH_MAX], pid[32] = "";
+    snprintf(path, sizeof(path), "%s/plugd.lock", state_dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+        fprintf(stderr, "plugd: cannot open the lock %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        if (errno == EINTR)
+            continue;
+        if (errno == EWOULDBLOCK) {
+            ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
+            pid[n > 0 ? n : 0] = '\0';
+            pid[strcspn(pid, "\n")] = '\0';
+            fprintf(stderr,
+                    "plugd: another plugd (pid %s) runs on the state folder %s (it holds %s): "
+                    "stop it first, or give this one another --state-dir\n",
+                    pid[0] ? pid : "unknown", state_dir, path);
+        } else {
+            fprintf(stderr, "plugd: cannot lock %s: %s\n", path, strerror(errno));
+        }
+        close(fd);
+        return -1;
+    }
+    int len = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+    if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)len, 0) != len) {
+        fprintf(stderr, "plugd: cannot write the lock %s: %s\n", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 int main(int argc, char **argv)
 {
     struct options o;
@@ -207,11 +248,15 @@ int main(int argc, char **argv)
     /* plugd's files (registry, log) are its own; packages and the workers'
      * folders get their modes explicitly */
     umask(077);
-    /* the log often lives in the state folder: make it first */
+    /* the lock and often the log live in the state folder: make it first */
     if (mkdir(o.state_dir, 0750) < 0 && errno != EEXIST) {
         fprintf(stderr, "plugd: cannot create --state-dir %s: %s\n", o.state_dir, strerror(errno));
         return 1;
     }
+    /* before anything that could touch another plugd's files, sockets or workers */
+    int lock_fd = lock_state(o.state_dir);
+    if (lock_fd < 0)
+        return 1;
     FILE *log_file = NULL;
     if (o.log_file != NULL) {
         log_file = fopen(o.log_file, "ae");
@@ -272,5 +317,6 @@ int main(int argc, char **argv)
     log_forget_recent();
     if (log_file != NULL)
         fclose(log_file);
+    close(lock_fd);
     return d.exit_status;
 }

@@ -1117,6 +1117,60 @@ Test(control, clients_past_the_limit_are_refused_with_an_error_line)
 
 /* ------------------------------------------------------------ startup, exit */
 
+Test(control, a_second_plugd_on_the_same_state_is_refused_naming_the_first_and_changes_nothing)
+{
+    start_hello();
+    pid_t worker = harness_worker_pid(&h, "hello");
+    char sock[PATH_MAX], lock[PATH_MAX], log[PATH_MAX], plugins[PATH_MAX], state[PATH_MAX];
+    socket_path(sock, sizeof(sock));
+    snprintf(lock, sizeof(lock), "%s/state/plugd.lock", h.dir);
+    snprintf(log, sizeof(log), "%s/second.log", h.dir);
+    snprintf(plugins, sizeof(plugins), "%s/plugins", h.dir);
+    snprintf(state, sizeof(state), "%s/state", h.dir);
+    struct stat sock_before, sock_after;
+    cr_assert_eq(stat(sock, &sock_before), 0);
+
+    /* the same folders, as an operator starting it twice by mistake would */
+    char bin[PATH_MAX];
+    snprintf(bin, sizeof(bin), "%s/supervisor/plugd", getenv("PLUGD_BUILD_ROOT"));
+    int e[2];
+    cr_assert_eq(pipe2(e, O_CLOEXEC), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        dup2(e[1], 2);
+        execl(bin, bin, "--plugins-dir", plugins, "--state-dir", state, "--log-file", log,
+              (char *)NULL);
+        _exit(127);
+    }
+    close(e[1]);
+    char err[4096];
+    read_all(e[0], err, sizeof(err));
+    cr_assert_eq(exit_status(pid), 1, "the second plugd exits 1: %s", err);
+    char want[64];
+    snprintf(want, sizeof(want), "another plugd (pid %d)", (int)h.plugd_pid);
+    cr_assert_not_null(strstr(err, want), "the error names the first plugd: %s", err);
+    cr_assert_not_null(strstr(err, "plugd.lock"), "%s", err);
+
+    cr_assert_eq(access(log, F_OK), -1, "the refused plugd did not even open its log");
+    cr_assert_eq(stat(sock, &sock_after), 0, "the first's socket is still there");
+    cr_assert_eq(sock_after.st_ino, sock_before.st_ino, "and it is the same file");
+    FILE *f = fopen(lock, "r");
+    cr_assert_not_null(f);
+    int holder = 0;
+    cr_assert_eq(fscanf(f, "%d", &holder), 1);
+    fclose(f);
+    cr_assert_eq(holder, h.plugd_pid, "the lock still names the first");
+    cr_assert_eq(harness_worker_pid(&h, "hello"), worker, "the first's worker runs on");
+    struct client c;
+    client_open(&c);
+    json_t *sum = expect_ok(
+        &c, "{\"cmd\":\"call\",\"plugin\":\"hello\",\"method\":\"add\",\"params\":[1,2]}");
+    cr_assert_eq(json_integer_value(sum), 3);
+    json_decref(sum);
+    client_close(&c);
+}
+
 /* Connects to plugd's socket as soon as it listens (plugd is starting). */
 static void client_open_early(struct client *c)
 {
