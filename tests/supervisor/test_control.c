@@ -1227,3 +1227,70 @@ Test(control, commands_answer_while_restored_plugins_are_still_starting)
     client_close(&c);
 }
 
+Test(control, plugctl_shutdown_exits_0_and_followers_get_the_last_records_then_exit_3)
+{
+    start_hello();
+    int ev_out, ev_err, log_out, log_err;
+    pid_t events =
+        plugctl_spawn((const char *[]){"--json", "events", "plugin.*", NULL}, &ev_out, &ev_err);
+    pid_t logs = plugctl_spawn((const char *[]){"--json", "logs", "-n", "0", "-f", NULL}, &log_out,
+                               &log_err);
+    /* with --json the answer comes first: then the follower is subscribed */
+    struct client ev = {.fd = ev_out}, lg = {.fd = log_out};
+    json_t *first = client_read(&ev, 10.0);
+    cr_assert_not_null(json_object_get(first, "seq"), "events subscribed");
+    json_decref(first);
+    first = client_read(&lg, 10.0);
+    cr_assert_not_null(json_object_get(first, "lines"), "logs followed");
+    json_decref(first);
+
+    char out[4096], err[4096];
+    cr_assert_eq(plugctl((const char *[]){"shutdown", NULL}, out, sizeof(out), err, sizeof(err)), 0,
+                 "shutdown is answered: %s", err);
+    int status = -1;
+    cr_assert_eq(waitpid(h.plugd_pid, &status, 0), h.plugd_pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    h.plugd_pid = 0;
+
+    bool saw_stopped = false, saw_exit = false;
+    json_t *msg;
+    while ((msg = client_read(&ev, 10.0)) != NULL) {
+        saw_stopped =
+            saw_stopped ||
+            (strcmp(json_string_value(json_object_get(msg, "name")) ?: "",
+                    "plugin.worker_stopped") == 0 &&
+             strcmp(json_string_value(json_object_get(msg, "plugin")) ?: "", "hello") == 0);
+        json_decref(msg);
+    }
+    while ((msg = client_read(&lg, 10.0)) != NULL) {
+        saw_exit = saw_exit || strcmp(json_string_value(json_object_get(msg, "message")) ?: "",
+                                      "plugd stopped") == 0;
+        json_decref(msg);
+    }
+    cr_assert(saw_stopped, "the events follower got hello's last plugin.worker_stopped");
+    cr_assert(saw_exit, "the logs follower got plugd's last record");
+    char ev_text[1024], log_text[1024];
+    read_all(ev_err, ev_text, sizeof(ev_text));
+    read_all(log_err, log_text, sizeof(log_text));
+    cr_assert_eq(exit_status(events), 3, "events: %s", ev_text);
+    cr_assert_eq(exit_status(logs), 3, "logs -f: %s", log_text);
+    cr_assert_not_null(strstr(ev_text, "plugd closed the stream"), "%s", ev_text);
+    cr_assert_not_null(strstr(log_text, "plugd closed the stream"), "%s", log_text);
+    client_close(&ev);
+    client_close(&lg);
+}
+
+Test(control, plugctl_shutdown_exits_0_with_no_worker_running)
+{
+    start_hello();
+    char out[4096], err[4096];
+    cr_assert_eq(
+        plugctl((const char *[]){"disable", "hello", NULL}, out, sizeof(out), err, sizeof(err)), 0);
+    cr_assert(harness_wait_state(&h, "hello", "stopped", -1, 20.0));
+    cr_assert_eq(plugctl((const char *[]){"shutdown", NULL}, out, sizeof(out), err, sizeof(err)), 0,
+                 "shutdown is answered before plugd exits: %s", err);
+    int status = -1;
+    cr_assert_eq(waitpid(h.plugd_pid, &status, 0), h.plugd_pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    h.plugd_pid = 0;
+}
