@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -27,7 +26,8 @@ static const char usage[] =
     "\n"
     "  --plugins-dir DIR  a folder of plugin folders to install from and watch\n"
     "  --state-dir DIR    plugd's state folder (registry, package copies), created\n"
-    "                     if missing (default ./state)\n"
+    "                     if missing (default ./state); one plugd per folder\n"
+    "                     (STATE/plugd.lock holds the running one's pid)\n"
     "  --scan-interval-ms N  how often --plugins-dir is checked (default 1000)\n"
     "  --data-retention-days N  how long an uninstalled plugin's data is kept\n"
     "                     (default 30)\n"
@@ -200,10 +200,12 @@ static int parse_args(int argc, char **argv, struct options *o)
     return 0;
 }
 
-/* One plugd per state folder: an exclusive flock on STATE/plugd.lock, held
- * (O_CLOEXEC, never inherited by a worker) until plugd exits; the file
- * holds the owner's pid for the error of the next one. Returns the fd, or
- * -1 with the reason printed; a refused plugd has changed nothing. */
+/* One plugd per state folder: an exclusive lock on STATE/plugd.lock, held
+ * until plugd exits; the file holds the owner's pid too. A POSIX record
+ * lock (fcntl), not flock: a child plugd forks (a worker before its exec, a
+ * sandbox helper that never execs) must not keep it after plugd died. The
+ * fd is O_CLOEXEC. Returns the fd, or -1 with the reason printed; a refused
+ * plugd has changed nothing. */
 static int lock_state(const char *state_dir)
 {
     char path[PATH_MAX], pid[32] = "";
@@ -213,13 +215,19 @@ static int lock_state(const char *state_dir)
         fprintf(stderr, "plugd: cannot open the lock %s: %s\n", path, strerror(errno));
         return -1;
     }
-    while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+    struct flock whole = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    while (fcntl(fd, F_SETLK, &whole) < 0) {
         if (errno == EINTR)
             continue;
-        if (errno == EWOULDBLOCK) {
-            ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
-            pid[n > 0 ? n : 0] = '\0';
-            pid[strcspn(pid, "\n")] = '\0';
+        if (errno == EACCES || errno == EAGAIN) {
+            struct flock holder = whole;
+            if (fcntl(fd, F_GETLK, &holder) == 0 && holder.l_type != F_UNLCK) {
+                snprintf(pid, sizeof(pid), "%d", (int)holder.l_pid);
+            } else {
+                ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
+                pid[n > 0 ? n : 0] = '\0';
+                pid[strcspn(pid, "\n")] = '\0';
+            }
             fprintf(stderr,
                     "plugd: another plugd (pid %s) runs on the state folder %s (it holds %s): "
                     "stop it first, or give this one another --state-dir\n",
