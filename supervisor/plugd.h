@@ -74,9 +74,10 @@ struct plugd {
  * and package; no worker starts yet. 0, or -1 with err. */
 int plugd_open(struct plugd *d, struct ev_loop *loop, const struct plugd_options *o,
                struct plugd_error *err);
-/* Starts the restored plugins' workers from the loop, PLUGD_START_BATCH a
- * turn (commands answer meanwhile), then installs or upgrades what the
- * plugins folder holds and keeps scanning it. */
+/* Deletes data past its retention now; then starts the restored plugins'
+ * workers from the loop, PLUGD_START_BATCH a turn (commands answer
+ * meanwhile), then installs or upgrades what the plugins folder holds and
+ * keeps scanning it. */
 void plugd_start_plugins(struct plugd *d);
 /* Removes the plugin's data folder (capability fs.data), with its data. */
 void plugd_remove_data_folder(const struct plugd *d, const char *name);

@@ -850,7 +850,6 @@ static void on_start_batch(struct ev_loop *loop, ev_idle *w, int revents)
     if (d->is_stopping)
         return;
     plugd_scan(d);
-    plugd_sweep_retention(d);
     if (d->plugins_dir != NULL)
         ev_timer_start(loop, &d->scan_t);
     ev_timer_start(loop, &d->retention_t);
@@ -899,6 +898,7 @@ int plugd_open(struct plugd *d, struct ev_loop *loop, const struct plugd_options
 
 void plugd_start_plugins(struct plugd *d)
 {
+    plugd_sweep_retention(d); /* no worker involved: before the first command */
     ev_idle_start(d->loop, &d->start_w);
 }
 
