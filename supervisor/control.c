@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,11 +19,17 @@ struct client {
     struct control *ctl;
     int fd;
     ev_io rio, wio;
+    ev_idle more_w; /* lines left over from a turn: handled when the loop is idle */
     char *in;
-    size_t in_len, in_cap;
-    bool is_discarding; /* the rest of a line that was too long */
+    size_t in_off, in_len, in_cap; /* [in_off, in_len) is not handled yet */
+    bool is_discarding;            /* the rest of a line that was too long */
+    bool may_have_line;            /* a complete line may be buffered */
+    bool is_congested;             /* output past the high water: not read until the low */
+    bool is_eof;                   /* it sent all it will: closed once answered */
     char *out;
     size_t out_off, out_len, out_cap;
+    size_t held;    /* in_cap + out_cap, as counted in ctl->held */
+    unsigned holds; /* callbacks of its own running: not freed under them */
     bool is_authorized;
     char actor[48];
     struct ev_bus_sub *sub;
@@ -37,8 +44,13 @@ struct control {
     struct plugd *d;
     struct control_options o;
     int fd;
+    int reserve_fd; /* spent to accept-and-refuse when out of fds */
     ev_io accept_w;
+    ev_timer accept_pause_t; /* out of fds and no reserve: accepting waits */
+    ev_prepare trim_w;       /* the clients hold too much: drop the greediest */
     struct client *clients;
+    size_t n_clients;        /* open ones */
+    size_t held;             /* bytes of all clients' buffers */
     struct stat socket_file; /* what we bound, so we never unlink another's */
 };
 
@@ -49,12 +61,43 @@ struct control_request {
 };
 
 static void client_close(struct client *c);
+static void client_schedule(struct client *c);
 
-/* ------------------------------------------------------------ output */
+/* ------------------------------------------------------------ memory */
+
+/* Counts what the client's buffers hold now in the total of all clients;
+ * past CONTROL_MEMORY_MAX the greediest goes (at the next loop turn, never
+ * under a caller that is iterating clients or subscribers). */
+static void account(struct client *c)
+{
+    size_t now = c->in_cap + c->out_cap;
+    if (c->ctl == NULL) {
+        c->held = now;
+        return;
+    }
+    c->ctl->held = c->ctl->held - c->held + now;
+    c->held = now;
+    if (c->ctl->held > CONTROL_MEMORY_MAX)
+        ev_prepare_start(c->ctl->d->loop, &c->ctl->trim_w);
+}
 
 static size_t queued(const struct client *c)
 {
     return c->out_len - c->out_off;
+}
+
+/* An emptied output buffer goes back to the allocator when it grew. */
+static void shrink_output(struct client *c)
+{
+    if (queued(c) != 0)
+        return;
+    c->out_off = c->out_len = 0;
+    if (c->out_cap > 2 * CONTROL_READ_CHUNK) {
+        free(c->out);
+        c->out = NULL;
+        c->out_cap = 0;
+        account(c);
+    }
 }
 
 /* Queues one JSON line (takes `msg`). */
@@ -86,6 +129,7 @@ static void send_line(struct client *c, json_t *msg)
         }
         c->out = grown;
         c->out_cap = cap;
+        account(c);
     }
     memcpy(c->out + c->out_len, text, n);
     c->out[c->out_len + n] = '\n';
@@ -94,29 +138,43 @@ static void send_line(struct client *c, json_t *msg)
     ev_io_start(c->ctl->d->loop, &c->wio);
 }
 
+/* Sends what is queued without waiting; -1 when the client is gone. */
+static int flush_some(struct client *c)
+{
+    while (queued(c) > 0) {
+        ssize_t n = send(c->fd, c->out + c->out_off, queued(c), MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        if (n <= 0)
+            return -1;
+        c->out_off += (size_t)n;
+    }
+    return 0;
+}
+
 static void on_writable(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)revents;
     struct client *c = w->data;
     bool was_congested = queued(c) > CONTROL_HIGH_WATER;
-    while (queued(c) > 0) {
-        ssize_t n = send(c->fd, c->out + c->out_off, queued(c), MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            break;
-        if (n <= 0) {
-            client_close(c);
-            return;
-        }
-        c->out_off += (size_t)n;
+    if (flush_some(c) < 0) {
+        client_close(c);
+        return;
     }
     if (queued(c) == 0) {
         ev_io_stop(loop, &c->wio);
-        c->out_off = c->out_len = 0;
+        shrink_output(c);
     }
+    c->holds++;
     if (was_congested && queued(c) <= CONTROL_HIGH_WATER / 2 && c->sub != NULL)
         ev_bus_sub_drain(c->sub);
+    c->holds--;
+    if (c->is_closed)
+        client_close(c);
+    else
+        client_schedule(c);
 }
 
 /* ------------------------------------------------------------ answers */
@@ -133,8 +191,10 @@ static void request_done(struct control_request *cr)
     json_decref(cr->id);
     free(cr);
     c->pending--;
-    if (c->is_closed && c->pending == 0)
+    if (c->is_closed)
         client_close(c);
+    else
+        client_schedule(c);
 }
 
 static void reply_result(struct control_request *cr, json_t *result)
@@ -298,30 +358,120 @@ static void handle_line(struct client *c, const char *line, size_t len)
     json_decref(msg);
 }
 
-/* Splits the input into lines; a line over CONTROL_LINE_MAX is refused
- * (line_too_long) and skipped up to its newline, the client stays. */
-static void handle_input(struct client *c)
+/* Handles up to CONTROL_LINES_PER_TURN complete lines, fewer when the
+ * client blocks (it does not read its answers, or has too many requests
+ * out): one client never holds the loop, so workers' health checks and
+ * other clients run between its turns. A line longer than CONTROL_LINE_MAX
+ * bytes (its newline not counted), whole or in pieces, is refused
+ * (line_too_long) and skipped up to its newline; the client stays. */
+static void handle_some_lines(struct client *c)
 {
-    size_t start = 0;
-    for (size_t i = 0; i < c->in_len && !c->is_closed; i++) {
-        if (c->in[i] != '\n')
-            continue;
-        if (!c->is_discarding && i > start)
-            handle_line(c, c->in + start, i - start);
-        c->is_discarding = false;
-        start = i + 1;
+    for (int n = 0; n < CONTROL_LINES_PER_TURN; n++) {
+        if (c->is_closed || c->is_congested || c->pending >= CONTROL_MAX_PENDING)
+            return;
+        char *line = c->in + c->in_off;
+        char *nl = memchr(line, '\n', c->in_len - c->in_off);
+        if (nl == NULL)
+            break;
+        size_t len = (size_t)(nl - line);
+        c->in_off += len + 1;
+        if (c->is_discarding)
+            c->is_discarding = false; /* the end of a line refused already */
+        else if (len > CONTROL_LINE_MAX)
+            refuse_line(c, NULL, PLUGD_E_LINE_TOO_LONG,
+                        "a request line is longer than %d bytes (this one has %zu)",
+                        CONTROL_LINE_MAX, len);
+        else if (len > 0)
+            handle_line(c, line, len);
+        if (n + 1 == CONTROL_LINES_PER_TURN)
+            return; /* budget spent: lines may be left */
     }
     if (c->is_closed)
         return;
-    memmove(c->in, c->in + start, c->in_len - start);
-    c->in_len -= start;
-    if (c->in_len > CONTROL_LINE_MAX) {
+    c->may_have_line = false;
+    if (c->in_len - c->in_off > CONTROL_LINE_MAX) {
         if (!c->is_discarding)
             refuse_line(c, NULL, PLUGD_E_LINE_TOO_LONG, "a request line is longer than %d bytes",
                         CONTROL_LINE_MAX);
         c->is_discarding = true;
-        c->in_len = 0;
+        c->in_off = c->in_len;
     }
+}
+
+/* Reads when the client may send more: its output below the marks, not
+ * too many requests out, and no complete line left over (that one is
+ * handled when the loop is idle). */
+static void client_schedule(struct client *c)
+{
+    if (c->is_closed)
+        return;
+    struct ev_loop *loop = c->ctl->d->loop;
+    if (queued(c) > CONTROL_HIGH_WATER)
+        c->is_congested = true;
+    else if (queued(c) <= CONTROL_LOW_WATER)
+        c->is_congested = false;
+    if (c->is_eof && !c->may_have_line && c->pending == 0 && queued(c) == 0) {
+        client_close(c);
+        return;
+    }
+    bool is_blocked = c->is_congested || c->pending >= CONTROL_MAX_PENDING;
+    if (is_blocked || c->may_have_line || c->is_eof)
+        ev_io_stop(loop, &c->rio);
+    else
+        ev_io_start(loop, &c->rio);
+    if (!is_blocked && c->may_have_line)
+        ev_idle_start(loop, &c->more_w);
+    else
+        ev_idle_stop(loop, &c->more_w);
+}
+
+/* One turn of the client's input, its memory safe from its own answers. */
+static void client_turn(struct client *c)
+{
+    c->holds++;
+    handle_some_lines(c);
+    c->holds--;
+    if (c->is_closed)
+        client_close(c);
+    else
+        client_schedule(c);
+}
+
+static void on_more_lines(struct ev_loop *loop, ev_idle *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    client_turn(w->data);
+}
+
+/* Room for one more read: the handled part is dropped first, and the
+ * buffer holds at most a longest line and a read. */
+static int make_room(struct client *c)
+{
+    if (c->in_off > 0) {
+        memmove(c->in, c->in + c->in_off, c->in_len - c->in_off);
+        c->in_len -= c->in_off;
+        c->in_off = 0;
+    }
+    if (c->in_len == 0 && c->in_cap > 2 * CONTROL_READ_CHUNK) {
+        free(c->in); /* a long line went: so does its memory */
+        c->in = NULL;
+        c->in_cap = 0;
+    }
+    if (c->in_cap - c->in_len < CONTROL_READ_CHUNK) {
+        size_t cap = c->in_cap ? c->in_cap * 2 : CONTROL_READ_CHUNK;
+        if (cap > CONTROL_LINE_MAX + CONTROL_READ_CHUNK)
+            cap = CONTROL_LINE_MAX + CONTROL_READ_CHUNK;
+        if (cap > c->in_cap) {
+            char *grown = realloc(c->in, cap);
+            if (grown == NULL)
+                return -1;
+            c->in = grown;
+            c->in_cap = cap;
+        }
+    }
+    account(c);
+    return 0;
 }
 
 static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
@@ -329,27 +479,27 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
     (void)loop;
     (void)revents;
     struct client *c = w->data;
-    if (c->in_cap - c->in_len < 65536) {
-        size_t cap = c->in_cap ? c->in_cap * 2 : 65536;
-        if (cap > 2 * CONTROL_LINE_MAX + 65536)
-            cap = 2 * CONTROL_LINE_MAX + 65536;
-        char *grown = cap > c->in_cap ? realloc(c->in, cap) : c->in;
-        if (grown == NULL) {
-            client_close(c);
-            return;
-        }
-        c->in = grown;
-        c->in_cap = cap;
-    }
-    ssize_t n = read(c->fd, c->in + c->in_len, c->in_cap - c->in_len);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR))
-        return;
-    if (n <= 0) {
+    if (make_room(c) < 0) {
         client_close(c);
         return;
     }
+    size_t room = c->in_cap - c->in_len;
+    ssize_t n =
+        read(c->fd, c->in + c->in_len, room < CONTROL_READ_CHUNK ? room : CONTROL_READ_CHUNK);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n < 0) {
+        client_close(c);
+        return;
+    }
+    if (n == 0) {
+        c->is_eof = true; /* answers still owed go out first */
+        client_schedule(c);
+        return;
+    }
     c->in_len += (size_t)n;
-    handle_input(c);
+    c->may_have_line = true;
+    client_turn(c);
 }
 
 /* ------------------------------------------------------------ clients */
@@ -361,6 +511,7 @@ static void client_free(struct client *c)
         while (*p != c)
             p = &(*p)->next;
         *p = c->next;
+        c->ctl->held -= c->held;
     }
     free(c->in);
     free(c->out);
@@ -368,22 +519,60 @@ static void client_free(struct client *c)
 }
 
 /* Ends the client now; its memory goes when its last pending request is
- * answered (the answer is dropped). */
+ * answered (the answer is dropped) and no callback of its own runs. */
 static void client_close(struct client *c)
 {
     if (!c->is_closed) {
         c->is_closed = true;
         ev_io_stop(c->ctl->d->loop, &c->rio);
         ev_io_stop(c->ctl->d->loop, &c->wio);
+        ev_idle_stop(c->ctl->d->loop, &c->more_w);
         close(c->fd);
+        c->ctl->n_clients--;
         ev_bus_unsubscribe(c->sub);
         c->sub = NULL;
         if (c->is_following_logs)
             log_remove_listener(on_log_record, c);
         c->is_following_logs = false;
     }
-    if (c->pending == 0)
+    if (c->pending == 0 && c->holds == 0)
         client_free(c);
+}
+
+/* The client holding the most memory when all of them hold more than
+ * CONTROL_MEMORY_MAX: it is told why, and disconnected. */
+static void on_trim(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    (void)revents;
+    struct control *ctl = w->data;
+    ev_prepare_stop(loop, w);
+    while (ctl->held > CONTROL_MEMORY_MAX) {
+        struct client *greediest = NULL;
+        for (struct client *c = ctl->clients; c != NULL; c = c->next)
+            if (!c->is_closed && (greediest == NULL || c->held > greediest->held))
+                greediest = c;
+        if (greediest == NULL)
+            return;
+        struct client *c = greediest;
+        size_t total = ctl->held, own = c->held;
+        log_plugd("warn", NULL,
+                  "control: clients hold %zu MiB, over the cap of %d MiB: %s holds the most "
+                  "(%zu MiB) and is disconnected",
+                  total >> 20, CONTROL_MEMORY_MAX >> 20, c->actor, own >> 20);
+        c->out_off = c->out_len = 0; /* what it did not read is dropped: the error goes now */
+        refuse_line(c, NULL, PLUGD_E_BUFFER_FULL,
+                    "control clients hold %zu MiB, over plugd's cap of %d MiB, and this "
+                    "connection holds the most (%zu MiB): disconnected; read the answers "
+                    "before sending more requests",
+                    total >> 20, CONTROL_MEMORY_MAX >> 20, own >> 20);
+        flush_some(c);
+        free(c->in); /* its memory goes now, even with a request out */
+        free(c->out);
+        c->in = c->out = NULL;
+        c->in_off = c->in_len = c->in_cap = c->out_off = c->out_len = c->out_cap = 0;
+        account(c);
+        client_close(c);
+    }
 }
 
 static bool is_allowed(const struct control *ctl, const struct ucred *cred)
@@ -399,19 +588,31 @@ static bool is_allowed(const struct control *ctl, const struct ucred *cred)
     return false;
 }
 
-static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
+/* A connection plugd does not take: one error line, then closed. */
+static void refuse_connection(int fd, enum plugd_errc code, const char *message)
 {
-    (void)revents;
-    struct control *ctl = w->data;
-    int fd = accept4(ctl->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0)
-        return;
+    json_t *msg = json_pack("{s:n, s:b, s:{s:s, s:s}}", "id", "ok", 0, "error", "code",
+                            plugd_errc_name(code), "message", message);
+    char *text = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
+    json_decref(msg);
+    if (text != NULL) {
+        size_t n = strlen(text);
+        text[n] = '\n'; /* json_dumps leaves room: its NUL becomes the newline */
+        ssize_t ignored = send(fd, text, n + 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        (void)ignored;
+        free(text);
+    }
+    close(fd);
+}
+
+static void add_client(struct control *ctl, int fd)
+{
     struct ucred cred;
     socklen_t len = sizeof(cred);
     struct client *c = calloc(1, sizeof(*c));
     if (c == NULL || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
         free(c);
-        close(fd);
+        refuse_connection(fd, PLUGD_E_NO_MEMORY, "plugd has no memory for another client");
         return;
     }
     *c = (struct client){.ctl = ctl, .fd = fd, .next = ctl->clients};
@@ -422,10 +623,78 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
                   (unsigned)cred.uid, (unsigned)cred.gid, (int)cred.pid);
     }
     ctl->clients = c;
+    ctl->n_clients++;
     ev_io_init(&c->rio, on_readable, fd, EV_READ);
     ev_io_init(&c->wio, on_writable, fd, EV_WRITE);
-    c->rio.data = c->wio.data = c;
-    ev_io_start(loop, &c->rio);
+    ev_idle_init(&c->more_w, on_more_lines);
+    c->rio.data = c->wio.data = c->more_w.data = c;
+    ev_io_start(ctl->d->loop, &c->rio);
+}
+
+static void on_accept_pause_end(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)revents;
+    struct control *ctl = t->data;
+    if (ctl->reserve_fd < 0)
+        ctl->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    ev_io_start(loop, &ctl->accept_w);
+}
+
+/* Out of fds: the reserve fd makes room to accept the connection and tell
+ * it so; without one, accepting pauses (the listening socket would wake
+ * the loop for ever). Returns true when the loop may go on accepting. */
+static bool accept_without_fds(struct control *ctl)
+{
+    struct ev_loop *loop = ctl->d->loop;
+    if (ctl->reserve_fd >= 0) {
+        close(ctl->reserve_fd);
+        ctl->reserve_fd = -1;
+        int fd = accept4(ctl->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0)
+            refuse_connection(fd, PLUGD_E_IO,
+                              "plugd is out of file descriptors (RLIMIT_NOFILE): try again when "
+                              "clients or workers have closed theirs");
+        ctl->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (fd >= 0 && ctl->reserve_fd >= 0)
+            return true;
+    }
+    log_plugd("warn", NULL, "control: out of file descriptors: not accepting for %.0f ms",
+              CONTROL_ACCEPT_PAUSE * 1000);
+    ev_io_stop(loop, &ctl->accept_w);
+    ev_timer_set(&ctl->accept_pause_t, CONTROL_ACCEPT_PAUSE, 0.);
+    ev_timer_start(loop, &ctl->accept_pause_t);
+    return false;
+}
+
+/* Takes every waiting connection: a burst of connects finds the backlog
+ * emptied at each wake-up. */
+static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct control *ctl = w->data;
+    for (;;) {
+        int fd = accept4(ctl->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0 && (errno == EMFILE || errno == ENFILE)) {
+            if (!accept_without_fds(ctl))
+                return;
+            continue;
+        }
+        if (fd < 0 && (errno == EINTR || errno == ECONNABORTED || errno == EPROTO))
+            continue;
+        if (fd < 0)
+            return; /* EAGAIN: none left; ENOBUFS, ENOMEM: the next wake-up tries again */
+        if (ctl->n_clients >= CONTROL_MAX_CLIENTS) {
+            char why[160];
+            snprintf(why, sizeof(why),
+                     "plugd serves at most %d control clients at once: try again when one has "
+                     "left",
+                     CONTROL_MAX_CLIENTS);
+            refuse_connection(fd, PLUGD_E_BUFFER_FULL, why);
+            continue;
+        }
+        add_client(ctl, fd);
+    }
 }
 
 /* ------------------------------------------------------------ the socket */
@@ -472,7 +741,7 @@ struct control *control_open(struct plugd *d, const struct control_options *o,
     int rc = ctl->fd < 0 ? -1 : bind(ctl->fd, (struct sockaddr *)&addr, sizeof(addr));
     umask(old);
     if (rc < 0 || chmod(o->path, 0660) < 0 || lstat(o->path, &ctl->socket_file) < 0 ||
-        listen(ctl->fd, 64) < 0) {
+        listen(ctl->fd, CONTROL_BACKLOG) < 0) {
         plugd_error_set(err, PLUGD_E_IO, "control socket %s: %s", o->path, strerror(errno));
         if (ctl->fd >= 0)
             close(ctl->fd);
@@ -480,10 +749,38 @@ struct control *control_open(struct plugd *d, const struct control_options *o,
         free(ctl);
         return NULL;
     }
+    ctl->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     ev_io_init(&ctl->accept_w, on_accept, ctl->fd, EV_READ);
-    ctl->accept_w.data = ctl;
+    ev_init(&ctl->accept_pause_t, on_accept_pause_end);
+    ev_prepare_init(&ctl->trim_w, on_trim);
+    ctl->accept_w.data = ctl->accept_pause_t.data = ctl->trim_w.data = ctl;
     ev_io_start(d->loop, &ctl->accept_w);
+    log_plugd("info", NULL, "control: listening on %s", o->path);
     return ctl;
+}
+
+/* At exit: what clients are owed (the shutdown answer, the last events
+ * and log records) goes out, waiting at most CONTROL_EXIT_FLUSH s in all. */
+static void flush_all(struct control *ctl)
+{
+    double until = ev_time() + CONTROL_EXIT_FLUSH;
+    for (;;) {
+        struct pollfd fds[CONTROL_MAX_CLIENTS];
+        nfds_t n = 0;
+        for (struct client *c = ctl->clients; c != NULL && n < CONTROL_MAX_CLIENTS; c = c->next) {
+            if (c->is_closed || queued(c) == 0)
+                continue;
+            if (flush_some(c) < 0) {
+                c->out_off = c->out_len; /* gone: nothing more is owed */
+                continue;
+            }
+            if (queued(c) > 0)
+                fds[n++] = (struct pollfd){.fd = c->fd, .events = POLLOUT};
+        }
+        double left = until - ev_time();
+        if (n == 0 || left <= 0 || poll(fds, n, (int)(left * 1000) + 1) <= 0)
+            return;
+    }
 }
 
 void control_close(struct control *ctl)
@@ -491,7 +788,12 @@ void control_close(struct control *ctl)
     if (ctl == NULL)
         return;
     ev_io_stop(ctl->d->loop, &ctl->accept_w);
+    ev_timer_stop(ctl->d->loop, &ctl->accept_pause_t);
+    ev_prepare_stop(ctl->d->loop, &ctl->trim_w);
     close(ctl->fd);
+    if (ctl->reserve_fd >= 0)
+        close(ctl->reserve_fd);
+    flush_all(ctl);
     struct stat now;
     if (lstat(ctl->o.path, &now) == 0 && now.st_ino == ctl->socket_file.st_ino &&
         now.st_dev == ctl->socket_file.st_dev)
@@ -502,7 +804,7 @@ void control_close(struct control *ctl)
     }
     /* a client still waiting for an answer goes when the answer comes */
     for (struct client *c = ctl->clients; c != NULL; c = c->next)
-        c->ctl = NULL;
+        c->ctl = NULL; /* closed already: only client_free looks at ctl */
     free((char *)ctl->o.path);
     free(ctl);
 }

@@ -1,6 +1,7 @@
 /* plugd: starts every plugin found in --plugins-dir, supervises their
  * workers, serves the host channel, and stops gracefully on SIGTERM/SIGINT. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
@@ -25,7 +26,8 @@ static const char usage[] =
     "\n"
     "  --plugins-dir DIR  a folder of plugin folders to install from and watch\n"
     "  --state-dir DIR    plugd's state folder (registry, package copies), created\n"
-    "                     if missing (default ./state)\n"
+    "                     if missing (default ./state); one plugd per folder\n"
+    "                     (STATE/plugd.lock holds the running one's pid)\n"
     "  --scan-interval-ms N  how often --plugins-dir is checked (default 1000)\n"
     "  --data-retention-days N  how long an uninstalled plugin's data is kept\n"
     "                     (default 30)\n"
@@ -198,6 +200,53 @@ static int parse_args(int argc, char **argv, struct options *o)
     return 0;
 }
 
+/* One plugd per state folder: an exclusive lock on STATE/plugd.lock, held
+ * until plugd exits; the file holds the owner's pid too. A POSIX record
+ * lock (fcntl), not flock: a child plugd forks (a worker before its exec, a
+ * sandbox helper that never execs) must not keep it after plugd died. The
+ * fd is O_CLOEXEC. Returns the fd, or -1 with the reason printed; a refused
+ * plugd has changed nothing. */
+static int lock_state(const char *state_dir)
+{
+    char path[PATH_MAX], pid[32] = "";
+    snprintf(path, sizeof(path), "%s/plugd.lock", state_dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+        fprintf(stderr, "plugd: cannot open the lock %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    struct flock whole = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    while (fcntl(fd, F_SETLK, &whole) < 0) {
+        if (errno == EINTR)
+            continue;
+        if (errno == EACCES || errno == EAGAIN) {
+            struct flock holder = whole;
+            if (fcntl(fd, F_GETLK, &holder) == 0 && holder.l_type != F_UNLCK) {
+                snprintf(pid, sizeof(pid), "%d", (int)holder.l_pid);
+            } else {
+                ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
+                pid[n > 0 ? n : 0] = '\0';
+                pid[strcspn(pid, "\n")] = '\0';
+            }
+            fprintf(stderr,
+                    "plugd: another plugd (pid %s) runs on the state folder %s (it holds %s): "
+                    "stop it first, or give this one another --state-dir\n",
+                    pid[0] ? pid : "unknown", state_dir, path);
+        } else {
+            fprintf(stderr, "plugd: cannot lock %s: %s\n", path, strerror(errno));
+        }
+        close(fd);
+        return -1;
+    }
+    int len = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+    if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)len, 0) != len) {
+        fprintf(stderr, "plugd: cannot write the lock %s: %s\n", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 int main(int argc, char **argv)
 {
     struct options o;
@@ -207,11 +256,15 @@ int main(int argc, char **argv)
     /* plugd's files (registry, log) are its own; packages and the workers'
      * folders get their modes explicitly */
     umask(077);
-    /* the log often lives in the state folder: make it first */
+    /* the lock and often the log live in the state folder: make it first */
     if (mkdir(o.state_dir, 0750) < 0 && errno != EEXIST) {
         fprintf(stderr, "plugd: cannot create --state-dir %s: %s\n", o.state_dir, strerror(errno));
         return 1;
     }
+    /* before anything that could touch another plugd's files, sockets or workers */
+    int lock_fd = lock_state(o.state_dir);
+    if (lock_fd < 0)
+        return 1;
     FILE *log_file = NULL;
     if (o.log_file != NULL) {
         log_file = fopen(o.log_file, "ae");
@@ -258,6 +311,9 @@ int main(int argc, char **argv)
     ev_signal_start(d.loop, &sigint);
     ev_signal_start(d.loop, &sighup);
 
+    /* the workers start from the loop, a few per turn: the control socket
+     * and the host channel answer meanwhile */
+    plugd_start_plugins(&d);
     ev_run(d.loop, 0);
 
     log_plugd("info", NULL, "plugd stopped");
@@ -269,5 +325,6 @@ int main(int argc, char **argv)
     log_forget_recent();
     if (log_file != NULL)
         fclose(log_file);
+    close(lock_fd);
     return d.exit_status;
 }

@@ -44,7 +44,8 @@ static const char usage[] =
     "  help [COMMAND]                this text\n"
     "\n"
     "The socket is --socket, else $PLUGD_SOCKET, else ./state/plugd.sock.\n"
-    "Exit status: 0 ok, 1 plugd refused, 2 usage, 3 cannot reach plugd.\n";
+    "Exit status: 0 ok, 1 plugd refused, 2 usage, 3 cannot reach plugd (or it\n"
+    "closed a followed stream: events, logs -f).\n";
 
 struct options {
     const char *socket;
@@ -423,7 +424,10 @@ static int handle_answer(const char *cmd, json_t *answer, const struct options *
     return EXIT_REFUSED;
 }
 
-/* After the answer: events and log records until plugd or the user ends it. */
+/* After the answer: events and log records until plugd or the user ends
+ * it. plugd ending it (it stopped, or closed this connection) is said on
+ * stderr and exits EXIT_UNREACHABLE: a script must not take it for a
+ * stream that is complete. */
 static int follow(FILE *in, const struct options *o)
 {
     char *line;
@@ -448,7 +452,8 @@ static int follow(FILE *in, const struct options *o)
             return EXIT_REFUSED;
         }
     }
-    return 0;
+    fprintf(stderr, "plugctl: plugd closed the stream\n");
+    return EXIT_UNREACHABLE;
 }
 
 int main(int argc, char **argv)
@@ -502,6 +507,7 @@ int main(int argc, char **argv)
         const char *wire = json_string_value(json_object_get(req, "cmd"));
         status = answer ? handle_answer(wire, answer, &o) : EXIT_UNREACHABLE;
         json_decref(answer);
+        fflush(stdout); /* a follower shows the answer before the stream */
         if (status == 0 && is_stream)
             status = follow(in, &o);
     } else {

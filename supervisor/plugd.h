@@ -20,6 +20,7 @@
 #define PLUGD_SCAN_INTERVAL    1.0                /* s, plugins folder */
 #define PLUGD_DATA_RETENTION   (30.0 * 24 * 3600) /* s, data of uninstalled plugins */
 #define PLUGD_RETENTION_PERIOD 3600.0             /* s, between retention sweeps */
+#define PLUGD_START_BATCH      16                 /* restored plugins started per loop turn */
 
 struct plugd_options {
     const char *state_dir;   /* required: plugd.db and packages/ */
@@ -58,6 +59,8 @@ struct plugd {
     size_t n_scanned;
     double data_retention;
     ev_timer scan_t, retention_t;
+    ev_idle start_w;  /* brings back the restored plugins' workers, a batch a turn */
+    size_t n_started; /* restored plugins applied so far */
 
     struct ipc_conn *host; /* NULL without --host-fd */
     struct ev_bus_sub *host_sub;
@@ -67,11 +70,15 @@ struct plugd {
     int exit_status;
 };
 
-/* Opens the registry in o->state_dir, brings back every plugin (a ready
- * one gets its worker), then installs or upgrades what the plugins folder
- * holds and keeps scanning it. 0, or -1 with err. */
+/* Opens the registry in o->state_dir and brings back every plugin's row
+ * and package; no worker starts yet. 0, or -1 with err. */
 int plugd_open(struct plugd *d, struct ev_loop *loop, const struct plugd_options *o,
                struct plugd_error *err);
+/* Deletes data past its retention now; then starts the restored plugins'
+ * workers from the loop, PLUGD_START_BATCH a turn (commands answer
+ * meanwhile), then installs or upgrades what the plugins folder holds and
+ * keeps scanning it. */
+void plugd_start_plugins(struct plugd *d);
 /* Removes the plugin's data folder (capability fs.data), with its data. */
 void plugd_remove_data_folder(const struct plugd *d, const char *name);
 

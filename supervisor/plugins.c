@@ -847,6 +847,27 @@ static void restore_plugin(const struct reg_plugin *row, void *ud)
     replace_worker_manifest(p, m);
 }
 
+/* A batch of restored plugins gets its workers (an operator's command may
+ * have started one already: applying the status again changes nothing);
+ * after the last, the plugins folder is looked at and kept watched. */
+static void on_start_batch(struct ev_loop *loop, ev_idle *w, int revents)
+{
+    (void)revents;
+    struct plugd *d = w->data;
+    size_t end = d->n_started + PLUGD_START_BATCH;
+    for (; d->n_started < d->n_plugins && d->n_started < end; d->n_started++)
+        apply_status(d->plugins[d->n_started]);
+    if (d->n_started < d->n_plugins && !d->is_stopping)
+        return;
+    ev_idle_stop(loop, w);
+    if (d->is_stopping)
+        return;
+    plugd_scan(d);
+    if (d->plugins_dir != NULL)
+        ev_timer_start(loop, &d->scan_t);
+    ev_timer_start(loop, &d->retention_t);
+}
+
 int plugd_open(struct plugd *d, struct ev_loop *loop, const struct plugd_options *o,
                struct plugd_error *err)
 {
@@ -875,24 +896,23 @@ int plugd_open(struct plugd *d, struct ev_loop *loop, const struct plugd_options
         return -1;
     }
     d->services = (struct services){.reg = d->reg, .bus = d->bus};
-    if (reg_each_plugin(d->reg, restore_plugin, d, err) < 0) {
-        plugd_close(d);
-        return -1;
-    }
-    for (size_t i = 0; i < d->n_plugins; i++)
-        apply_status(d->plugins[i]);
-    plugd_scan(d);
-    plugd_sweep_retention(d);
-
     double interval = o->scan_interval > 0 ? o->scan_interval : PLUGD_SCAN_INTERVAL;
     ev_timer_init(&d->scan_t, on_scan_timer, interval, interval);
     ev_timer_init(&d->retention_t, on_retention_timer, PLUGD_RETENTION_PERIOD,
                   PLUGD_RETENTION_PERIOD);
-    d->scan_t.data = d->retention_t.data = d;
-    if (d->plugins_dir != NULL)
-        ev_timer_start(loop, &d->scan_t);
-    ev_timer_start(loop, &d->retention_t);
+    ev_idle_init(&d->start_w, on_start_batch);
+    d->scan_t.data = d->retention_t.data = d->start_w.data = d;
+    if (reg_each_plugin(d->reg, restore_plugin, d, err) < 0) {
+        plugd_close(d);
+        return -1;
+    }
     return 0;
+}
+
+void plugd_start_plugins(struct plugd *d)
+{
+    plugd_sweep_retention(d); /* no worker involved: before the first command */
+    ev_idle_start(d->loop, &d->start_w);
 }
 
 void plugd_remove_data_folder(const struct plugd *d, const char *name)
@@ -905,6 +925,7 @@ void plugd_remove_data_folder(const struct plugd *d, const char *name)
 void plugd_close(struct plugd *d)
 {
     if (d->loop != NULL) {
+        ev_idle_stop(d->loop, &d->start_w);
         ev_timer_stop(d->loop, &d->scan_t);
         ev_timer_stop(d->loop, &d->retention_t);
     }

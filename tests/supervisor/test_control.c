@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -677,17 +678,16 @@ Test(control, a_subscriber_that_stops_reading_is_dropped_while_others_keep_recei
 
 /* ------------------------------------------------------------ plugctl */
 
-/* Runs plugctl with `args` (NULL-ended), its socket from PLUGD_SOCKET;
- * returns the exit status, stdout and stderr into `out` / `err_out`. */
-static int plugctl(const char *const *args, char *out, size_t out_size, char *err_out,
-                   size_t err_size)
+/* Starts plugctl with `args` (NULL-ended), its socket from PLUGD_SOCKET;
+ * its stdout and stderr are read from *out_fd and *err_fd. */
+static pid_t plugctl_spawn(const char *const *args, int *out_fd, int *err_fd)
 {
     char bin[PATH_MAX], sock[PATH_MAX];
     snprintf(bin, sizeof(bin), "%s/supervisor/plugctl", getenv("PLUGD_BUILD_ROOT"));
     socket_path(sock, sizeof(sock));
     int o[2], e[2];
-    cr_assert_eq(pipe(o), 0);
-    cr_assert_eq(pipe(e), 0);
+    cr_assert_eq(pipe2(o, O_CLOEXEC), 0);
+    cr_assert_eq(pipe2(e, O_CLOEXEC), 0);
     pid_t pid = fork();
     cr_assert_geq(pid, 0);
     if (pid == 0) {
@@ -702,17 +702,31 @@ static int plugctl(const char *const *args, char *out, size_t out_size, char *er
     }
     close(o[1]);
     close(e[1]);
-    int fds[2] = {o[0], e[0]};
-    char *bufs[2] = {out, err_out};
-    size_t sizes[2] = {out_size, err_size};
-    for (int k = 0; k < 2; k++) {
-        size_t got = 0;
-        ssize_t n;
-        while (got + 1 < sizes[k] && (n = read(fds[k], bufs[k] + got, sizes[k] - 1 - got)) > 0)
-            got += (size_t)n;
-        bufs[k][got] = 0;
-        close(fds[k]);
-    }
+    *out_fd = o[0];
+    *err_fd = e[0];
+    return pid;
+}
+
+/* Reads `fd` to its end into `buf` (NUL-ended) and closes it. */
+static void read_all(int fd, char *buf, size_t size)
+{
+    size_t got = 0;
+    ssize_t n;
+    while (got + 1 < size && (n = read(fd, buf + got, size - 1 - got)) > 0)
+        got += (size_t)n;
+    buf[got] = 0;
+    close(fd);
+}
+
+/* Runs plugctl with `args` (NULL-ended); returns the exit status, stdout
+ * and stderr into `out` / `err_out`. */
+static int plugctl(const char *const *args, char *out, size_t out_size, char *err_out,
+                   size_t err_size)
+{
+    int o, e;
+    pid_t pid = plugctl_spawn(args, &o, &e);
+    read_all(o, out, out_size);
+    read_all(e, err_out, err_size);
     return exit_status(pid);
 }
 
@@ -888,4 +902,395 @@ Test(control, config_set_is_validated_by_the_worker_and_applied_hot)
     cr_assert_eq(json_integer_value(v), 5);
     json_decref(v);
     client_close(&c);
+}
+
+/* ------------------------------------------------------------ limits */
+
+#define LINE_MAX_BYTES (1024 * 1024) /* CONTROL_LINE_MAX */
+
+/* A `list` request of exactly `len` bytes (padded with JSON whitespace),
+ * sent whole or in pieces of `piece` bytes with pauses between them. */
+static void send_padded(struct client *c, size_t len, size_t piece)
+{
+    static const char req[] = "{\"id\":1,\"cmd\":\"list\"}";
+    char *line = malloc(len + 2);
+    cr_assert_not_null(line);
+    memset(line, ' ', len);
+    memcpy(line, req, sizeof(req) - 1);
+    line[len] = '\n';
+    for (size_t off = 0; off < len + 1;) {
+        size_t n = piece && len + 1 - off > piece ? piece : len + 1 - off;
+        ssize_t w = send(c->fd, line + off, n, MSG_NOSIGNAL);
+        cr_assert_gt(w, 0, "send: %s", strerror(errno));
+        off += (size_t)w;
+        if (piece)
+            usleep(2000);
+    }
+    free(line);
+}
+
+Test(control, the_line_limit_is_exact_whole_or_in_pieces)
+{
+    start_hello();
+    struct client c;
+    client_open(&c);
+    static const size_t pieces[] = {0, 100000, 4096};
+    for (size_t i = 0; i < sizeof(pieces) / sizeof(pieces[0]); i++) {
+        send_padded(&c, LINE_MAX_BYTES + 1, pieces[i]);
+        json_t *answer = client_answer(&c);
+        json_t *error = json_object_get(answer, "error");
+        cr_assert_str_eq(json_string_value(json_object_get(error, "code")) ?: "ok", "line_too_long",
+                         "a line of the limit + 1 byte (pieces of %zu) is refused", pieces[i]);
+        cr_assert_not_null(strstr(json_string_value(json_object_get(error, "message")),
+                                  "longer than 1048576 bytes"));
+        json_decref(answer);
+
+        send_padded(&c, LINE_MAX_BYTES, pieces[i]);
+        answer = client_answer(&c);
+        cr_assert(json_is_true(json_object_get(answer, "ok")),
+                  "a line of exactly the limit (pieces of %zu) is a request: %s", pieces[i],
+                  json_string_value(json_object_get(json_object_get(answer, "error"), "message")));
+        cr_assert_eq(json_integer_value(json_object_get(answer, "id")), 1);
+        json_decref(answer);
+    }
+    json_decref(expect_ok(&c, "{\"cmd\":\"list\"}"));
+    client_close(&c);
+}
+
+#ifdef __SANITIZE_ADDRESS__
+#define RSS_CAP_KIB (1024 * 1024) /* ASan's shadow and quarantine */
+#else
+#define RSS_CAP_KIB (256 * 1024)
+#endif
+
+Test(control, clients_that_pipeline_and_never_read_starve_neither_others_nor_health_checks)
+{
+    harness_add_plugin(&h, "hello", "hello",
+                       "{\"limits\": {\"health_interval_ms\": 100, \"health_timeout_ms\": 1000}}");
+    harness_start(&h);
+    cr_assert(harness_wait_status(&h, "hello", "ready", 15.0));
+    cr_assert(harness_wait_state(&h, "hello", "running", -1, 10.0));
+
+    /* each bad client writes status requests as fast as plugd takes them
+     * and reads nothing; plugd must stop reading them, not buffer for them */
+    enum { BAD = 8, ROUNDS = 150 };
+    static const char req[] = "{\"cmd\":\"status\"}\n";
+    static char chunk[65536];
+    size_t chunk_len = sizeof(chunk) / (sizeof(req) - 1) * (sizeof(req) - 1);
+    for (size_t i = 0; i < chunk_len; i += sizeof(req) - 1)
+        memcpy(chunk + i, req, sizeof(req) - 1);
+    struct client bad[BAD], good;
+    size_t off[BAD] = {0};
+    for (int i = 0; i < BAD; i++) {
+        client_open(&bad[i]);
+        fcntl(bad[i].fd, F_SETFL, O_NONBLOCK);
+    }
+    client_open(&good);
+    size_t sent = 0;
+    for (int round = 0; round < ROUNDS; round++) {
+        for (int i = 0; i < BAD; i++) {
+            for (size_t budget = 256 * 1024; budget > 0;) {
+                ssize_t w = send(bad[i].fd, chunk + off[i], chunk_len - off[i], MSG_NOSIGNAL);
+                if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+                    break;
+                cr_assert_gt(w, 0, "plugd dropped a client that only sent requests: %s",
+                             strerror(errno));
+                off[i] = (off[i] + (size_t)w) % chunk_len;
+                sent += (size_t)w;
+                budget = (size_t)w >= budget ? 0 : budget - (size_t)w;
+            }
+        }
+        json_t *list = expect_ok(&good, "{\"cmd\":\"status\",\"plugin\":\"hello\"}");
+        json_t *st = json_array_get(list, 0);
+        cr_assert_eq(json_integer_value(json_object_get(st, "restarts")), 0,
+                     "round %d: the worker missed a health check (%s)", round,
+                     json_string_value(json_object_get(st, "last_error")));
+        cr_assert_str_eq(json_string_value(json_object_get(st, "state")), "running");
+        json_decref(list);
+    }
+    long peak = harness_proc_kib(h.plugd_pid, "VmHWM");
+    cr_assert_gt(peak, 0);
+    cr_assert_lt(peak, RSS_CAP_KIB, "plugd's peak RSS %ld KiB (%zu bytes of requests sent)", peak,
+                 sent);
+    for (int i = 0; i < BAD; i++)
+        client_close(&bad[i]);
+    json_decref(expect_ok(&good, "{\"cmd\":\"list\"}"));
+    client_close(&good);
+}
+
+Test(control, out_of_fds_plugd_refuses_connections_without_spinning_and_recovers)
+{
+    start_hello();
+    pid_t pid = h.plugd_pid;
+    struct rlimit old, low;
+    cr_assert_eq(prlimit(pid, RLIMIT_NOFILE, NULL, &old), 0, "%s", strerror(errno));
+    low = old;
+    low.rlim_cur = (rlim_t)harness_all_fds(pid) + 2;
+    cr_assert_eq(prlimit(pid, RLIMIT_NOFILE, &low, NULL), 0, "%s", strerror(errno));
+
+    enum { BURST = 40 };
+    struct client burst[BURST];
+    for (int i = 0; i < BURST; i++)
+        client_open(&burst[i]); /* the backlog holds what plugd cannot take */
+    harness_sleep(&h, 0.3);
+    double before = harness_cpu_seconds(pid);
+    harness_sleep(&h, 1.0);
+    double used = harness_cpu_seconds(pid) - before;
+    cr_assert_geq(before, 0);
+    cr_assert_lt(used, 0.3, "plugd used %.2f s of CPU in 1 s while out of fds", used);
+
+    int refused = 0;
+    for (int i = 0; i < BURST; i++) {
+        struct pollfd p = {.fd = burst[i].fd, .events = POLLIN};
+        if (poll(&p, 1, 0) != 1)
+            continue; /* taken as a client: nothing to read */
+        json_t *msg = client_read(&burst[i], 1.0);
+        if (msg == NULL)
+            continue;
+        json_t *error = json_object_get(msg, "error");
+        cr_assert_str_eq(json_string_value(json_object_get(error, "code")), "io_error");
+        cr_assert_not_null(strstr(json_string_value(json_object_get(error, "message")),
+                                  "out of file descriptors"));
+        refused++;
+        json_decref(msg);
+        cr_assert_null(client_read(&burst[i], 5.0), "a refused connection is closed");
+    }
+    cr_assert_geq(refused, BURST / 2, "refused with a line: %d of %d", refused, BURST);
+    for (int i = 0; i < BURST; i++)
+        client_close(&burst[i]);
+
+    /* the clients gone, plugd serves again under the same limit */
+    struct client c;
+    bool is_served = false;
+    for (int tries = 0; tries < 50 && !is_served; tries++) {
+        client_open(&c);
+        client_send(&c, "{\"cmd\":\"list\"}");
+        json_t *answer = client_read(&c, 5.0);
+        is_served = answer != NULL && json_is_true(json_object_get(answer, "ok"));
+        json_decref(answer);
+        client_close(&c);
+        if (!is_served)
+            harness_sleep(&h, 0.1);
+    }
+    cr_assert(is_served, "plugd serves again once the clients closed");
+    cr_assert_eq(prlimit(pid, RLIMIT_NOFILE, &old, NULL), 0);
+}
+
+#define MAX_CLIENTS 128 /* CONTROL_MAX_CLIENTS */
+
+Test(control, clients_past_the_limit_are_refused_with_an_error_line)
+{
+    start_hello();
+    static struct client cs[MAX_CLIENTS];
+    for (int i = 0; i < MAX_CLIENTS; i++) {
+        client_open(&cs[i]);
+        json_decref(expect_ok(&cs[i], "{\"cmd\":\"list\"}"));
+    }
+    struct client extra;
+    client_open(&extra);
+    json_t *msg = client_read(&extra, 10.0);
+    cr_assert_not_null(msg, "the client past the limit is told");
+    json_t *error = json_object_get(msg, "error");
+    cr_assert_str_eq(json_string_value(json_object_get(error, "code")), "buffer_full");
+    cr_assert_not_null(strstr(json_string_value(json_object_get(error, "message")),
+                              "at most 128 control clients"));
+    json_decref(msg);
+    cr_assert_null(client_read(&extra, 5.0), "and closed");
+    client_close(&extra);
+
+    client_close(&cs[0]);
+    bool is_served = false;
+    for (int tries = 0; tries < 50 && !is_served; tries++) {
+        client_open(&extra);
+        client_send(&extra, "{\"cmd\":\"list\"}");
+        json_t *answer = client_read(&extra, 5.0);
+        is_served = answer != NULL && json_is_true(json_object_get(answer, "ok"));
+        json_decref(answer);
+        client_close(&extra);
+        if (!is_served)
+            harness_sleep(&h, 0.05);
+    }
+    cr_assert(is_served, "a place left is taken again");
+    for (int i = 1; i < MAX_CLIENTS; i++)
+        client_close(&cs[i]);
+}
+
+/* ------------------------------------------------------------ startup, exit */
+
+Test(control, a_second_plugd_on_the_same_state_is_refused_naming_the_first_and_changes_nothing)
+{
+    start_hello();
+    pid_t worker = harness_worker_pid(&h, "hello");
+    char sock[PATH_MAX], lock[PATH_MAX], log[PATH_MAX], plugins[PATH_MAX], state[PATH_MAX];
+    socket_path(sock, sizeof(sock));
+    snprintf(lock, sizeof(lock), "%s/state/plugd.lock", h.dir);
+    snprintf(log, sizeof(log), "%s/second.log", h.dir);
+    snprintf(plugins, sizeof(plugins), "%s/plugins", h.dir);
+    snprintf(state, sizeof(state), "%s/state", h.dir);
+    struct stat sock_before, sock_after;
+    cr_assert_eq(stat(sock, &sock_before), 0);
+
+    /* the same folders, as an operator starting it twice by mistake would */
+    char bin[PATH_MAX];
+    snprintf(bin, sizeof(bin), "%s/supervisor/plugd", getenv("PLUGD_BUILD_ROOT"));
+    int e[2];
+    cr_assert_eq(pipe2(e, O_CLOEXEC), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        dup2(e[1], 2);
+        execl(bin, bin, "--plugins-dir", plugins, "--state-dir", state, "--log-file", log,
+              (char *)NULL);
+        _exit(127);
+    }
+    close(e[1]);
+    char err[4096];
+    read_all(e[0], err, sizeof(err));
+    cr_assert_eq(exit_status(pid), 1, "the second plugd exits 1: %s", err);
+    char want[64];
+    snprintf(want, sizeof(want), "another plugd (pid %d)", (int)h.plugd_pid);
+    cr_assert_not_null(strstr(err, want), "the error names the first plugd: %s", err);
+    cr_assert_not_null(strstr(err, "plugd.lock"), "%s", err);
+
+    cr_assert_eq(access(log, F_OK), -1, "the refused plugd did not even open its log");
+    cr_assert_eq(stat(sock, &sock_after), 0, "the first's socket is still there");
+    cr_assert_eq(sock_after.st_ino, sock_before.st_ino, "and it is the same file");
+    FILE *f = fopen(lock, "r");
+    cr_assert_not_null(f);
+    int holder = 0;
+    cr_assert_eq(fscanf(f, "%d", &holder), 1);
+    fclose(f);
+    cr_assert_eq(holder, h.plugd_pid, "the lock still names the first");
+    cr_assert_eq(harness_worker_pid(&h, "hello"), worker, "the first's worker runs on");
+    struct client c;
+    client_open(&c);
+    json_t *sum = expect_ok(
+        &c, "{\"cmd\":\"call\",\"plugin\":\"hello\",\"method\":\"add\",\"params\":[1,2]}");
+    cr_assert_eq(json_integer_value(sum), 3);
+    json_decref(sum);
+    client_close(&c);
+}
+
+/* Connects to plugd's socket as soon as it listens (plugd is starting). */
+static void client_open_early(struct client *c)
+{
+    char path[PATH_MAX];
+    socket_path(path, sizeof(path));
+    for (int tries = 0; tries < 20000; tries++) {
+        int fd = connect_to(path);
+        if (fd >= 0) {
+            *c = (struct client){.fd = fd};
+            return;
+        }
+        usleep(500);
+    }
+    cr_assert_fail("plugd never listened on %s", path);
+}
+
+Test(control, commands_answer_while_restored_plugins_are_still_starting)
+{
+    enum { N = 64 };
+    char name[32];
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof(name), "p%02d", i);
+        harness_add_plugin(&h, "hello", name, NULL);
+    }
+    harness_start(&h);
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof(name), "p%02d", i);
+        cr_assert(harness_wait_status(&h, name, "ready", 30.0), "%s", name);
+    }
+    harness_kill9(&h); /* its workers die with it */
+
+    /* brought back from the registry: the socket answers before every
+     * worker has even been started */
+    harness_start(&h);
+    setpriority(PRIO_PROCESS, (id_t)h.plugd_pid, 10); /* this test gets the CPU first */
+    struct client c;
+    client_open_early(&c);
+    json_t *list = expect_ok(&c, "{\"cmd\":\"list\"}");
+    cr_assert_eq(json_array_size(list), N, "every plugin is listed from the registry");
+    int not_started = 0;
+    size_t i;
+    json_t *p;
+    json_array_foreach(list, i, p)
+    {
+        cr_assert_str_eq(json_string_value(json_object_get(p, "status")), "ready");
+        not_started += strcmp(json_string_value(json_object_get(p, "state")) ?: "", "stopped") == 0;
+    }
+    json_decref(list);
+    cr_assert_gt(not_started, 0, "list answered while workers were still to be started");
+    for (int k = 0; k < N; k++) {
+        snprintf(name, sizeof(name), "p%02d", k);
+        cr_assert(harness_wait_state(&h, name, "running", -1, 30.0), "%s", name);
+    }
+    client_close(&c);
+}
+
+Test(control, plugctl_shutdown_exits_0_and_followers_get_the_last_records_then_exit_3)
+{
+    start_hello();
+    int ev_out, ev_err, log_out, log_err;
+    pid_t events =
+        plugctl_spawn((const char *[]){"--json", "events", "plugin.*", NULL}, &ev_out, &ev_err);
+    pid_t logs = plugctl_spawn((const char *[]){"--json", "logs", "-n", "0", "-f", NULL}, &log_out,
+                               &log_err);
+    /* with --json the answer comes first: then the follower is subscribed */
+    struct client ev = {.fd = ev_out}, lg = {.fd = log_out};
+    json_t *first = client_read(&ev, 10.0);
+    cr_assert_not_null(json_object_get(first, "seq"), "events subscribed");
+    json_decref(first);
+    first = client_read(&lg, 10.0);
+    cr_assert_not_null(json_object_get(first, "lines"), "logs followed");
+    json_decref(first);
+
+    char out[4096], err[4096];
+    cr_assert_eq(plugctl((const char *[]){"shutdown", NULL}, out, sizeof(out), err, sizeof(err)), 0,
+                 "shutdown is answered: %s", err);
+    int status = -1;
+    cr_assert_eq(waitpid(h.plugd_pid, &status, 0), h.plugd_pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    h.plugd_pid = 0;
+
+    bool saw_stopped = false, saw_exit = false;
+    json_t *msg;
+    while ((msg = client_read(&ev, 10.0)) != NULL) {
+        saw_stopped =
+            saw_stopped ||
+            (strcmp(json_string_value(json_object_get(msg, "name")) ?: "",
+                    "plugin.worker_stopped") == 0 &&
+             strcmp(json_string_value(json_object_get(msg, "plugin")) ?: "", "hello") == 0);
+        json_decref(msg);
+    }
+    while ((msg = client_read(&lg, 10.0)) != NULL) {
+        saw_exit = saw_exit || strcmp(json_string_value(json_object_get(msg, "message")) ?: "",
+                                      "plugd stopped") == 0;
+        json_decref(msg);
+    }
+    cr_assert(saw_stopped, "the events follower got hello's last plugin.worker_stopped");
+    cr_assert(saw_exit, "the logs follower got plugd's last record");
+    char ev_text[1024], log_text[1024];
+    read_all(ev_err, ev_text, sizeof(ev_text));
+    read_all(log_err, log_text, sizeof(log_text));
+    cr_assert_eq(exit_status(events), 3, "events: %s", ev_text);
+    cr_assert_eq(exit_status(logs), 3, "logs -f: %s", log_text);
+    cr_assert_not_null(strstr(ev_text, "plugd closed the stream"), "%s", ev_text);
+    cr_assert_not_null(strstr(log_text, "plugd closed the stream"), "%s", log_text);
+    client_close(&ev);
+    client_close(&lg);
+}
+
+Test(control, plugctl_shutdown_exits_0_with_no_worker_running)
+{
+    start_hello();
+    char out[4096], err[4096];
+    cr_assert_eq(
+        plugctl((const char *[]){"disable", "hello", NULL}, out, sizeof(out), err, sizeof(err)), 0);
+    cr_assert(harness_wait_state(&h, "hello", "stopped", -1, 20.0));
+    cr_assert_eq(plugctl((const char *[]){"shutdown", NULL}, out, sizeof(out), err, sizeof(err)), 0,
+                 "shutdown is answered before plugd exits: %s", err);
+    int status = -1;
+    cr_assert_eq(waitpid(h.plugd_pid, &status, 0), h.plugd_pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    h.plugd_pid = 0;
 }

@@ -148,6 +148,15 @@ bool harness_wait_log(struct harness *h, const char *needle, int count, double s
 int harness_plugctl(struct harness *h, const char *const *args, char *out, size_t out_size,
                     char *err_out, size_t err_size);
 
+/* A field of /proc/PID/status in KiB ("VmRSS", "VmHWM": the peak), or -1. */
+long harness_proc_kib(pid_t pid, const char *field);
+
+/* CPU time (user + system) that `pid` has used, in seconds, or -1. */
+double harness_cpu_seconds(pid_t pid);
+
+/* Every open fd of `pid` (anonymous inodes too), or -1. */
+int harness_all_fds(pid_t pid);
+
 /* The test file's harness `h`, made before each test of `suite` and, after
  * it, stopped gracefully and checked: no zombie, no orphan worker, exit
  * status 0. `timeout_s` is the suite's (Criterion's per-test one leaks
