@@ -92,7 +92,10 @@ static void on_initialized(struct ipc_conn *c, const struct plugd_error *err,
     if (w->state != WK_STARTING)
         return;
     if (err != NULL) {
-        if (err->code == PLUGD_E_TIMEOUT || err->code == PLUGD_E_CONNECTION_CLOSED)
+        /* plugd's own deadline or a lost channel may pass; what the
+         * worker answered, whatever code it gives, will be answered again */
+        if (!err->is_from_peer &&
+            (err->code == PLUGD_E_TIMEOUT || err->code == PLUGD_E_CONNECTION_CLOSED))
             fault(w, "plugd.initialize failed: %s", err->message);
         else
             fail_permanently(w, "plugd.initialize refused: %s", err->message);
@@ -1033,7 +1036,8 @@ static void send_config(struct config_change *cc, const char *method, ipc_reply_
 static void refuse_config(struct config_change *cc, const struct plugd_error *err)
 {
     struct plugd_error e;
-    plugd_error_set(&e, err->code == PLUGD_E_TIMEOUT ? PLUGD_E_TIMEOUT : PLUGD_E_INVALID_REQUEST,
+    bool is_deadline = err->code == PLUGD_E_TIMEOUT && !err->is_from_peer;
+    plugd_error_set(&e, is_deadline ? PLUGD_E_TIMEOUT : PLUGD_E_INVALID_REQUEST,
                     "the worker refused the config: %s", err->message);
     config_change_end(cc, &e);
 }

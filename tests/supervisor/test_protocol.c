@@ -57,6 +57,20 @@ Test(protocol, a_worker_cannot_forge_plugds_own_codes)
                  PLUGD_E_METHOD_NOT_FOUND);
 }
 
+Test(protocol, a_forged_timeout_answering_initialize_is_a_refusal_not_a_restart)
+{
+    harness_add_plugin(&h, "foreign", "foreign",
+                       "{\"config\": {\"refuse_initialize_with\": \"timeout\"}}");
+    harness_start(&h);
+    cr_assert(harness_wait_status(&h, "foreign", "error", 20.0));
+    json_t *st = harness_status(&h, "foreign");
+    cr_assert_eq(json_integer_value(json_object_get(st, "restarts")), 0,
+                 "a worker that refused initialize was restarted");
+    const char *why = json_string_value(json_object_get(st, "last_error"));
+    cr_assert(why && strstr(why, "plugd.initialize refused"), "last_error: %s", why);
+    json_decref(st);
+}
+
 Test(protocol, integers_past_int64_stay_exact_on_the_control_socket)
 {
     start_foreign();
