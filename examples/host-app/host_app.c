@@ -10,7 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const plugins[] = {"hello", "counter", "python-worker"};
+static const char *const plugins[] = {"hello", "counter", "python-worker", "node-worker",
+                                      "go-worker"};
 #define N_PLUGINS (sizeof(plugins) / sizeof(plugins[0]))
 
 /* ------------------------------------------------------------ answers */
@@ -213,6 +214,8 @@ int main(int argc, char **argv)
     call(h, "counter.increment(3)", "counter", "increment", NULL, 1, (int64_t[]){3});
     call(h, "counter.announce()  (calls host.notify)", "counter", "announce", NULL, 0, NULL);
     call(h, "python-worker.echo(\"hi\")", "python-worker", "echo", "hi", 0, NULL);
+    call(h, "node-worker.add(2, 40)", "node-worker", "add", NULL, 2, (int64_t[]){2, 40});
+    call(h, "go-worker.echo(\"hi\")", "go-worker", "echo", "hi", 0, NULL);
     call(h, "hello.nosuch()", "hello", "nosuch", NULL, 0, NULL);
     command(h, "status", NULL, NULL, print_table, NULL);
 
