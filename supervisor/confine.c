@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -25,6 +26,29 @@ void remove_tree(const char *dir)
 {
     if (dir[0] != '\0' && access(dir, F_OK) == 0)
         nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+}
+
+static struct rlimit inherited_nofile = {RLIM_INFINITY, RLIM_INFINITY};
+static bool is_nofile_raised;
+
+int confine_raise_fd_limit(rlim_t *now)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return -1;
+    inherited_nofile = rl;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return -1;
+    is_nofile_raised = true;
+    *now = rl.rlim_cur;
+    return 0;
+}
+
+void confine_restore_fd_limit(void)
+{
+    if (is_nofile_raised)
+        setrlimit(RLIMIT_NOFILE, &inherited_nofile);
 }
 
 /* A worker without a sandbox system (tests, benches) runs unconfined. */
@@ -144,6 +168,7 @@ void confine_init(struct wk_confinement *c,
 {
     ev_io_init(&c->notify_w, on_notify, -1, EV_READ);
     c->notify_w.data = c;
+    c->child_pidfd = -1;
     c->on_violation = on_violation;
     c->owner = owner;
 }
@@ -222,6 +247,13 @@ int confine_set_env(const struct wk_confinement *c)
     return 0;
 }
 
+void confine_forget_child(struct wk_confinement *c)
+{
+    if (c->child_pidfd >= 0)
+        close(c->child_pidfd);
+    c->child_pidfd = -1;
+}
+
 void confine_watch(struct wk_confinement *c, struct ev_loop *loop, int notify_fd)
 {
     ev_io_set(&c->notify_w, notify_fd, EV_READ);
@@ -243,6 +275,7 @@ bool confine_out_of_cpu_time(const struct wk_confinement *c, int cpu_seconds)
 
 void confine_release(struct wk_confinement *c, struct ev_loop *loop)
 {
+    confine_forget_child(c);
     if (c->notify_w.fd >= 0) {
         ev_io_stop(loop, &c->notify_w);
         close(c->notify_w.fd);

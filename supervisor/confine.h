@@ -7,6 +7,7 @@
 #include <ev.h>
 #include <limits.h>
 #include <stdint.h>
+#include <sys/resource.h>
 
 #include "manifest.h"
 #include "sandbox.h"
@@ -21,6 +22,7 @@ struct wk_confinement {
     char data_dir[PATH_MAX];        /* fs.data: kept across runs; else "" */
     char interpreter[2][PATH_MAX];  /* "#!" and ELF interpreters to execute */
     ev_io notify_w;                 /* refused system calls (fd -1: none) */
+    int child_pidfd;                /* this run's pidfd until its report came, or -1 */
     void (*on_violation)(struct wk_confinement *c, const struct sb_syscall *call);
     void *owner;             /* the worker */
     bool is_pid1;            /* this run is pid 1 of its own pid namespace */
@@ -53,6 +55,16 @@ void confine_open_state(struct sb_system *s, const char *state_dir);
 
 /* In the child: TMPDIR and PLUGD_DATA. -1 on failure. */
 int confine_set_env(const struct wk_confinement *c);
+
+/* plugd holds a few fds per worker (channel, log pipes, notification fd):
+ * its soft RLIMIT_NOFILE goes up to the hard one (into *now); workers get
+ * the one plugd inherited back (or the manifest's nofile). 0, or -1. */
+int confine_raise_fd_limit(rlim_t *now);
+/* In the child: the inherited soft limit again. */
+void confine_restore_fd_limit(void);
+
+/* The child's pidfd is no longer needed (its report came). */
+void confine_forget_child(struct wk_confinement *c);
 
 /* The notification fd the child sent: watched until release. */
 void confine_watch(struct wk_confinement *c, struct ev_loop *loop, int notify_fd);

@@ -222,6 +222,10 @@ int main(int argc, char **argv)
         log_set_output(log_file);
     }
     signal(SIGPIPE, SIG_IGN);
+    rlim_t nofile = 0;
+    if (confine_raise_fd_limit(&nofile) < 0 || nofile < 8 * PLUGD_MAX_PLUGINS)
+        log_plugd("warn", NULL, "open files limited to %llu: about %llu workers can run",
+                  (unsigned long long)nofile, (unsigned long long)nofile / 8);
     srand48((long)time(NULL) ^ getpid());
 
     static struct plugd d;

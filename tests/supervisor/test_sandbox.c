@@ -205,44 +205,15 @@ Test(sandbox, the_cgroup_and_the_private_tmp_go_with_the_worker)
 
 /* ------------------------------------------------------------ refused layers */
 
-static uid_t nobody;
-
-static int give_to_nobody(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-    (void)st, (void)type, (void)ftw;
-    return lchown(path, nobody, nobody);
-}
-
-/* True when plugd can run as `nobody` here: root, and a build tree that
- * nobody can read (a checkout in /root cannot be). Hands it the folder. */
-static bool can_run_as_nobody(void)
-{
-    struct passwd *pw = getpwnam("nobody");
-    if (geteuid() != 0 || pw == NULL)
-        return false;
-    nobody = pw->pw_uid;
-    char probe_exe[PATH_MAX];
-    snprintf(probe_exe, sizeof(probe_exe), "%s/examples/probe/probe", getenv("PLUGD_BUILD_ROOT"));
-    pid_t pid = fork();
-    if (pid == 0)
-        _exit(setgid(nobody) == 0 && setuid(nobody) == 0 && access(probe_exe, R_OK | X_OK) == 0
-                  ? 0
-                  : 1);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    return WIFEXITED(status) && WEXITSTATUS(status) == 0 &&
-           nftw(h.dir, give_to_nobody, 16, FTW_PHYS) == 0;
-}
-
 /* plugd as an unprivileged user: the namespaces come from a user namespace
  * of each worker's own; the cgroup needs root and is refused, named, logged;
  * strict then refuses the worker. */
 Test(sandbox, an_unprivileged_plugd_confines_through_a_user_namespace_and_reports_the_cgroup)
 {
     harness_add_plugin(&h, "probe", "probe", "{\"limits\": {\"crash_loop_restarts\": 100}}");
-    if (!can_run_as_nobody())
+    if (!harness_run_as_nobody(&h)) /* no privileges: no cgroup, no shared namespaces */
         cr_skip("needs root and a build tree that the user nobody can read");
-    h.run_as = nobody; /* no privileges: no cgroup, no shared namespaces */
+    uid_t nobody = h.run_as;
     harness_start(&h);
     cr_assert(harness_wait_state(&h, "probe", "running", -1, 15.0));
     json_t *st = harness_status(&h, "probe");

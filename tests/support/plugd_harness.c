@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -606,4 +607,63 @@ void harness_kill9(struct harness *h)
         h->host = NULL;
     }
     h->host_closed = true;
+}
+
+int harness_count_state(struct harness *h, const char *state)
+{
+    json_t *list = NULL;
+    int n = 0;
+    if (harness_command(h, "list", NULL, &list, NULL, 0) == PLUGD_OK && json_is_array(list)) {
+        size_t i;
+        json_t *one;
+        json_array_foreach(list, i, one)
+        {
+            const char *s = json_string_value(json_object_get(one, "state"));
+            n += s != NULL && strcmp(s, state) == 0;
+        }
+    }
+    json_decref(list);
+    return n;
+}
+
+int harness_wait_count_state(struct harness *h, const char *state, int n, double seconds)
+{
+    ev_tstamp until = ev_time() + seconds;
+    int seen = harness_count_state(h, state);
+    while (seen < n && ev_time() < until) {
+        harness_sleep(h, 0.1);
+        seen = harness_count_state(h, state);
+    }
+    return seen;
+}
+
+static uid_t give_uid;
+
+static int give_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    (void)st, (void)type, (void)ftw;
+    return lchown(path, give_uid, give_uid);
+}
+
+bool harness_run_as_nobody(struct harness *h)
+{
+    struct passwd *pw = getpwnam("nobody");
+    if (geteuid() != 0 || pw == NULL)
+        return false;
+    uid_t nobody = pw->pw_uid;
+    char probe_exe[PATH_MAX];
+    snprintf(probe_exe, sizeof(probe_exe), "%s/examples/probe/probe", build_root());
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(setgid(nobody) == 0 && setuid(nobody) == 0 && access(probe_exe, R_OK | X_OK) == 0
+                  ? 0
+                  : 1);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    give_uid = nobody;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 ||
+        nftw(h->dir, give_entry, 16, FTW_PHYS) != 0)
+        return false;
+    h->run_as = nobody;
+    return true;
 }

@@ -67,6 +67,17 @@ json_t *harness_status(struct harness *h, const char *plugin);
 bool harness_wait_state(struct harness *h, const char *plugin, const char *state, int min_restarts,
                         double seconds);
 
+/* How many plugins' workers are in `state` ("running"), from one list. */
+int harness_count_state(struct harness *h, const char *state);
+/* Polls list until `n` workers are in `state`; returns the last count
+ * (less than n after `seconds`). */
+int harness_wait_count_state(struct harness *h, const char *state, int n, double seconds);
+
+/* Makes the next harness_start run plugd as `nobody` (h->run_as) where it
+ * can: root, and a build tree that nobody can read (a checkout in /root
+ * cannot be); hands it h->dir. False (nothing changed) otherwise. */
+bool harness_run_as_nobody(struct harness *h);
+
 /* The worker's pid from status (0 when none). */
 pid_t harness_worker_pid(struct harness *h, const char *plugin);
 
