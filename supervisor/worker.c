@@ -474,6 +474,15 @@ static void on_report(struct worker *w, int report_fd)
     }
 }
 
+/* An errno that waiting can change (a full process table, fds or memory
+ * short, a signal, an entrypoint open for writing): the start is retried
+ * like a crash. ENOENT, EACCES, ENOEXEC, ... fail at once. */
+static bool is_transient(int e)
+{
+    return e == EAGAIN || e == EINTR || e == ETOOMANYREFS || e == ENOMEM || e == EMFILE ||
+           e == ENFILE || e == ETXTBSY;
+}
+
 /* The report socket carries the sandbox report (SOCK_SEQPACKET: one
  * message), then an errno if the exec failed; EOF after the report alone
  * means the worker runs. */
@@ -515,7 +524,10 @@ static void on_exec_result(struct ev_loop *loop, ev_io *io, int revents)
     ev_io_stop(loop, io);
     close(io->fd);
     io->fd = -1;
-    if (child_errno != 0)
+    if (child_errno != 0 && is_transient(child_errno))
+        fault(w, "cannot start %s: %s (restarted with backoff)", w->m->entrypoint,
+              strerror(child_errno));
+    else if (child_errno != 0)
         fail_permanently(w, "cannot start %s: %s", w->m->entrypoint, strerror(child_errno));
 }
 
@@ -528,7 +540,9 @@ static int spawn(struct worker *w, struct plugd_error *err)
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 || pipe2(out, O_CLOEXEC) < 0 ||
         pipe2(errp, O_CLOEXEC) < 0 ||
         socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ex) < 0) {
-        plugd_error_set(err, PLUGD_E_IO, "cannot create the worker's channel: %s", strerror(errno));
+        int e = errno;
+        plugd_error_set(err, PLUGD_E_IO, "cannot create the worker's channel: %s", strerror(e));
+        errno = e;
         goto fail;
     }
     struct sb_policy policy;
@@ -536,8 +550,10 @@ static int spawn(struct worker *w, struct plugd_error *err)
     policy.keep_fd = REPORT_FD;
     pid_t pid = confine_fork(&w->confine, &policy);
     if (pid < 0) {
-        plugd_error_set(err, PLUGD_E_IO, "cannot fork a worker: %s", strerror(errno));
+        int e = errno;
+        plugd_error_set(err, PLUGD_E_IO, "cannot fork a worker: %s", strerror(e));
         confine_release(&w->confine, w->loop);
+        errno = e;
         goto fail;
     }
     if (pid == 0) {
@@ -593,7 +609,8 @@ static int spawn(struct worker *w, struct plugd_error *err)
     set_state(w, WK_STARTING);
     return 0;
 
-fail:
+fail:;
+    int spawn_errno = errno; /* the caller tells a passing failure from one for good */
     for (int i = 0; i < 2; i++) {
         if (sv[i] >= 0)
             close(sv[i]);
@@ -604,6 +621,7 @@ fail:
         if (ex[i] >= 0)
             close(ex[i]);
     }
+    errno = spawn_errno;
     return -1;
 }
 
@@ -766,13 +784,35 @@ static void on_child_exit(struct ev_loop *loop, ev_child *c, int revents)
     set_state(w, WK_BACKOFF);
 }
 
+/* A start that failed for a passing reason (`err`): another try after the
+ * backoff, counted toward the crash loop like a crash. False when it makes
+ * a crash loop (last_error says so). */
+static bool retry_spawn(struct worker *w, struct plugd_error *err)
+{
+    if (is_crash_loop(w, ev_now(w->loop))) {
+        struct plugd_error last = *err;
+        plugd_error_set(err, last.code, "crash loop: %d restarts within %.0f s; last: %s",
+                        w->m->limits.crash_loop_restarts, w->m->limits.crash_loop_window,
+                        last.message);
+        return false;
+    }
+    log_plugd("warn", w->m->name, "cannot start: %s (restarted with backoff)", err->message);
+    w->last_error = *err;
+    ev_timer_set(&w->backoff_t, backoff_delay(w), 0.);
+    w->backoff_step++;
+    w->restarts++;
+    ev_timer_start(w->loop, &w->backoff_t);
+    set_state(w, WK_BACKOFF);
+    return true;
+}
+
 static void on_backoff_done(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)loop;
     (void)revents;
     struct worker *w = t->data;
     struct plugd_error err;
-    if (spawn(w, &err) < 0) {
+    if (spawn(w, &err) < 0 && !(is_transient(errno) && retry_spawn(w, &err))) {
         w->is_failed = true;
         w->want_running = false;
         w->last_error = err;
@@ -994,7 +1034,7 @@ int worker_start(struct worker *w, struct plugd_error *err)
     w->backoff_step = 0;
     w->n_restart_times = 0;
     plugd_error_clear(&w->last_error);
-    if (spawn(w, err) < 0) {
+    if (spawn(w, err) < 0 && !(is_transient(errno) && retry_spawn(w, err))) {
         w->is_failed = true;
         w->want_running = false;
         w->last_error = *err;

@@ -4,13 +4,17 @@
  * The probe's ways out are in test_probe.c. */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <fcntl.h>
 #include <ftw.h>
+#include <glob.h>
 #include <netinet/in.h>
 #include <pwd.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -442,4 +446,88 @@ Test(sandbox, plugd_refuses_a_worker_user_that_is_root_or_unknown)
                        "plugd: --worker-user: no user \"no-such-user\"\n");
     expect_usage_error("--worker-user nobody:no-such-group",
                        "plugd: --worker-user: no group \"no-such-group\"\n");
+}
+
+/* ------------------------------------------------------------ failed starts */
+
+/* An exec that fails for a passing reason (ETXTBSY: the entrypoint is open
+ * for writing) is retried with backoff until it works. */
+Test(sandbox, a_start_that_fails_for_a_passing_reason_is_retried_until_it_runs)
+{
+    harness_add_plugin(&h, "hello", "hello", "{\"limits\": {\"crash_loop_restarts\": 1000}}");
+    harness_start(&h);
+    cr_assert(harness_wait_state(&h, "hello", "running", -1, 15.0));
+    cr_assert_eq(harness_stop(&h, 15.0), 0);
+    char pattern[PATH_MAX];
+    snprintf(pattern, sizeof(pattern), "%s/state/packages/hello/*/hello", h.dir);
+    glob_t g;
+    cr_assert_eq(glob(pattern, 0, NULL, &g), 0, "%s", pattern);
+    int busy = open(g.gl_pathv[0], O_WRONLY | O_CLOEXEC);
+    cr_assert_geq(busy, 0, "%s", g.gl_pathv[0]);
+    globfree(&g);
+
+    harness_start(&h);
+    for (int i = 0; i < 500 && harness_log_count(&h, "Text file busy") == 0; i++)
+        harness_sleep(&h, 0.02);
+    cr_assert_geq(harness_log_count(&h, "Text file busy"), 1, "the exec failed with ETXTBSY");
+    close(busy);
+    cr_assert(harness_wait_state(&h, "hello", "running", 1, 60.0), "restarted once it could run");
+    char status[32];
+    harness_lifecycle(&h, "hello", status, sizeof(status));
+    cr_expect_str_eq(status, "ready");
+}
+
+/* What waiting cannot change fails at once: no restart. */
+Test(sandbox, an_interpreter_that_does_not_exist_fails_the_start_at_once)
+{
+    char dir[PATH_MAX], path[PATH_MAX + 32];
+    snprintf(dir, sizeof(dir), "%s/plugins/nointerp", h.dir);
+    cr_assert_eq(mkdir(dir, 0755), 0);
+    snprintf(path, sizeof(path), "%s/plugin.json", dir);
+    FILE *f = fopen(path, "w");
+    fputs("{\"name\": \"nointerp\", \"version\": \"1.0.0\", \"entrypoint\": \"run\", "
+          "\"protocol\": 1}",
+          f);
+    fclose(f);
+    snprintf(path, sizeof(path), "%s/run", dir);
+    f = fopen(path, "w");
+    fputs("#!/no/such/interpreter\n", f);
+    fclose(f);
+    cr_assert_eq(chmod(path, 0755), 0);
+    harness_start(&h);
+    cr_assert(harness_wait_status(&h, "nointerp", "error", 15.0));
+    json_t *st = harness_status(&h, "nointerp");
+    const char *last = json_string_value(json_object_get(st, "last_error"));
+    cr_expect(last != NULL && strstr(last, "No such file or directory") != NULL, "%s", last);
+    cr_expect_eq(json_integer_value(json_object_get(st, "restarts")), 0);
+    json_decref(st);
+}
+
+/* Without a cgroup, the workers' process limit must not count the other
+ * workers of the shared user: RLIMIT_NPROC would (every process of uid
+ * nobody), and exec failed with EAGAIN past `nproc` workers. */
+Test(sandbox, without_a_cgroup_the_process_limit_does_not_count_the_other_workers)
+{
+    if (geteuid() != 0)
+        cr_skip("needs root (workers of a shared user)");
+    /* plugd sees no cgroup hierarchy: an empty tmpfs over it, in this
+     * test's own mount namespace */
+    cr_assert_eq(unshare(CLONE_NEWNS), 0);
+    cr_assert_eq(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), 0);
+    cr_assert_eq(mount("none", "/sys/fs/cgroup", "tmpfs", 0, NULL), 0);
+    enum { N = 8 };
+    for (int i = 0; i < N; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "hello%d", i);
+        harness_add_plugin(&h, "hello", name, "{\"limits\": {\"nproc\": 3}}");
+    }
+    harness_start(&h);
+    cr_assert_eq(harness_wait_count_state(&h, "running", N, 30.0), N,
+                 "every worker runs; \"cannot start\" in the log %d times",
+                 harness_log_count(&h, "cannot start"));
+    json_t *st = harness_status(&h, "hello7");
+    const char *cgroup = json_string_value(
+        json_object_get(json_object_get(json_object_get(st, "sandbox"), "refused"), "cgroup"));
+    cr_expect_not_null(cgroup, "no cgroup");
+    json_decref(st);
 }
