@@ -173,6 +173,41 @@ void confine_init(struct wk_confinement *c,
     c->owner = owner;
 }
 
+/* --pass-env: what the operator lets a manifest's "env" take from plugd's
+ * environment (names borrowed from argv). */
+static const char *passable[CONFINE_MAX_PASS_ENV];
+static size_t n_passable;
+
+int confine_allow_env(const char *name)
+{
+    if (n_passable == CONFINE_MAX_PASS_ENV)
+        return -1;
+    passable[n_passable++] = name;
+    return 0;
+}
+
+static bool is_passable(const char *name)
+{
+    for (size_t i = 0; i < n_passable; i++)
+        if (strcmp(passable[i], name) == 0)
+            return true;
+    return false;
+}
+
+/* Once per manifest: the names it asks for that the operator did not allow. */
+static void log_refused_env(struct wk_confinement *c, const struct manifest *m)
+{
+    if (c->env_checked == m)
+        return;
+    c->env_checked = m;
+    for (size_t i = 0; i < m->n_env; i++)
+        if (!is_passable(m->env[i]))
+            log_plugd("warn", m->name,
+                      "environment variable %s is not passed: plugd was not started with "
+                      "--pass-env %s",
+                      m->env[i], m->env[i]);
+}
+
 /* BASE/SUB/NAME, 0700 and owned by the worker's user (SUB searchable) */
 static int make_dir(const char *base, const char *sub, const char *name, const struct sb_policy *p,
                     char *out, size_t size)
@@ -199,6 +234,7 @@ static void find_interpreters(struct wk_confinement *c, const char *entrypoint)
 
 void confine_prepare(struct wk_confinement *c, const struct manifest *m, struct sb_policy *p)
 {
+    log_refused_env(c, m);
     const struct sb_system *s = system_of(c);
     const struct worker_limits *l = &m->limits;
     sb_policy_init(p, s, l->memory_mb, l->nofile, l->nproc, l->cpu_seconds, -1);
@@ -238,9 +274,31 @@ void confine_prepare(struct wk_confinement *c, const struct manifest *m, struct 
     p->on_violation = m->is_violation_eperm ? SB_VIOLATION_EPERM : SB_VIOLATION_KILL;
 }
 
-int confine_set_env(const struct wk_confinement *c)
+/* NAME=VALUE of plugd's `name` onto envp, when set. */
+static void keep(char **envp, size_t *n, const char *name)
 {
-    if (c->tmp_dir[0] != '\0' && setenv("TMPDIR", c->tmp_dir, 1) < 0)
+    const char *v = getenv(name);
+    if (v != NULL && asprintf(&envp[*n], "%s=%s", name, v) >= 0)
+        (*n)++;
+}
+
+int confine_set_env(const struct wk_confinement *c, const struct manifest *m)
+{
+    static const char *const inherited[] = {"LANG", "LC_ALL", "TZ"};
+    char *envp[3 + MANIFEST_MAX_ENV];
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof(inherited) / sizeof(inherited[0]); i++)
+        keep(envp, &n, inherited[i]);
+    for (size_t i = 0; i < m->n_env; i++)
+        if (is_passable(m->env[i]))
+            keep(envp, &n, m->env[i]);
+    if (clearenv() != 0 || setenv("PATH", CONFINE_PATH, 1) < 0)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if (putenv(envp[i]) != 0) /* the child execs: envp is never freed */
+            return -1;
+    if (c->tmp_dir[0] != '\0' &&
+        (setenv("TMPDIR", c->tmp_dir, 1) < 0 || setenv("HOME", c->tmp_dir, 1) < 0))
         return -1;
     if (c->data_dir[0] != '\0' && setenv("PLUGD_DATA", c->data_dir, 1) < 0)
         return -1;

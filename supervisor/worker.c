@@ -394,8 +394,8 @@ static void exec_worker(struct worker *w, int channel, int out, int err, struct 
     report->fd = REPORT_FD;
     char fdnum[16];
     snprintf(fdnum, sizeof(fdnum), "%d", CHANNEL_FD);
-    if (setenv("PLUGD_FD", fdnum, 1) < 0 || setenv("PLUGD_PLUGIN", m->name, 1) < 0 ||
-        confine_set_env(&w->confine) < 0)
+    if (confine_set_env(&w->confine, m) < 0 || setenv("PLUGD_FD", fdnum, 1) < 0 ||
+        setenv("PLUGD_PLUGIN", m->name, 1) < 0)
         return;
     if (chdir(m->dir) < 0)
         return;

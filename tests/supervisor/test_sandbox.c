@@ -531,3 +531,69 @@ Test(sandbox, without_a_cgroup_the_process_limit_does_not_count_the_other_worker
     cr_expect_not_null(cgroup, "no cgroup");
     json_decref(st);
 }
+
+/* ------------------------------------------------------------ environment */
+
+static int strcmp_ptr(const char **a, const char **b)
+{
+    return strcmp(*a, *b);
+}
+
+/* The names in /proc/PID/environ, sorted and joined by spaces; the value
+ * of `name` into value. */
+static void environ_of(pid_t pid, char *names, size_t size, const char *name, char *value,
+                       size_t vsize)
+{
+    char path[64], buf[8192];
+    snprintf(path, sizeof(path), "/proc/%d/environ", (int)pid);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "%s", path);
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *list[64];
+    size_t count = 0;
+    value[0] = '\0';
+    for (size_t at = 0; at < n && count < 64; at += strlen(buf + at) + 1) {
+        list[count++] = buf + at;
+        if (strncmp(buf + at, name, strlen(name)) == 0 && buf[at + strlen(name)] == '=')
+            snprintf(value, vsize, "%s", buf + at + strlen(name) + 1);
+    }
+    qsort(list, count, sizeof(list[0]), (int (*)(const void *, const void *))strcmp_ptr);
+    names[0] = '\0';
+    for (size_t i = 0; i < count; i++) {
+        size_t len = strcspn(list[i], "=");
+        snprintf(names + strlen(names), size - strlen(names), "%s%.*s", i ? " " : "", (int)len,
+                 list[i]);
+    }
+}
+
+/* A worker sees only its documented environment: nothing else of plugd's
+ * (a token, HOME, proxies), plus what its manifest asks for and the
+ * operator allowed (--pass-env). */
+Test(sandbox, a_worker_gets_a_fixed_environment_and_only_the_variables_it_was_allowed)
+{
+    setenv("SECRET_TOKEN", "s3cret", 1);
+    setenv("GREETING", "from the operator", 1);
+    setenv("NOT_ALLOWED", "asked, not allowed", 1);
+    setenv("LANG", "C.UTF-8", 1);
+    setenv("TZ", "UTC", 1);
+    unsetenv("LC_ALL");
+    harness_add_plugin(&h, "hello", "hello", "{\"env\": [\"GREETING\", \"NOT_ALLOWED\"]}");
+    h.extra_args[0] = "--pass-env";
+    h.extra_args[1] = "GREETING";
+    harness_start(&h);
+    cr_assert(harness_wait_state(&h, "hello", "running", -1, 15.0));
+    char names[1024], value[256];
+    environ_of(harness_worker_pid(&h, "hello"), names, sizeof(names), "GREETING", value,
+               sizeof(value));
+    cr_expect_str_eq(names, "GREETING HOME LANG PATH PLUGD_FD PLUGD_PLUGIN TMPDIR TZ");
+    cr_expect_str_eq(value, "from the operator");
+    environ_of(harness_worker_pid(&h, "hello"), names, sizeof(names), "PATH", value, sizeof(value));
+    cr_expect_str_eq(value, "/usr/local/bin:/usr/bin:/bin");
+    environ_of(harness_worker_pid(&h, "hello"), names, sizeof(names), "HOME", value, sizeof(value));
+    char tmp[PATH_MAX];
+    snprintf(tmp, sizeof(tmp), "%s/state/tmp/hello", h.dir);
+    cr_expect_str_eq(value, tmp, "HOME is its tmp folder");
+    cr_expect_eq(harness_log_count(&h, "NOT_ALLOWED is not passed"), 1, "logged once");
+}
