@@ -192,7 +192,11 @@ static void apply_rlimits(const struct sb_policy *p, struct sb_report *r)
     /* every limit is tried: one the kernel refuses does not lift the others */
     bool ok = set_limit(r, RLIMIT_CORE, 0, "RLIMIT_CORE");
     ok &= set_limit(r, RLIMIT_NOFILE, p->open_files, "RLIMIT_NOFILE");
-    ok &= p->processes == 0 || set_limit(r, RLIMIT_NPROC, p->processes, "RLIMIT_NPROC");
+    /* RLIMIT_NPROC counts every process of the uid in the user namespace:
+     * only the worker's own where it has a namespace of its own; else it
+     * would count the other workers of the shared uid (docs/sandbox.md) */
+    ok &= p->processes == 0 || !p->in_user_ns ||
+          set_limit(r, RLIMIT_NPROC, p->processes, "RLIMIT_NPROC");
     ok &= set_limit(r, RLIMIT_FSIZE, p->file_size, "RLIMIT_FSIZE");
     /* soft = hard: the kernel kills at the limit (pid 1 ignores SIGXCPU) */
     ok &= p->cpu_time == 0 || set_limit(r, RLIMIT_CPU, p->cpu_time, "RLIMIT_CPU");

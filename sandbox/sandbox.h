@@ -120,8 +120,9 @@ struct sb_policy {
 
 /* What the child reports to plugd before it execs (a fixed-size record). */
 struct sb_report {
-    uint32_t active;  /* bit per enum sb_layer */
-    uint32_t refused; /* bit per enum sb_layer */
+    uint32_t active;   /* bit per enum sb_layer */
+    uint32_t refused;  /* bit per enum sb_layer */
+    int32_t notify_fd; /* the child's seccomp notification fd, for pidfd_getfd (-1: none) */
     char reason[SB_LAYER_COUNT][SB_REASON_MAX];
 };
 

@@ -176,10 +176,14 @@ int sb_write_file(const char *dir, const char *file, const char *value)
 {
     char path[PATH_MAX];
     snprintf(path, sizeof(path), "%s/%s", dir, file);
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    int fd;
+    while ((fd = open(path, O_WRONLY | O_CLOEXEC)) < 0 && errno == EINTR)
+        ;
     if (fd < 0)
         return -1;
-    ssize_t n = write(fd, value, strlen(value));
+    ssize_t n; /* a signal to plugd must not cost a worker its cgroup */
+    while ((n = write(fd, value, strlen(value))) < 0 && errno == EINTR)
+        ;
     int e = errno;
     close(fd);
     errno = e;

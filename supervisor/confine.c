@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -25,6 +26,29 @@ void remove_tree(const char *dir)
 {
     if (dir[0] != '\0' && access(dir, F_OK) == 0)
         nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+}
+
+static struct rlimit inherited_nofile = {RLIM_INFINITY, RLIM_INFINITY};
+static bool is_nofile_raised;
+
+int confine_raise_fd_limit(rlim_t *now)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return -1;
+    inherited_nofile = rl;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return -1;
+    is_nofile_raised = true;
+    *now = rl.rlim_cur;
+    return 0;
+}
+
+void confine_restore_fd_limit(void)
+{
+    if (is_nofile_raised)
+        setrlimit(RLIMIT_NOFILE, &inherited_nofile);
 }
 
 /* A worker without a sandbox system (tests, benches) runs unconfined. */
@@ -144,8 +168,44 @@ void confine_init(struct wk_confinement *c,
 {
     ev_io_init(&c->notify_w, on_notify, -1, EV_READ);
     c->notify_w.data = c;
+    c->child_pidfd = -1;
     c->on_violation = on_violation;
     c->owner = owner;
+}
+
+/* --pass-env: what the operator lets a manifest's "env" take from plugd's
+ * environment (names borrowed from argv). */
+static const char *passable[CONFINE_MAX_PASS_ENV];
+static size_t n_passable;
+
+int confine_allow_env(const char *name)
+{
+    if (n_passable == CONFINE_MAX_PASS_ENV)
+        return -1;
+    passable[n_passable++] = name;
+    return 0;
+}
+
+static bool is_passable(const char *name)
+{
+    for (size_t i = 0; i < n_passable; i++)
+        if (strcmp(passable[i], name) == 0)
+            return true;
+    return false;
+}
+
+/* Once per manifest: the names it asks for that the operator did not allow. */
+static void log_refused_env(struct wk_confinement *c, const struct manifest *m)
+{
+    if (c->env_checked == m)
+        return;
+    c->env_checked = m;
+    for (size_t i = 0; i < m->n_env; i++)
+        if (!is_passable(m->env[i]))
+            log_plugd("warn", m->name,
+                      "environment variable %s is not passed: plugd was not started with "
+                      "--pass-env %s",
+                      m->env[i], m->env[i]);
 }
 
 /* BASE/SUB/NAME, 0700 and owned by the worker's user (SUB searchable) */
@@ -174,6 +234,7 @@ static void find_interpreters(struct wk_confinement *c, const char *entrypoint)
 
 void confine_prepare(struct wk_confinement *c, const struct manifest *m, struct sb_policy *p)
 {
+    log_refused_env(c, m);
     const struct sb_system *s = system_of(c);
     const struct worker_limits *l = &m->limits;
     sb_policy_init(p, s, l->memory_mb, l->nofile, l->nproc, l->cpu_seconds, -1);
@@ -213,13 +274,42 @@ void confine_prepare(struct wk_confinement *c, const struct manifest *m, struct 
     p->on_violation = m->is_violation_eperm ? SB_VIOLATION_EPERM : SB_VIOLATION_KILL;
 }
 
-int confine_set_env(const struct wk_confinement *c)
+/* NAME=VALUE of plugd's `name` onto envp, when set. */
+static void keep(char **envp, size_t *n, const char *name)
 {
-    if (c->tmp_dir[0] != '\0' && setenv("TMPDIR", c->tmp_dir, 1) < 0)
+    const char *v = getenv(name);
+    if (v != NULL && asprintf(&envp[*n], "%s=%s", name, v) >= 0)
+        (*n)++;
+}
+
+int confine_set_env(const struct wk_confinement *c, const struct manifest *m)
+{
+    static const char *const inherited[] = {"LANG", "LC_ALL", "TZ"};
+    char *envp[3 + MANIFEST_MAX_ENV];
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof(inherited) / sizeof(inherited[0]); i++)
+        keep(envp, &n, inherited[i]);
+    for (size_t i = 0; i < m->n_env; i++)
+        if (is_passable(m->env[i]))
+            keep(envp, &n, m->env[i]);
+    if (clearenv() != 0 || setenv("PATH", CONFINE_PATH, 1) < 0)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if (putenv(envp[i]) != 0) /* the child execs: envp is never freed */
+            return -1;
+    if (c->tmp_dir[0] != '\0' &&
+        (setenv("TMPDIR", c->tmp_dir, 1) < 0 || setenv("HOME", c->tmp_dir, 1) < 0))
         return -1;
     if (c->data_dir[0] != '\0' && setenv("PLUGD_DATA", c->data_dir, 1) < 0)
         return -1;
     return 0;
+}
+
+void confine_forget_child(struct wk_confinement *c)
+{
+    if (c->child_pidfd >= 0)
+        close(c->child_pidfd);
+    c->child_pidfd = -1;
 }
 
 void confine_watch(struct wk_confinement *c, struct ev_loop *loop, int notify_fd)
@@ -243,6 +333,7 @@ bool confine_out_of_cpu_time(const struct wk_confinement *c, int cpu_seconds)
 
 void confine_release(struct wk_confinement *c, struct ev_loop *loop)
 {
+    confine_forget_child(c);
     if (c->notify_w.fd >= 0) {
         ev_io_stop(loop, &c->notify_w);
         close(c->notify_w.fd);

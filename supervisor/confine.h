@@ -7,6 +7,7 @@
 #include <ev.h>
 #include <limits.h>
 #include <stdint.h>
+#include <sys/resource.h>
 
 #include "manifest.h"
 #include "sandbox.h"
@@ -16,11 +17,13 @@ struct wk_confinement {
     const char *state_dir;          /* tmp/ and data/ are made under it */
     struct sb_report report;        /* the layers this run's child applied */
     struct sb_cgroup cgroup;
-    char cgroup_why[SB_REASON_MAX]; /* "" or why this run has no cgroup */
-    char tmp_dir[PATH_MAX];         /* this run's TMPDIR, removed after it */
-    char data_dir[PATH_MAX];        /* fs.data: kept across runs; else "" */
-    char interpreter[2][PATH_MAX];  /* "#!" and ELF interpreters to execute */
-    ev_io notify_w;                 /* refused system calls (fd -1: none) */
+    char cgroup_why[SB_REASON_MAX];     /* "" or why this run has no cgroup */
+    char tmp_dir[PATH_MAX];             /* this run's TMPDIR, removed after it */
+    char data_dir[PATH_MAX];            /* fs.data: kept across runs; else "" */
+    char interpreter[2][PATH_MAX];      /* "#!" and ELF interpreters to execute */
+    ev_io notify_w;                     /* refused system calls (fd -1: none) */
+    int child_pidfd;                    /* this run's pidfd until its report came, or -1 */
+    const struct manifest *env_checked; /* its "env" refusals are logged */
     void (*on_violation)(struct wk_confinement *c, const struct sb_syscall *call);
     void *owner;             /* the worker */
     bool is_pid1;            /* this run is pid 1 of its own pid namespace */
@@ -51,8 +54,28 @@ void confine_terminate(const struct wk_confinement *c, pid_t pid);
  * the user layer when a folder above the state is closed to it. */
 void confine_open_state(struct sb_system *s, const char *state_dir);
 
-/* In the child: TMPDIR and PLUGD_DATA. -1 on failure. */
-int confine_set_env(const struct wk_confinement *c);
+#define CONFINE_PATH         "/usr/local/bin:/usr/bin:/bin"
+#define CONFINE_MAX_PASS_ENV 64
+
+/* plugd --pass-env NAME: a manifest may ask for NAME ("env"). -1 when
+ * there are CONFINE_MAX_PASS_ENV already. */
+int confine_allow_env(const char *name);
+
+/* In the child: the worker's whole environment (docs/sandbox.md
+ * "Environment"): PATH, LANG/LC_ALL/TZ as plugd has them, TMPDIR and HOME
+ * (its tmp folder), PLUGD_DATA, and what `m` asks for that --pass-env
+ * allows. The caller adds PLUGD_FD and PLUGD_PLUGIN. -1 on failure. */
+int confine_set_env(const struct wk_confinement *c, const struct manifest *m);
+
+/* plugd holds a few fds per worker (channel, log pipes, notification fd):
+ * its soft RLIMIT_NOFILE goes up to the hard one (into *now); workers get
+ * the one plugd inherited back (or the manifest's nofile). 0, or -1. */
+int confine_raise_fd_limit(rlim_t *now);
+/* In the child: the inherited soft limit again. */
+void confine_restore_fd_limit(void);
+
+/* The child's pidfd is no longer needed (its report came). */
+void confine_forget_child(struct wk_confinement *c);
 
 /* The notification fd the child sent: watched until release. */
 void confine_watch(struct wk_confinement *c, struct ev_loop *loop, int notify_fd);

@@ -41,6 +41,8 @@ static const char usage[] =
     "                     not start; off: no sandbox (docs/sandbox.md)\n"
     "  --worker-user USER[:GROUP]  who workers run as when plugd is root (a name\n"
     "                     or number; default nobody); never root\n"
+    "  --pass-env NAME    a manifest's \"env\" may take NAME from plugd's\n"
+    "                     environment (repeatable; docs/sandbox.md)\n"
     "  --host-fd N        speak msgpack-rpc with the host application on fd N;\n"
     "                     plugd stops when that channel closes\n"
     "  --log-file PATH    append JSON log records here instead of stderr\n"
@@ -94,6 +96,14 @@ static int parse_number(const char *text, const char *flag, long min, long max, 
     return 0;
 }
 
+static bool is_env_name(const char *s)
+{
+    if (s[0] == '\0' || (s[0] >= '0' && s[0] <= '9'))
+        return false;
+    return strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") ==
+           strlen(s);
+}
+
 static int parse_args(int argc, char **argv, struct options *o)
 {
     static const struct option longopts[] = {
@@ -108,6 +118,7 @@ static int parse_args(int argc, char **argv, struct options *o)
         {"allow-gid", required_argument, NULL, 'g'},
         {"sandbox", required_argument, NULL, 'S'},
         {"worker-user", required_argument, NULL, 'U'},
+        {"pass-env", required_argument, NULL, 'E'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -182,6 +193,15 @@ static int parse_args(int argc, char **argv, struct options *o)
             o->worker_user = optarg;
             break;
         }
+        case 'E':
+            if (!is_env_name(optarg) || confine_allow_env(optarg) < 0) {
+                fprintf(stderr,
+                        "plugd: --pass-env: \"%s\" is not a variable name (A-Z a-z 0-9 _) or "
+                        "there are more than %d\n",
+                        optarg, CONFINE_MAX_PASS_ENV);
+                return 2;
+            }
+            break;
         case 'h':
             fputs(usage, stdout);
             exit(0);
@@ -275,6 +295,10 @@ int main(int argc, char **argv)
         log_set_output(log_file);
     }
     signal(SIGPIPE, SIG_IGN);
+    rlim_t nofile = 0;
+    if (confine_raise_fd_limit(&nofile) < 0 || nofile < 8 * PLUGD_MAX_PLUGINS)
+        log_plugd("warn", NULL, "open files limited to %llu: about %llu workers can run",
+                  (unsigned long long)nofile, (unsigned long long)nofile / 8);
     srand48((long)time(NULL) ^ getpid());
 
     static struct plugd d;

@@ -58,6 +58,7 @@ void manifest_free(struct manifest *m)
         free(m->capabilities[i]);
     free_list(m->methods, m->n_methods);
     free_list(m->files, m->n_files);
+    free_list(m->env, m->n_env);
     json_decref(m->config);
     json_decref(m->json);
     free(m);
@@ -116,7 +117,8 @@ static int read_int(json_t *limits, const char *field, int min, int max, int *ou
 
 static const char *const known_fields[] = {"name",     "version",      "description", "entrypoint",
                                            "protocol", "capabilities", "limits",      "methods",
-                                           "config",   "files",        "sandbox",     NULL};
+                                           "config",   "files",        "sandbox",     "env",
+                                           NULL};
 static const char *const known_limits[] = {"call_timeout_ms",
                                            "handshake_timeout_ms",
                                            "init_timeout_ms",
@@ -361,6 +363,23 @@ static bool is_nonempty(const char *s)
     return s[0] != 0;
 }
 
+/* [A-Za-z_][A-Za-z0-9_]*, at most 64 characters, and none that plugd sets
+ * itself (docs/manifest.md "env") */
+static bool is_env_name(const char *s)
+{
+    static const char *const own[] = {"PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "TZ"};
+    size_t n = strlen(s);
+    if (n == 0 || n > 64 || isdigit((unsigned char)s[0]) || strncmp(s, "PLUGD_", 6) == 0)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)s[i]) && s[i] != '_')
+            return false;
+    for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
+        if (strcmp(s, own[i]) == 0)
+            return false;
+    return true;
+}
+
 static int read_files(json_t *root, struct manifest *m, struct plugd_error *err)
 {
     if (read_string_list(root, "files", MANIFEST_MAX_FILES, is_nonempty, "must not be empty",
@@ -472,7 +491,12 @@ struct manifest *manifest_parse(json_t *root, const char *dir, struct plugd_erro
                          "must be 1 to 255 characters of A-Z a-z 0-9 _ . - and not start with "
                          "\"plugd.\"",
                          &m->methods, &m->n_methods, err) < 0 ||
-        read_config(root, m, err) < 0 || read_files(root, m, err) < 0)
+        read_config(root, m, err) < 0 || read_files(root, m, err) < 0 ||
+        read_string_list(root, "env", MANIFEST_MAX_ENV, is_env_name,
+                         "is not a variable name (A-Z a-z 0-9 _, not starting with a digit, at "
+                         "most 64) or is one plugd sets itself (PATH, HOME, TMPDIR, LANG, LC_ALL, "
+                         "TZ, PLUGD_*)",
+                         &m->env, &m->n_env, err) < 0)
         goto fail;
     return m;
 

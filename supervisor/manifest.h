@@ -13,6 +13,7 @@
 #define MANIFEST_MAX_CAPS      32
 #define MANIFEST_MAX_METHODS   256
 #define MANIFEST_MAX_FILES     64
+#define MANIFEST_MAX_ENV       32
 #define PLUGD_PROTOCOL_CURRENT 1
 #define PLUGD_PROTOCOL_MIN     1 /* the previous version, while there is one */
 
@@ -46,6 +47,8 @@ struct manifest {
     size_t n_methods;
     char **files; /* more package files, relative as written */
     size_t n_files;
+    char **env; /* names of plugd's environment variables it asks for ("env") */
+    size_t n_env;
     json_t *config; /* the effective config (manifest_config_with); at load, the defaults */
     json_t *json;   /* the whole document (a reference the manifest owns) */
     struct worker_limits limits;

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -335,25 +336,51 @@ struct report_socket {
     bool is_report_sent;
 };
 
-/* One message: the report, and the notification fd when there is one. */
-static int send_report(int fd, const struct sb_report *r, int notify_fd)
+/* How the notification fd goes to plugd. The child's in-flight SCM_RIGHTS
+ * fds are charged to the workers' user and capped by the child's lowered
+ * RLIMIT_NOFILE (ETOOMANYREFS past ~nofile workers starting at once), so
+ * plugd takes the fd itself (pidfd_getfd) while the child waits; only where
+ * the kernel refuses that does the child send it. */
+#define FD_TAKEN   'T' /* plugd holds a copy: close it and exec */
+#define FD_SEND_IT 'S' /* pidfd_getfd refused: send it with SCM_RIGHTS */
+
+/* The report alone: its notify_fd names the fd number in the child. */
+static int send_report(int fd, const struct sb_report *r)
 {
-    struct iovec iov = {.iov_base = (void *)r, .iov_len = sizeof(*r)};
+    return send(fd, r, sizeof(*r), MSG_NOSIGNAL) == (ssize_t)sizeof(*r) ? 0 : -1;
+}
+
+/* Waits for plugd to take `notify_fd` (or to ask for it). -1 with errno
+ * (EPIPE when plugd went away). */
+static int hand_over_notify_fd(int fd, int notify_fd)
+{
+    char answer;
+    ssize_t n;
+    while ((n = read(fd, &answer, 1)) < 0 && errno == EINTR)
+        ;
+    if (n <= 0) {
+        if (n == 0)
+            errno = EPIPE;
+        return -1;
+    }
+    if (answer == FD_TAKEN)
+        return 0;
+    char byte = 0;
+    struct iovec iov = {.iov_base = &byte, .iov_len = 1};
     union {
         char buf[CMSG_SPACE(sizeof(int))];
         struct cmsghdr align;
     } control;
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
-    if (notify_fd >= 0) {
-        msg.msg_control = control.buf;
-        msg.msg_controllen = sizeof(control.buf);
-        struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-        cm->cmsg_level = SOL_SOCKET;
-        cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(cm), &notify_fd, sizeof(int));
-    }
-    return sendmsg(fd, &msg, MSG_NOSIGNAL) == (ssize_t)sizeof(*r) ? 0 : -1;
+    struct msghdr msg = {.msg_iov = &iov,
+                         .msg_iovlen = 1,
+                         .msg_control = control.buf,
+                         .msg_controllen = sizeof(control.buf)};
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &notify_fd, sizeof(int));
+    return sendmsg(fd, &msg, MSG_NOSIGNAL) == 1 ? 0 : -1;
 }
 
 static void exec_worker(struct worker *w, int channel, int out, int err, struct sb_policy *policy,
@@ -388,16 +415,20 @@ static void exec_worker(struct worker *w, int channel, int out, int err, struct 
     report->fd = REPORT_FD;
     char fdnum[16];
     snprintf(fdnum, sizeof(fdnum), "%d", CHANNEL_FD);
-    if (setenv("PLUGD_FD", fdnum, 1) < 0 || setenv("PLUGD_PLUGIN", m->name, 1) < 0 ||
-        confine_set_env(&w->confine) < 0)
+    if (confine_set_env(&w->confine, m) < 0 || setenv("PLUGD_FD", fdnum, 1) < 0 ||
+        setenv("PLUGD_PLUGIN", m->name, 1) < 0)
         return;
     if (chdir(m->dir) < 0)
         return;
+    confine_restore_fd_limit(); /* the sandbox sets the manifest's nofile */
     struct sb_report r;
     int notify_fd = sb_apply(policy, &r);
-    if (send_report(REPORT_FD, &r, notify_fd) < 0)
+    r.notify_fd = notify_fd;
+    if (send_report(REPORT_FD, &r) < 0)
         return;
     report->is_report_sent = true;
+    if (notify_fd >= 0 && hand_over_notify_fd(REPORT_FD, notify_fd) < 0)
+        return;
     if (notify_fd >= 0)
         close(notify_fd);
     if (policy->strict && r.refused != 0)
@@ -417,13 +448,40 @@ static int received_fd(struct msghdr *msg)
     return fd;
 }
 
+/* Takes the child's notification fd with pidfd_getfd (plugd may trace its
+ * own children), or asks the child to send it. */
+static void collect_notify_fd(struct worker *w, int report_fd)
+{
+    struct wk_confinement *c = &w->confine;
+    int fd = c->child_pidfd < 0
+                 ? -1
+                 : (int)syscall(SYS_pidfd_getfd, c->child_pidfd, c->report.notify_fd, 0);
+    static bool is_refusal_logged;
+    if (fd < 0 && errno != ESRCH && !is_refusal_logged) {
+        is_refusal_logged = true;
+        log_plugd("warn", w->m->name,
+                  "pidfd_getfd: %s: workers send their seccomp notification fd instead, which "
+                  "the kernel limits when many start at once",
+                  c->child_pidfd < 0 ? "no pidfd" : strerror(errno));
+    }
+    char answer = fd >= 0 ? FD_TAKEN : FD_SEND_IT;
+    if (send(report_fd, &answer, 1, MSG_NOSIGNAL) != 1) {
+        if (fd >= 0)
+            close(fd);
+        return; /* the child is gone: its exit says why */
+    }
+    if (fd >= 0)
+        confine_watch(c, w->loop, fd);
+}
+
 /* Logs each refused layer; with --sandbox strict the first one stops the
  * worker for good. */
-static void on_report(struct worker *w, int notify_fd)
+static void on_report(struct worker *w, int report_fd)
 {
     w->has_report = true;
-    if (notify_fd >= 0)
-        confine_watch(&w->confine, w->loop, notify_fd);
+    if (w->confine.report.notify_fd >= 0)
+        collect_notify_fd(w, report_fd);
+    confine_forget_child(&w->confine);
     const struct sb_report *r = &w->confine.report;
     bool is_strict = w->confine.system != NULL && w->confine.system->mode == SB_MODE_STRICT;
     for (int l = 0; l < SB_LAYER_COUNT; l++) {
@@ -435,6 +493,15 @@ static void on_report(struct worker *w, int notify_fd)
             fail_permanently(w, "strict sandbox: layer %s refused (%s)", sb_layer_name(l),
                              r->reason[l]);
     }
+}
+
+/* An errno that waiting can change (a full process table, fds or memory
+ * short, a signal, an entrypoint open for writing): the start is retried
+ * like a crash. ENOENT, EACCES, ENOEXEC, ... fail at once. */
+static bool is_transient(int e)
+{
+    return e == EAGAIN || e == EINTR || e == ETOOMANYREFS || e == ENOMEM || e == EMFILE ||
+           e == ENFILE || e == ETXTBSY;
 }
 
 /* The report socket carries the sandbox report (SOCK_SEQPACKET: one
@@ -465,15 +532,23 @@ static void on_exec_result(struct ev_loop *loop, ev_io *io, int revents)
             return; /* more comes, or EOF */
         if (n <= 0)
             break;
+        int fd = received_fd(&msg);
         if (!w->has_report && n == (ssize_t)sizeof(w->confine.report))
-            on_report(w, received_fd(&msg));
-        else if (w->has_report && n == (ssize_t)sizeof(int) && child_errno != 0)
+            on_report(w, io->fd);
+        else if (w->has_report && n == 1 && fd >= 0 && w->confine.notify_w.fd < 0)
+            confine_watch(&w->confine, w->loop, fd); /* sent: pidfd_getfd was refused */
+        else if (fd >= 0)
+            close(fd);
+        if (w->has_report && n == (ssize_t)sizeof(int) && child_errno != 0)
             break;
     }
     ev_io_stop(loop, io);
     close(io->fd);
     io->fd = -1;
-    if (child_errno != 0)
+    if (child_errno != 0 && is_transient(child_errno))
+        fault(w, "cannot start %s: %s (restarted with backoff)", w->m->entrypoint,
+              strerror(child_errno));
+    else if (child_errno != 0)
         fail_permanently(w, "cannot start %s: %s", w->m->entrypoint, strerror(child_errno));
 }
 
@@ -486,7 +561,9 @@ static int spawn(struct worker *w, struct plugd_error *err)
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 || pipe2(out, O_CLOEXEC) < 0 ||
         pipe2(errp, O_CLOEXEC) < 0 ||
         socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ex) < 0) {
-        plugd_error_set(err, PLUGD_E_IO, "cannot create the worker's channel: %s", strerror(errno));
+        int e = errno;
+        plugd_error_set(err, PLUGD_E_IO, "cannot create the worker's channel: %s", strerror(e));
+        errno = e;
         goto fail;
     }
     struct sb_policy policy;
@@ -494,8 +571,10 @@ static int spawn(struct worker *w, struct plugd_error *err)
     policy.keep_fd = REPORT_FD;
     pid_t pid = confine_fork(&w->confine, &policy);
     if (pid < 0) {
-        plugd_error_set(err, PLUGD_E_IO, "cannot fork a worker: %s", strerror(errno));
+        int e = errno;
+        plugd_error_set(err, PLUGD_E_IO, "cannot fork a worker: %s", strerror(e));
         confine_release(&w->confine, w->loop);
+        errno = e;
         goto fail;
     }
     if (pid == 0) {
@@ -504,7 +583,7 @@ static int spawn(struct worker *w, struct plugd_error *err)
         exec_worker(w, sv[1], out[1], errp[1], &policy, &report);
         /* a failure: the errno after the report (an empty one if none went) */
         int e = errno ? errno : EINVAL;
-        struct sb_report none = {0};
+        struct sb_report none = {.notify_fd = -1};
         ssize_t ignored = report.is_report_sent ? 0 : send(report.fd, &none, sizeof(none), 0);
         ignored = send(report.fd, &e, sizeof(e), 0);
         (void)ignored;
@@ -514,6 +593,8 @@ static int spawn(struct worker *w, struct plugd_error *err)
     close(out[1]);
     close(errp[1]);
     close(ex[1]);
+    /* taken before libev can reap it: the pidfd cannot name a reused pid */
+    w->confine.child_pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 
     w->pid = pid;
     w->src.pid = pid;
@@ -549,7 +630,8 @@ static int spawn(struct worker *w, struct plugd_error *err)
     set_state(w, WK_STARTING);
     return 0;
 
-fail:
+fail:;
+    int spawn_errno = errno; /* the caller tells a passing failure from one for good */
     for (int i = 0; i < 2; i++) {
         if (sv[i] >= 0)
             close(sv[i]);
@@ -560,6 +642,7 @@ fail:
         if (ex[i] >= 0)
             close(ex[i]);
     }
+    errno = spawn_errno;
     return -1;
 }
 
@@ -721,13 +804,35 @@ static void on_child_exit(struct ev_loop *loop, ev_child *c, int revents)
     set_state(w, WK_BACKOFF);
 }
 
+/* A start that failed for a passing reason (`err`): another try after the
+ * backoff, counted toward the crash loop like a crash. False when it makes
+ * a crash loop (last_error says so). */
+static bool retry_spawn(struct worker *w, struct plugd_error *err)
+{
+    if (is_crash_loop(w, ev_now(w->loop))) {
+        struct plugd_error last = *err;
+        plugd_error_set(err, last.code, "crash loop: %d restarts within %.0f s; last: %s",
+                        w->m->limits.crash_loop_restarts, w->m->limits.crash_loop_window,
+                        last.message);
+        return false;
+    }
+    log_plugd("warn", w->m->name, "cannot start: %s (restarted with backoff)", err->message);
+    w->last_error = *err;
+    ev_timer_set(&w->backoff_t, backoff_delay(w), 0.);
+    w->backoff_step++;
+    w->restarts++;
+    ev_timer_start(w->loop, &w->backoff_t);
+    set_state(w, WK_BACKOFF);
+    return true;
+}
+
 static void on_backoff_done(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)loop;
     (void)revents;
     struct worker *w = t->data;
     struct plugd_error err;
-    if (spawn(w, &err) < 0) {
+    if (spawn(w, &err) < 0 && !(is_transient(errno) && retry_spawn(w, &err))) {
         w->is_failed = true;
         w->want_running = false;
         w->last_error = err;
@@ -966,7 +1071,7 @@ int worker_start(struct worker *w, struct plugd_error *err)
     w->backoff_step = 0;
     w->n_restart_times = 0;
     plugd_error_clear(&w->last_error);
-    if (spawn(w, err) < 0) {
+    if (spawn(w, err) < 0 && !(is_transient(errno) && retry_spawn(w, err))) {
         w->is_failed = true;
         w->want_running = false;
         w->last_error = *err;

@@ -95,6 +95,15 @@ static const struct {
     {"files-not-array", "manifest: \"files\" must be an array of at most 64 strings"},
     {"files-directory", "/sub is not a file"},
     {"files-empty", "manifest: \"files[0]\": \"\" must not be empty"},
+    {"env-not-array", "manifest: \"env\" must be an array of at most 32 strings"},
+    {"env-not-string", "manifest: \"env[0]\" is not a string"},
+    {"env-bad-name", "manifest: \"env[0]\": \"MY-VAR\" is not a variable name (A-Z a-z 0-9 _, "
+                     "not starting with a digit, at most 64) or is one plugd sets itself (PATH, "
+                     "HOME, TMPDIR, LANG, LC_ALL, TZ, PLUGD_*)"},
+    {"env-leading-digit", "manifest: \"env[0]\": \"1X\" is not a variable name"},
+    {"env-reserved", "manifest: \"env[0]\": \"PATH\" is not a variable name"},
+    {"env-plugd", "manifest: \"env[0]\": \"PLUGD_FD\" is not a variable name"},
+    {"env-twice", "manifest: \"env[1]\": \"A\" is listed twice"},
 };
 
 Test(manifest, every_invalid_case_is_refused_with_its_field_and_reason)
@@ -145,6 +154,8 @@ Test(manifest, full_manifest_reads_every_field)
     cr_assert_str_eq(m->methods[1], "math.add");
     cr_assert_eq(m->n_files, 1);
     cr_assert_str_eq(m->files[0], "data.txt");
+    cr_assert_eq(m->n_env, 2);
+    cr_assert_str_eq(m->env[1], "my_var_2");
     cr_assert_eq(m->limits.call_timeout, 1.0);
     cr_assert_eq(m->limits.drain_timeout, 2.0);
     cr_assert_eq(m->limits.memory_mb, 64);

@@ -4,13 +4,17 @@
  * The probe's ways out are in test_probe.c. */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <fcntl.h>
 #include <ftw.h>
+#include <glob.h>
 #include <netinet/in.h>
 #include <pwd.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -205,44 +209,15 @@ Test(sandbox, the_cgroup_and_the_private_tmp_go_with_the_worker)
 
 /* ------------------------------------------------------------ refused layers */
 
-static uid_t nobody;
-
-static int give_to_nobody(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-    (void)st, (void)type, (void)ftw;
-    return lchown(path, nobody, nobody);
-}
-
-/* True when plugd can run as `nobody` here: root, and a build tree that
- * nobody can read (a checkout in /root cannot be). Hands it the folder. */
-static bool can_run_as_nobody(void)
-{
-    struct passwd *pw = getpwnam("nobody");
-    if (geteuid() != 0 || pw == NULL)
-        return false;
-    nobody = pw->pw_uid;
-    char probe_exe[PATH_MAX];
-    snprintf(probe_exe, sizeof(probe_exe), "%s/examples/probe/probe", getenv("PLUGD_BUILD_ROOT"));
-    pid_t pid = fork();
-    if (pid == 0)
-        _exit(setgid(nobody) == 0 && setuid(nobody) == 0 && access(probe_exe, R_OK | X_OK) == 0
-                  ? 0
-                  : 1);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    return WIFEXITED(status) && WEXITSTATUS(status) == 0 &&
-           nftw(h.dir, give_to_nobody, 16, FTW_PHYS) == 0;
-}
-
 /* plugd as an unprivileged user: the namespaces come from a user namespace
  * of each worker's own; the cgroup needs root and is refused, named, logged;
  * strict then refuses the worker. */
 Test(sandbox, an_unprivileged_plugd_confines_through_a_user_namespace_and_reports_the_cgroup)
 {
     harness_add_plugin(&h, "probe", "probe", "{\"limits\": {\"crash_loop_restarts\": 100}}");
-    if (!can_run_as_nobody())
+    if (!harness_run_as_nobody(&h)) /* no privileges: no cgroup, no shared namespaces */
         cr_skip("needs root and a build tree that the user nobody can read");
-    h.run_as = nobody; /* no privileges: no cgroup, no shared namespaces */
+    uid_t nobody = h.run_as;
     harness_start(&h);
     cr_assert(harness_wait_state(&h, "probe", "running", -1, 15.0));
     json_t *st = harness_status(&h, "probe");
@@ -471,4 +446,154 @@ Test(sandbox, plugd_refuses_a_worker_user_that_is_root_or_unknown)
                        "plugd: --worker-user: no user \"no-such-user\"\n");
     expect_usage_error("--worker-user nobody:no-such-group",
                        "plugd: --worker-user: no group \"no-such-group\"\n");
+}
+
+/* ------------------------------------------------------------ failed starts */
+
+/* An exec that fails for a passing reason (ETXTBSY: the entrypoint is open
+ * for writing) is retried with backoff until it works. */
+Test(sandbox, a_start_that_fails_for_a_passing_reason_is_retried_until_it_runs)
+{
+    harness_add_plugin(&h, "hello", "hello", "{\"limits\": {\"crash_loop_restarts\": 1000}}");
+    harness_start(&h);
+    cr_assert(harness_wait_state(&h, "hello", "running", -1, 15.0));
+    cr_assert_eq(harness_stop(&h, 15.0), 0);
+    char pattern[PATH_MAX];
+    snprintf(pattern, sizeof(pattern), "%s/state/packages/hello/*/hello", h.dir);
+    glob_t g;
+    cr_assert_eq(glob(pattern, 0, NULL, &g), 0, "%s", pattern);
+    int busy = open(g.gl_pathv[0], O_WRONLY | O_CLOEXEC);
+    cr_assert_geq(busy, 0, "%s", g.gl_pathv[0]);
+    globfree(&g);
+
+    harness_start(&h);
+    for (int i = 0; i < 500 && harness_log_count(&h, "Text file busy") == 0; i++)
+        harness_sleep(&h, 0.02);
+    cr_assert_geq(harness_log_count(&h, "Text file busy"), 1, "the exec failed with ETXTBSY");
+    close(busy);
+    cr_assert(harness_wait_state(&h, "hello", "running", 1, 60.0), "restarted once it could run");
+    char status[32];
+    harness_lifecycle(&h, "hello", status, sizeof(status));
+    cr_expect_str_eq(status, "ready");
+}
+
+/* What waiting cannot change fails at once: no restart. */
+Test(sandbox, an_interpreter_that_does_not_exist_fails_the_start_at_once)
+{
+    char dir[PATH_MAX], path[PATH_MAX + 32];
+    snprintf(dir, sizeof(dir), "%s/plugins/nointerp", h.dir);
+    cr_assert_eq(mkdir(dir, 0755), 0);
+    snprintf(path, sizeof(path), "%s/plugin.json", dir);
+    FILE *f = fopen(path, "w");
+    fputs("{\"name\": \"nointerp\", \"version\": \"1.0.0\", \"entrypoint\": \"run\", "
+          "\"protocol\": 1}",
+          f);
+    fclose(f);
+    snprintf(path, sizeof(path), "%s/run", dir);
+    f = fopen(path, "w");
+    fputs("#!/no/such/interpreter\n", f);
+    fclose(f);
+    cr_assert_eq(chmod(path, 0755), 0);
+    harness_start(&h);
+    cr_assert(harness_wait_status(&h, "nointerp", "error", 15.0));
+    json_t *st = harness_status(&h, "nointerp");
+    const char *last = json_string_value(json_object_get(st, "last_error"));
+    cr_expect(last != NULL && strstr(last, "No such file or directory") != NULL, "%s", last);
+    cr_expect_eq(json_integer_value(json_object_get(st, "restarts")), 0);
+    json_decref(st);
+}
+
+/* Without a cgroup, the workers' process limit must not count the other
+ * workers of the shared user: RLIMIT_NPROC would (every process of uid
+ * nobody), and exec failed with EAGAIN past `nproc` workers. */
+Test(sandbox, without_a_cgroup_the_process_limit_does_not_count_the_other_workers)
+{
+    if (geteuid() != 0)
+        cr_skip("needs root (workers of a shared user)");
+    /* plugd sees no cgroup hierarchy: an empty tmpfs over it, in this
+     * test's own mount namespace */
+    cr_assert_eq(unshare(CLONE_NEWNS), 0);
+    cr_assert_eq(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), 0);
+    cr_assert_eq(mount("none", "/sys/fs/cgroup", "tmpfs", 0, NULL), 0);
+    enum { N = 8 };
+    for (int i = 0; i < N; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "hello%d", i);
+        harness_add_plugin(&h, "hello", name, "{\"limits\": {\"nproc\": 3}}");
+    }
+    harness_start(&h);
+    cr_assert_eq(harness_wait_count_state(&h, "running", N, 30.0), N,
+                 "every worker runs; \"cannot start\" in the log %d times",
+                 harness_log_count(&h, "cannot start"));
+    json_t *st = harness_status(&h, "hello7");
+    const char *cgroup = json_string_value(
+        json_object_get(json_object_get(json_object_get(st, "sandbox"), "refused"), "cgroup"));
+    cr_expect_not_null(cgroup, "no cgroup");
+    json_decref(st);
+}
+
+/* ------------------------------------------------------------ environment */
+
+static int strcmp_ptr(const char **a, const char **b)
+{
+    return strcmp(*a, *b);
+}
+
+/* The names in /proc/PID/environ, sorted and joined by spaces; the value
+ * of `name` into value. */
+static void environ_of(pid_t pid, char *names, size_t size, const char *name, char *value,
+                       size_t vsize)
+{
+    char path[64], buf[8192];
+    snprintf(path, sizeof(path), "/proc/%d/environ", (int)pid);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "%s", path);
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *list[64];
+    size_t count = 0;
+    value[0] = '\0';
+    for (size_t at = 0; at < n && count < 64; at += strlen(buf + at) + 1) {
+        list[count++] = buf + at;
+        if (strncmp(buf + at, name, strlen(name)) == 0 && buf[at + strlen(name)] == '=')
+            snprintf(value, vsize, "%s", buf + at + strlen(name) + 1);
+    }
+    qsort(list, count, sizeof(list[0]), (int (*)(const void *, const void *))strcmp_ptr);
+    names[0] = '\0';
+    for (size_t i = 0; i < count; i++) {
+        size_t len = strcspn(list[i], "=");
+        snprintf(names + strlen(names), size - strlen(names), "%s%.*s", i ? " " : "", (int)len,
+                 list[i]);
+    }
+}
+
+/* A worker sees only its documented environment: nothing else of plugd's
+ * (a token, HOME, proxies), plus what its manifest asks for and the
+ * operator allowed (--pass-env). */
+Test(sandbox, a_worker_gets_a_fixed_environment_and_only_the_variables_it_was_allowed)
+{
+    setenv("SECRET_TOKEN", "s3cret", 1);
+    setenv("GREETING", "from the operator", 1);
+    setenv("NOT_ALLOWED", "asked, not allowed", 1);
+    setenv("LANG", "C.UTF-8", 1);
+    setenv("TZ", "UTC", 1);
+    unsetenv("LC_ALL");
+    harness_add_plugin(&h, "hello", "hello", "{\"env\": [\"GREETING\", \"NOT_ALLOWED\"]}");
+    h.extra_args[0] = "--pass-env";
+    h.extra_args[1] = "GREETING";
+    harness_start(&h);
+    cr_assert(harness_wait_state(&h, "hello", "running", -1, 15.0));
+    char names[1024], value[256];
+    environ_of(harness_worker_pid(&h, "hello"), names, sizeof(names), "GREETING", value,
+               sizeof(value));
+    cr_expect_str_eq(names, "GREETING HOME LANG PATH PLUGD_FD PLUGD_PLUGIN TMPDIR TZ");
+    cr_expect_str_eq(value, "from the operator");
+    environ_of(harness_worker_pid(&h, "hello"), names, sizeof(names), "PATH", value, sizeof(value));
+    cr_expect_str_eq(value, "/usr/local/bin:/usr/bin:/bin");
+    environ_of(harness_worker_pid(&h, "hello"), names, sizeof(names), "HOME", value, sizeof(value));
+    char tmp[PATH_MAX];
+    snprintf(tmp, sizeof(tmp), "%s/state/tmp/hello", h.dir);
+    cr_expect_str_eq(value, tmp, "HOME is its tmp folder");
+    cr_expect_eq(harness_log_count(&h, "NOT_ALLOWED is not passed"), 1, "logged once");
 }

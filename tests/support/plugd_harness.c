@@ -748,3 +748,30 @@ int harness_all_fds(pid_t pid)
     closedir(d);
     return n;
 }
+int harness_count_state(struct harness *h, const char *state)
+{
+    json_t *list = NULL;
+    int n = 0;
+    if (harness_command(h, "list", NULL, &list, NULL, 0) == PLUGD_OK && json_is_array(list)) {
+        size_t i;
+        json_t *one;
+        json_array_foreach(list, i, one)
+        {
+            const char *s = json_string_value(json_object_get(one, "state"));
+            n += s != NULL && strcmp(s, state) == 0;
+        }
+    }
+    json_decref(list);
+    return n;
+}
+
+int harness_wait_count_state(struct harness *h, const char *state, int n, double seconds)
+{
+    ev_tstamp until = ev_time() + seconds;
+    int seen = harness_count_state(h, state);
+    while (seen < n && ev_time() < until) {
+        harness_sleep(h, 0.1);
+        seen = harness_count_state(h, state);
+    }
+    return seen;
+}

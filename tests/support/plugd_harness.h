@@ -67,6 +67,12 @@ json_t *harness_status(struct harness *h, const char *plugin);
 bool harness_wait_state(struct harness *h, const char *plugin, const char *state, int min_restarts,
                         double seconds);
 
+/* How many plugins' workers are in `state` ("running"), from one list. */
+int harness_count_state(struct harness *h, const char *state);
+/* Polls list until `n` workers are in `state`; returns the last count
+ * (less than n after `seconds`). */
+int harness_wait_count_state(struct harness *h, const char *state, int n, double seconds);
+
 /* The worker's pid from status (0 when none). */
 pid_t harness_worker_pid(struct harness *h, const char *plugin);
 
