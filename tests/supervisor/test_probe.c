@@ -167,7 +167,7 @@ Test(probe, memory_past_the_limit_is_an_oom_kill_named_in_status)
     cr_assert(harness_wait_state(&h, "probe", "running", 1, 15.0));
     json_t *st = harness_status(&h, "probe");
     const char *last = json_string_value(json_object_get(st, "last_error"));
-    if (is_v1_machine() || geteuid() != 0) /* the cgroup names it; RLIMIT_AS fails malloc */
+    if (is_v1_machine() || geteuid() != 0) /* the cgroup names it; RLIMIT_DATA fails malloc */
         cr_expect(last != NULL && strstr(last, "out of memory") != NULL, "last_error: %s", last);
     json_decref(st);
     expect_allowed(&h, "probe", "alloc", "[8]");
