@@ -482,6 +482,13 @@ static void on_report(struct worker *w, int report_fd)
     if (w->confine.report.notify_fd >= 0)
         collect_notify_fd(w, report_fd);
     confine_forget_child(&w->confine);
+    /* the child waited for plugd until now (plugd busy starting hundreds):
+     * the handshake deadline counts from here */
+    if (ev_is_active(&w->handshake_t)) {
+        ev_timer_stop(w->loop, &w->handshake_t);
+        ev_timer_set(&w->handshake_t, w->m->limits.handshake_timeout, 0.);
+        ev_timer_start(w->loop, &w->handshake_t);
+    }
     const struct sb_report *r = &w->confine.report;
     bool is_strict = w->confine.system != NULL && w->confine.system->mode == SB_MODE_STRICT;
     for (int l = 0; l < SB_LAYER_COUNT; l++) {
@@ -625,6 +632,7 @@ static int spawn(struct worker *w, struct plugd_error *err)
         fault(w, "cannot attach the channel: %s", err->message);
         return 0; /* the exit path cleans up */
     }
+    ev_now_update(w->loop); /* one loop iteration may start hundreds */
     ev_timer_set(&w->handshake_t, w->m->limits.handshake_timeout, 0.);
     ev_timer_start(w->loop, &w->handshake_t);
     set_state(w, WK_STARTING);
@@ -648,9 +656,18 @@ fail:;
 
 static void on_handshake_timeout(struct ev_loop *loop, ev_timer *t, int revents)
 {
-    (void)loop;
     (void)revents;
     struct worker *w = t->data;
+    if (!w->has_report && w->exec_w.fd >= 0) {
+        /* plugd was too busy to read the report (libev runs expired timers
+         * before the reads of the same wake-up): the deadline starts now */
+        on_exec_result(loop, &w->exec_w, 0);
+        if (w->has_report && w->state == WK_STARTING && w->fault[0] == '\0') {
+            ev_timer_set(t, w->m->limits.handshake_timeout, 0.);
+            ev_timer_start(loop, t);
+            return;
+        }
+    }
     fault(w, "no plugd.hello within %.1f s (plugd speaks protocol %d)",
           w->m->limits.handshake_timeout, PLUGD_PROTOCOL_CURRENT);
 }
