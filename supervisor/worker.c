@@ -689,6 +689,7 @@ static void describe_exit(struct worker *w, int status)
  * connection_closed), log pipes (read to the end), timers. */
 static void release_run(struct worker *w)
 {
+    w->pid = 0; /* reaped: a fault found below must not signal a pid reused since */
     ev_child_stop(w->loop, &w->child_w);
     ev_timer_stop(w->loop, &w->handshake_t);
     ev_timer_stop(w->loop, &w->health_t);
@@ -708,7 +709,6 @@ static void release_run(struct worker *w)
         w->conn = NULL;
         ipc_conn_free(c);
     }
-    w->pid = 0;
     w->has_closed_channel = false;
 }
 

@@ -480,13 +480,6 @@ static pid_t request_as_nobody(const char *path, const char *code)
     _exit(is_match ? 0 : 1);
 }
 
-static int exit_status(pid_t pid)
-{
-    int status;
-    cr_assert_eq(waitpid(pid, &status, 0), pid);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 /* The socket in a folder anyone may enter, the file opened to everyone, so
  * that only plugd's own check stands between `nobody` and the commands. */
 static void start_with_open_socket(char *path, size_t size, const char *allow_uid)
@@ -509,7 +502,7 @@ Test(control, a_user_not_allowed_is_refused_and_logged)
         cr_skip_test("needs root to become another user");
     static char path[PATH_MAX];
     start_with_open_socket(path, sizeof(path), NULL);
-    cr_assert_eq(exit_status(request_as_nobody(path, "permission_denied")), 0,
+    cr_assert_eq(harness_exit_status(request_as_nobody(path, "permission_denied")), 0,
                  "nobody gets permission_denied");
     cr_assert_geq(harness_log_count(&h, "control: refused uid 65534"), 1);
     struct client c;
@@ -525,7 +518,8 @@ Test(control, an_allowed_uid_may_use_the_socket)
         cr_skip_test("needs root to become another user");
     static char path[PATH_MAX];
     start_with_open_socket(path, sizeof(path), "65534");
-    cr_assert_eq(exit_status(request_as_nobody(path, "ok")), 0, "--allow-uid 65534 lets it in");
+    cr_assert_eq(harness_exit_status(request_as_nobody(path, "ok")), 0,
+                 "--allow-uid 65534 lets it in");
 }
 
 Test(control, the_socket_file_is_born_0660)
@@ -678,56 +672,11 @@ Test(control, a_subscriber_that_stops_reading_is_dropped_while_others_keep_recei
 
 /* ------------------------------------------------------------ plugctl */
 
-/* Starts plugctl with `args` (NULL-ended), its socket from PLUGD_SOCKET;
- * its stdout and stderr are read from *out_fd and *err_fd. */
-static pid_t plugctl_spawn(const char *const *args, int *out_fd, int *err_fd)
-{
-    char bin[PATH_MAX], sock[PATH_MAX];
-    snprintf(bin, sizeof(bin), "%s/supervisor/plugctl", getenv("PLUGD_BUILD_ROOT"));
-    socket_path(sock, sizeof(sock));
-    int o[2], e[2];
-    cr_assert_eq(pipe2(o, O_CLOEXEC), 0);
-    cr_assert_eq(pipe2(e, O_CLOEXEC), 0);
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        dup2(o[1], 1);
-        dup2(e[1], 2);
-        setenv("PLUGD_SOCKET", sock, 1);
-        char *argv[16] = {bin};
-        for (int i = 0; args[i] != NULL && i < 14; i++)
-            argv[i + 1] = (char *)args[i];
-        execv(bin, argv);
-        _exit(127);
-    }
-    close(o[1]);
-    close(e[1]);
-    *out_fd = o[0];
-    *err_fd = e[0];
-    return pid;
-}
-
-/* Reads `fd` to its end into `buf` (NUL-ended) and closes it. */
-static void read_all(int fd, char *buf, size_t size)
-{
-    size_t got = 0;
-    ssize_t n;
-    while (got + 1 < size && (n = read(fd, buf + got, size - 1 - got)) > 0)
-        got += (size_t)n;
-    buf[got] = 0;
-    close(fd);
-}
-
-/* Runs plugctl with `args` (NULL-ended); returns the exit status, stdout
- * and stderr into `out` / `err_out`. */
+/* Runs plugctl with `args` (NULL-ended) on this test's plugd. */
 static int plugctl(const char *const *args, char *out, size_t out_size, char *err_out,
                    size_t err_size)
 {
-    int o, e;
-    pid_t pid = plugctl_spawn(args, &o, &e);
-    read_all(o, out, out_size);
-    read_all(e, err_out, err_size);
-    return exit_status(pid);
+    return harness_plugctl(&h, args, out, out_size, err_out, err_size);
 }
 
 static int count_lines(const char *s)
@@ -835,7 +784,7 @@ Test(control, plugctl_events_follows_the_stream)
     }
     cr_assert(found, "plugctl events printed plugin.disabled");
     kill(pid, SIGTERM);
-    exit_status(pid);
+    harness_exit_status(pid);
     client_close(&follower);
     client_close(&op);
 }
@@ -868,7 +817,7 @@ Test(control, a_stale_socket_file_is_replaced_and_a_live_one_refused)
         execl(bin, bin, "--state-dir", state, "--control-socket", path, (char *)NULL);
         _exit(127);
     }
-    cr_assert_eq(exit_status(pid), 1, "another plugd is listening there");
+    cr_assert_eq(harness_exit_status(pid), 1, "another plugd is listening there");
     client_open(&c);
     json_decref(expect_ok(&c, "{\"cmd\":\"list\"}"));
     client_close(&c);
@@ -1145,8 +1094,8 @@ Test(control, a_second_plugd_on_the_same_state_is_refused_naming_the_first_and_c
     }
     close(e[1]);
     char err[4096];
-    read_all(e[0], err, sizeof(err));
-    cr_assert_eq(exit_status(pid), 1, "the second plugd exits 1: %s", err);
+    harness_read_all(e[0], err, sizeof(err));
+    cr_assert_eq(harness_exit_status(pid), 1, "the second plugd exits 1: %s", err);
     char want[64];
     snprintf(want, sizeof(want), "another plugd (pid %d)", (int)h.plugd_pid);
     cr_assert_not_null(strstr(err, want), "the error names the first plugd: %s", err);
@@ -1231,10 +1180,10 @@ Test(control, plugctl_shutdown_exits_0_and_followers_get_the_last_records_then_e
 {
     start_hello();
     int ev_out, ev_err, log_out, log_err;
-    pid_t events =
-        plugctl_spawn((const char *[]){"--json", "events", "plugin.*", NULL}, &ev_out, &ev_err);
-    pid_t logs = plugctl_spawn((const char *[]){"--json", "logs", "-n", "0", "-f", NULL}, &log_out,
-                               &log_err);
+    pid_t events = harness_plugctl_spawn(&h, (const char *[]){"--json", "events", "plugin.*", NULL},
+                                         &ev_out, &ev_err);
+    pid_t logs = harness_plugctl_spawn(
+        &h, (const char *[]){"--json", "logs", "-n", "0", "-f", NULL}, &log_out, &log_err);
     /* with --json the answer comes first: then the follower is subscribed */
     struct client ev = {.fd = ev_out}, lg = {.fd = log_out};
     json_t *first = client_read(&ev, 10.0);
@@ -1270,10 +1219,10 @@ Test(control, plugctl_shutdown_exits_0_and_followers_get_the_last_records_then_e
     cr_assert(saw_stopped, "the events follower got hello's last plugin.worker_stopped");
     cr_assert(saw_exit, "the logs follower got plugd's last record");
     char ev_text[1024], log_text[1024];
-    read_all(ev_err, ev_text, sizeof(ev_text));
-    read_all(log_err, log_text, sizeof(log_text));
-    cr_assert_eq(exit_status(events), 3, "events: %s", ev_text);
-    cr_assert_eq(exit_status(logs), 3, "logs -f: %s", log_text);
+    harness_read_all(ev_err, ev_text, sizeof(ev_text));
+    harness_read_all(log_err, log_text, sizeof(log_text));
+    cr_assert_eq(harness_exit_status(events), 3, "events: %s", ev_text);
+    cr_assert_eq(harness_exit_status(logs), 3, "logs -f: %s", log_text);
     cr_assert_not_null(strstr(ev_text, "plugd closed the stream"), "%s", ev_text);
     cr_assert_not_null(strstr(log_text, "plugd closed the stream"), "%s", log_text);
     client_close(&ev);

@@ -650,8 +650,7 @@ bool harness_wait_log(struct harness *h, const char *needle, int count, double s
     return true;
 }
 
-/* Reads `fd` to its end into `buf` (cut to fit, NUL-terminated); closes it. */
-static void read_all(int fd, char *buf, size_t size)
+void harness_read_all(int fd, char *buf, size_t size)
 {
     size_t got = 0;
     char scrap[4096];
@@ -668,8 +667,7 @@ static void read_all(int fd, char *buf, size_t size)
     close(fd);
 }
 
-int harness_plugctl(struct harness *h, const char *const *args, char *out, size_t out_size,
-                    char *err_out, size_t err_size)
+pid_t harness_plugctl_spawn(struct harness *h, const char *const *args, int *out_fd, int *err_fd)
 {
     char bin[PATH_MAX], sock[PATH_MAX];
     snprintf(bin, sizeof(bin), "%s/supervisor/plugctl", build_root());
@@ -690,11 +688,27 @@ int harness_plugctl(struct harness *h, const char *const *args, char *out, size_
     }
     close(o[1]);
     close(e[1]);
-    read_all(o[0], out, out_size); /* plugctl's stderr is a line or two: its pipe never fills */
-    read_all(e[0], err_out, err_size);
+    *out_fd = o[0];
+    *err_fd = e[0];
+    return pid;
+}
+
+int harness_exit_status(pid_t pid)
+{
     int status;
     cr_assert_eq(waitpid(pid, &status, 0), pid);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+int harness_plugctl(struct harness *h, const char *const *args, char *out, size_t out_size,
+                    char *err_out, size_t err_size)
+{
+    int o, e;
+    pid_t pid = harness_plugctl_spawn(h, args, &o, &e);
+    harness_read_all(o, out,
+                     out_size); /* plugctl's stderr is a line or two: its pipe never fills */
+    harness_read_all(e, err_out, err_size);
+    return harness_exit_status(pid);
 }
 
 long harness_proc_kib(pid_t pid, const char *field)

@@ -154,6 +154,16 @@ bool harness_wait_log(struct harness *h, const char *needle, int count, double s
 int harness_plugctl(struct harness *h, const char *const *args, char *out, size_t out_size,
                     char *err_out, size_t err_size);
 
+/* Starts plugctl with `args` like harness_plugctl without waiting: its
+ * stdout and stderr are read from *out_fd and *err_fd. */
+pid_t harness_plugctl_spawn(struct harness *h, const char *const *args, int *out_fd, int *err_fd);
+
+/* Reads `fd` to its end into `buf` (cut to fit, NUL-terminated); closes it. */
+void harness_read_all(int fd, char *buf, size_t size);
+
+/* Waits for child `pid`: its exit status, -1 if a signal ended it. */
+int harness_exit_status(pid_t pid);
+
 /* A field of /proc/PID/status in KiB ("VmRSS", "VmHWM": the peak), or -1. */
 long harness_proc_kib(pid_t pid, const char *field);
 
