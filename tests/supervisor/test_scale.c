@@ -19,7 +19,11 @@ static void add_copies(int n)
     for (int i = 0; i < n; i++) {
         char name[32];
         snprintf(name, sizeof(name), "hello%03d", i);
-        harness_add_plugin(&h, "hello", name, "{\"limits\": {\"health_interval_ms\": 30000}}");
+        /* what is tested is that every one starts, not how fast: under ASan
+         * on 2 cores a worker may need more than the 5 s handshake default */
+        harness_add_plugin(&h, "hello", name,
+                           "{\"limits\": {\"health_interval_ms\": 30000, "
+                           "\"handshake_timeout_ms\": 300000, \"init_timeout_ms\": 300000}}");
     }
 }
 
