@@ -19,7 +19,7 @@ struct client {
     struct control *ctl;
     int fd;
     ev_io rio, wio;
-    ev_idle more_w; /* lines left over from a turn: handled when the loop is idle */
+    ev_idle more_w; /* lines left over from a turn: handled at the next loop turn */
     char *in;
     size_t in_off, in_len, in_cap; /* [in_off, in_len) is not handled yet */
     bool is_discarding;            /* the rest of a line that was too long */
@@ -627,6 +627,10 @@ static void add_client(struct control *ctl, int fd)
     ev_io_init(&c->rio, on_readable, fd, EV_READ);
     ev_io_init(&c->wio, on_writable, fd, EV_WRITE);
     ev_idle_init(&c->more_w, on_more_lines);
+    /* an idle watcher of the top priority runs every loop turn, beside
+     * whatever else is pending: at the default priority, a loop always
+     * busy with workers would never get to this client's lines */
+    ev_set_priority(&c->more_w, EV_MAXPRI);
     c->rio.data = c->wio.data = c->more_w.data = c;
     ev_io_start(ctl->d->loop, &c->rio);
 }
