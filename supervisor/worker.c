@@ -2,7 +2,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <math.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -17,11 +16,8 @@
 #include "jsonpack.h"
 #include "services.h"
 
-#define CHANNEL_FD     3
-#define REPORT_FD      (CHANNEL_FD + 1) /* the sandbox report, in the child until exec */
-#define BACKOFF_BASE   0.1              /* s, second restart; doubles after */
-#define BACKOFF_MAX    30.0             /* s */
-#define BACKOFF_JITTER 0.2              /* +-20 % */
+#define CHANNEL_FD 3
+#define REPORT_FD  (CHANNEL_FD + 1) /* the sandbox report, in the child until exec */
 
 static const char *const state_names[] = {
     [WK_STOPPED] = "stopped",   [WK_STARTING] = "starting", [WK_RUNNING] = "running",
@@ -502,15 +498,6 @@ static void on_report(struct worker *w, int report_fd)
     }
 }
 
-/* An errno that waiting can change (a full process table, fds or memory
- * short, a signal, an entrypoint open for writing): the start is retried
- * like a crash. ENOENT, EACCES, ENOEXEC, ... fail at once. */
-static bool is_transient(int e)
-{
-    return e == EAGAIN || e == EINTR || e == ETOOMANYREFS || e == ENOMEM || e == EMFILE ||
-           e == ENFILE || e == ETXTBSY;
-}
-
 /* The report socket carries the sandbox report (SOCK_SEQPACKET: one
  * message), then an errno if the exec failed; EOF after the report alone
  * means the worker runs. */
@@ -552,7 +539,7 @@ static void on_exec_result(struct ev_loop *loop, ev_io *io, int revents)
     ev_io_stop(loop, io);
     close(io->fd);
     io->fd = -1;
-    if (child_errno != 0 && is_transient(child_errno))
+    if (child_errno != 0 && restart_is_transient(child_errno))
         fault(w, "cannot start %s: %s (restarted with backoff)", w->m->entrypoint,
               strerror(child_errno));
     else if (child_errno != 0)
@@ -712,33 +699,6 @@ static void release_run(struct worker *w)
     w->has_closed_channel = false;
 }
 
-static double backoff_delay(struct worker *w)
-{
-    if (w->backoff_step == 0)
-        return 0; /* the first restart is immediate */
-    double d = BACKOFF_BASE * pow(2.0, (double)(w->backoff_step - 1));
-    if (d > BACKOFF_MAX)
-        d = BACKOFF_MAX;
-    double jitter = 1.0 + BACKOFF_JITTER * (2.0 * drand48() - 1.0);
-    return d * jitter;
-}
-
-/* Counts this restart; true when it makes a crash loop. */
-static bool is_crash_loop(struct worker *w, ev_tstamp now)
-{
-    const struct worker_limits *l = &w->m->limits;
-    unsigned kept = 0;
-    for (unsigned i = 0; i < w->n_restart_times; i++)
-        if (now - w->restart_times[i] < l->crash_loop_window)
-            w->restart_times[kept++] = w->restart_times[i];
-    w->n_restart_times = kept;
-    if ((int)kept >= l->crash_loop_restarts)
-        return true;
-    if (kept < WK_RESTART_HISTORY)
-        w->restart_times[w->n_restart_times++] = now;
-    return false;
-}
-
 /* Why the kernel ended it, when plugd did not: the cgroup's OOM killer,
  * the CPU time limit, or seccomp itself (a kernel without user
  * notifications). */
@@ -769,11 +729,37 @@ static void explain_kernel_kill(struct worker *w, int status)
     }
 }
 
+/* After a crash, or a start that failed for a passing reason (`why`): the
+ * restart policy (restart.c) gives the backoff, or the crash loop, which
+ * gives up with last_error saying so. True when a restart is scheduled. */
+static bool restart_later(struct worker *w, const struct plugd_error *why, ev_tstamp ran_since)
+{
+    const struct restart_limits limits = {.window = w->m->limits.crash_loop_window,
+                                          .max_restarts = w->m->limits.crash_loop_restarts};
+    struct restart_decision d =
+        restart_decide(&w->restart, &limits, ev_now(w->loop), ran_since, drand48());
+    if (d.is_crash_loop) {
+        w->is_failed = true;
+        w->want_running = false;
+        plugd_error_set(&w->last_error, why->code,
+                        "crash loop: %d restarts within %.0f s; last: %s", limits.max_restarts,
+                        limits.window, why->message);
+        log_plugd("error", w->m->name, "%s", w->last_error.message);
+        return false;
+    }
+    w->last_error = *why;
+    w->restarts++;
+    ev_timer_set(&w->backoff_t, d.delay, 0.);
+    ev_timer_start(w->loop, &w->backoff_t);
+    set_state(w, WK_BACKOFF);
+    return true;
+}
+
 static void on_child_exit(struct ev_loop *loop, ev_child *c, int revents)
 {
+    (void)loop;
     (void)revents;
     struct worker *w = c->data;
-    ev_tstamp now = ev_now(loop);
     describe_exit(w, c->rstatus);
     explain_kernel_kill(w, c->rstatus);
     enum wk_state was = w->state;
@@ -798,49 +784,29 @@ static void on_child_exit(struct ev_loop *loop, ev_child *c, int revents)
         return;
     }
 
-    plugd_error_set(&w->last_error, code, "%s", reason);
     log_plugd("warn", w->m->name, "worker crashed: %s%s%s", reason,
               tail[0] ? "; last output: " : "", tail);
-    if (w->running_since > 0 && now - w->running_since >= w->m->limits.crash_loop_window)
-        w->backoff_step = 0; /* it had been stable: start the backoff over */
+    ev_tstamp ran_since = w->running_since;
     w->running_since = 0;
-    if (is_crash_loop(w, now)) {
-        w->is_failed = true;
-        w->want_running = false;
-        plugd_error_set(&w->last_error, code, "crash loop: %d restarts within %.0f s; last: %s",
-                        w->m->limits.crash_loop_restarts, w->m->limits.crash_loop_window, reason);
-        log_plugd("error", w->m->name, "%s", w->last_error.message);
+    if (!restart_later(w, &why, ran_since))
         set_state(w, WK_STOPPED);
-        return;
-    }
-    double delay = backoff_delay(w);
-    w->backoff_step++;
-    w->restarts++;
-    ev_timer_set(&w->backoff_t, delay, 0.);
-    ev_timer_start(loop, &w->backoff_t);
-    set_state(w, WK_BACKOFF);
 }
 
-/* A start that failed for a passing reason (`err`): another try after the
- * backoff, counted toward the crash loop like a crash. False when it makes
- * a crash loop (last_error says so). */
-static bool retry_spawn(struct worker *w, struct plugd_error *err)
+/* A start that failed (`err`, `error` the errno): retried with the backoff
+ * when waiting can change it, else failed for good. 0 when retried, -1
+ * with last_error. */
+static int start_failed(struct worker *w, const struct plugd_error *err, int error)
 {
-    if (is_crash_loop(w, ev_now(w->loop))) {
-        struct plugd_error last = *err;
-        plugd_error_set(err, last.code, "crash loop: %d restarts within %.0f s; last: %s",
-                        w->m->limits.crash_loop_restarts, w->m->limits.crash_loop_window,
-                        last.message);
-        return false;
+    if (!restart_is_transient(error)) {
+        w->is_failed = true;
+        w->want_running = false;
+        w->last_error = *err;
+    } else if (restart_later(w, err, 0)) {
+        log_plugd("warn", w->m->name, "cannot start: %s (restarted with backoff)", err->message);
+        return 0;
     }
-    log_plugd("warn", w->m->name, "cannot start: %s (restarted with backoff)", err->message);
-    w->last_error = *err;
-    ev_timer_set(&w->backoff_t, backoff_delay(w), 0.);
-    w->backoff_step++;
-    w->restarts++;
-    ev_timer_start(w->loop, &w->backoff_t);
-    set_state(w, WK_BACKOFF);
-    return true;
+    set_state(w, WK_STOPPED);
+    return -1;
 }
 
 static void on_backoff_done(struct ev_loop *loop, ev_timer *t, int revents)
@@ -849,12 +815,8 @@ static void on_backoff_done(struct ev_loop *loop, ev_timer *t, int revents)
     (void)revents;
     struct worker *w = t->data;
     struct plugd_error err;
-    if (spawn(w, &err) < 0 && !(is_transient(errno) && retry_spawn(w, &err))) {
-        w->is_failed = true;
-        w->want_running = false;
-        w->last_error = err;
-        set_state(w, WK_STOPPED);
-    }
+    if (spawn(w, &err) < 0)
+        start_failed(w, &err, errno);
 }
 
 /* ------------------------------------------------------------ stop */
@@ -1085,13 +1047,10 @@ int worker_start(struct worker *w, struct plugd_error *err)
         return 0;
     w->want_running = true;
     w->is_failed = false;
-    w->backoff_step = 0;
-    w->n_restart_times = 0;
+    restart_reset(&w->restart);
     plugd_error_clear(&w->last_error);
-    if (spawn(w, err) < 0 && !(is_transient(errno) && retry_spawn(w, err))) {
-        w->is_failed = true;
-        w->want_running = false;
-        w->last_error = *err;
+    if (spawn(w, err) < 0 && start_failed(w, err, errno) < 0) {
+        *err = w->last_error;
         return -1;
     }
     return 0;

@@ -16,9 +16,9 @@
 #include "manifest.h"
 #include "plugd/error.h"
 #include "plugd/ipc.h"
+#include "restart.h"
 
 #define PLUGD_VERSION      "0.1.0"
-#define WK_RESTART_HISTORY 64
 #define WK_LATENCY_SAMPLES 256 /* routed calls kept for the latency percentiles */
 
 /* Worker states (in memory; the persisted plugin status is the lifecycle's). */
@@ -64,9 +64,7 @@ struct worker {
     struct log_stream out, err;
 
     ev_tstamp spawned_at, running_since;
-    ev_tstamp restart_times[WK_RESTART_HISTORY];
-    unsigned n_restart_times;
-    unsigned backoff_step;
+    struct restart_history restart; /* supervisor/restart.c reads and counts it */
 
     uint64_t restarts, calls, call_errors, faults;
     uint64_t late_replies;                   /* answers that came after their call's deadline */
