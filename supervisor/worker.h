@@ -17,6 +17,7 @@
 #include "plugd/error.h"
 #include "plugd/ipc.h"
 #include "restart.h"
+#include "spawn.h"
 
 #define PLUGD_VERSION      "0.1.0"
 #define WK_LATENCY_SAMPLES 256 /* routed calls kept for the latency percentiles */
@@ -83,7 +84,7 @@ struct worker {
     struct services *services;     /* what host services stand on; NULL: none */
     struct ev_bus_sub *sub;        /* this run's event subscription, or NULL */
     struct wk_confinement confine; /* the sandbox of this run */
-    bool has_report;               /* the child's sandbox report came */
+    struct spawn_result spawn;     /* what this run's child reported */
     bool is_violation;             /* this run ended for a refused system call */
     bool has_closed_channel;       /* this run closed its channel before it exited */
 };
