@@ -124,8 +124,9 @@ static void set_up(struct child *ch, int channel, int out, int err)
         child_fail(ch, "cannot set up fd 2 (stderr)");
     if (place_fd(channel, SPAWN_CHANNEL_FD) < 0)
         child_fail(ch, "cannot set up fd %d (the channel)", SPAWN_CHANNEL_FD);
-    /* the report socket just above the channel, closed by the exec */
-    if (dup3(ch->report_fd, SPAWN_REPORT_FD, O_CLOEXEC) < 0)
+    /* the report socket just above the channel, closed by the exec (dup3
+     * refuses an fd onto itself: one already there is O_CLOEXEC) */
+    if (ch->report_fd != SPAWN_REPORT_FD && dup3(ch->report_fd, SPAWN_REPORT_FD, O_CLOEXEC) < 0)
         child_fail(ch, "cannot set up fd %d (the report socket)", SPAWN_REPORT_FD);
     ch->report_fd = SPAWN_REPORT_FD;
     char fdnum[16];
