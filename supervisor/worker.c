@@ -1,27 +1,16 @@
 #include "worker.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <math.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "jsonpack.h"
 #include "services.h"
-
-#define CHANNEL_FD     3
-#define REPORT_FD      (CHANNEL_FD + 1) /* the sandbox report, in the child until exec */
-#define BACKOFF_BASE   0.1              /* s, second restart; doubles after */
-#define BACKOFF_MAX    30.0             /* s */
-#define BACKOFF_JITTER 0.2              /* +-20 % */
+#include "spawn.h"
 
 static const char *const state_names[] = {
     [WK_STOPPED] = "stopped",   [WK_STARTING] = "starting", [WK_RUNNING] = "running",
@@ -326,164 +315,12 @@ static void on_health_timer(struct ev_loop *loop, ev_timer *t, int revents)
 
 /* ------------------------------------------------------------ spawn */
 
-/* In the child, between fork and exec: the channel at fd 3, stdout and
- * stderr to plugd's pipes, the sandbox, nothing else inherited. The sandbox
- * report (with the seccomp notification fd) goes to plugd on REPORT_FD
- * before the exec. Only returns on failure. (plugd is single-threaded, so
- * the child may use libc freely.) */
-struct report_socket {
-    int fd; /* where the child writes: the socket, then REPORT_FD */
-    bool is_report_sent;
-};
-
-/* How the notification fd goes to plugd. The child's in-flight SCM_RIGHTS
- * fds are charged to the workers' user and capped by the child's lowered
- * RLIMIT_NOFILE (ETOOMANYREFS past ~nofile workers starting at once), so
- * plugd takes the fd itself (pidfd_getfd) while the child waits; only where
- * the kernel refuses that does the child send it. */
-#define FD_TAKEN   'T' /* plugd holds a copy: close it and exec */
-#define FD_SEND_IT 'S' /* pidfd_getfd refused: send it with SCM_RIGHTS */
-
-/* The report alone: its notify_fd names the fd number in the child. */
-static int send_report(int fd, const struct sb_report *r)
+/* The sandbox report came (spawn.c took its notification fd): the
+ * handshake deadline counts from now; each refused layer is logged, and
+ * with --sandbox strict the first one stops the worker for good. */
+static void on_report(struct worker *w)
 {
-    return send(fd, r, sizeof(*r), MSG_NOSIGNAL) == (ssize_t)sizeof(*r) ? 0 : -1;
-}
-
-/* Waits for plugd to take `notify_fd` (or to ask for it). -1 with errno
- * (EPIPE when plugd went away). */
-static int hand_over_notify_fd(int fd, int notify_fd)
-{
-    char answer;
-    ssize_t n;
-    while ((n = read(fd, &answer, 1)) < 0 && errno == EINTR)
-        ;
-    if (n <= 0) {
-        if (n == 0)
-            errno = EPIPE;
-        return -1;
-    }
-    if (answer == FD_TAKEN)
-        return 0;
-    char byte = 0;
-    struct iovec iov = {.iov_base = &byte, .iov_len = 1};
-    union {
-        char buf[CMSG_SPACE(sizeof(int))];
-        struct cmsghdr align;
-    } control;
-    struct msghdr msg = {.msg_iov = &iov,
-                         .msg_iovlen = 1,
-                         .msg_control = control.buf,
-                         .msg_controllen = sizeof(control.buf)};
-    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(cm), &notify_fd, sizeof(int));
-    return sendmsg(fd, &msg, MSG_NOSIGNAL) == 1 ? 0 : -1;
-}
-
-static void exec_worker(struct worker *w, int channel, int out, int err, struct sb_policy *policy,
-                        struct report_socket *report)
-{
-    const struct manifest *m = w->m;
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    /* plugd died before the death signal was armed: its end of the report
-     * socket is closed (getppid() cannot tell: in a pid namespace it is 0) */
-    struct pollfd plugd_end = {.fd = report->fd, .events = POLLIN};
-    if (poll(&plugd_end, 1, 0) != 0)
-        _exit(1);
-    /* Its own session: a terminal's ^C reaches plugd, which stops workers
-     * gracefully, instead of killing them all at once. */
-    setsid();
-    sigset_t all;
-    sigemptyset(&all);
-    sigprocmask(SIG_SETMASK, &all, NULL);
-    signal(SIGPIPE, SIG_DFL);
-    int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
-        return;
-    if (channel == CHANNEL_FD) {
-        if (fcntl(channel, F_SETFD, 0) < 0)
-            return;
-    } else if (dup2(channel, CHANNEL_FD) < 0) {
-        return;
-    }
-    /* the report socket just above the channel, closed by the exec */
-    if (dup3(report->fd, REPORT_FD, O_CLOEXEC) < 0)
-        return;
-    report->fd = REPORT_FD;
-    char fdnum[16];
-    snprintf(fdnum, sizeof(fdnum), "%d", CHANNEL_FD);
-    if (confine_set_env(&w->confine, m) < 0 || setenv("PLUGD_FD", fdnum, 1) < 0 ||
-        setenv("PLUGD_PLUGIN", m->name, 1) < 0)
-        return;
-    if (chdir(m->dir) < 0)
-        return;
-    confine_restore_fd_limit(); /* the sandbox sets the manifest's nofile */
-    struct sb_report r;
-    int notify_fd = sb_apply(policy, &r);
-    r.notify_fd = notify_fd;
-    if (send_report(REPORT_FD, &r) < 0)
-        return;
-    report->is_report_sent = true;
-    if (notify_fd >= 0 && hand_over_notify_fd(REPORT_FD, notify_fd) < 0)
-        return;
-    if (notify_fd >= 0)
-        close(notify_fd);
-    if (policy->strict && r.refused != 0)
-        _exit(126); /* plugd reads the refusal in the report */
-    char *argv[] = {m->entrypoint, NULL};
-    execv(m->entrypoint, argv);
-}
-
-/* The notification fd that came with the report, or -1. */
-static int received_fd(struct msghdr *msg)
-{
-    int fd = -1;
-    for (struct cmsghdr *cm = CMSG_FIRSTHDR(msg); cm != NULL; cm = CMSG_NXTHDR(msg, cm))
-        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
-            cm->cmsg_len == CMSG_LEN(sizeof(int)))
-            memcpy(&fd, CMSG_DATA(cm), sizeof(int));
-    return fd;
-}
-
-/* Takes the child's notification fd with pidfd_getfd (plugd may trace its
- * own children), or asks the child to send it. */
-static void collect_notify_fd(struct worker *w, int report_fd)
-{
-    struct wk_confinement *c = &w->confine;
-    int fd = c->child_pidfd < 0
-                 ? -1
-                 : (int)syscall(SYS_pidfd_getfd, c->child_pidfd, c->report.notify_fd, 0);
-    static bool is_refusal_logged;
-    if (fd < 0 && errno != ESRCH && !is_refusal_logged) {
-        is_refusal_logged = true;
-        log_plugd("warn", w->m->name,
-                  "pidfd_getfd: %s: workers send their seccomp notification fd instead, which "
-                  "the kernel limits when many start at once",
-                  c->child_pidfd < 0 ? "no pidfd" : strerror(errno));
-    }
-    char answer = fd >= 0 ? FD_TAKEN : FD_SEND_IT;
-    if (send(report_fd, &answer, 1, MSG_NOSIGNAL) != 1) {
-        if (fd >= 0)
-            close(fd);
-        return; /* the child is gone: its exit says why */
-    }
-    if (fd >= 0)
-        confine_watch(c, w->loop, fd);
-}
-
-/* Logs each refused layer; with --sandbox strict the first one stops the
- * worker for good. */
-static void on_report(struct worker *w, int report_fd)
-{
-    w->has_report = true;
-    if (w->confine.report.notify_fd >= 0)
-        collect_notify_fd(w, report_fd);
-    confine_forget_child(&w->confine);
-    /* the child waited for plugd until now (plugd busy starting hundreds):
-     * the handshake deadline counts from here */
+    /* the child waited for plugd until now (plugd busy starting hundreds) */
     if (ev_is_active(&w->handshake_t)) {
         ev_timer_stop(w->loop, &w->handshake_t);
         ev_timer_set(&w->handshake_t, w->m->limits.handshake_timeout, 0.);
@@ -502,107 +339,39 @@ static void on_report(struct worker *w, int report_fd)
     }
 }
 
-/* An errno that waiting can change (a full process table, fds or memory
- * short, a signal, an entrypoint open for writing): the start is retried
- * like a crash. ENOENT, EACCES, ENOEXEC, ... fail at once. */
-static bool is_transient(int e)
-{
-    return e == EAGAIN || e == EINTR || e == ETOOMANYREFS || e == ENOMEM || e == EMFILE ||
-           e == ENFILE || e == ETXTBSY;
-}
-
-/* The report socket carries the sandbox report (SOCK_SEQPACKET: one
- * message), then an errno if the exec failed; EOF after the report alone
- * means the worker runs. */
+/* What the child reports: the sandbox report, then EOF (the exec worked)
+ * or the step that failed, which ends this run like a crash when waiting
+ * can change its errno and for good otherwise. */
 static void on_exec_result(struct ev_loop *loop, ev_io *io, int revents)
 {
     (void)revents;
     struct worker *w = io->data;
-    int child_errno = 0;
-    for (;;) {
-        union {
-            char buf[CMSG_SPACE(sizeof(int))];
-            struct cmsghdr align;
-        } control;
-        struct iovec iov = w->has_report
-                               ? (struct iovec){.iov_base = &child_errno, .iov_len = sizeof(int)}
-                               : (struct iovec){.iov_base = &w->confine.report,
-                                                .iov_len = sizeof(w->confine.report)};
-        struct msghdr msg = {.msg_iov = &iov,
-                             .msg_iovlen = 1,
-                             .msg_control = control.buf,
-                             .msg_controllen = sizeof(control.buf)};
-        ssize_t n = recvmsg(io->fd, &msg, MSG_CMSG_CLOEXEC);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && errno == EAGAIN)
-            return; /* more comes, or EOF */
-        if (n <= 0)
-            break;
-        int fd = received_fd(&msg);
-        if (!w->has_report && n == (ssize_t)sizeof(w->confine.report))
-            on_report(w, io->fd);
-        else if (w->has_report && n == 1 && fd >= 0 && w->confine.notify_w.fd < 0)
-            confine_watch(&w->confine, w->loop, fd); /* sent: pidfd_getfd was refused */
-        else if (fd >= 0)
-            close(fd);
-        if (w->has_report && n == (ssize_t)sizeof(int) && child_errno != 0)
-            break;
-    }
+    int what = spawn_read(io->fd, &w->confine, loop, w->m->name, &w->spawn);
+    if (what & SPAWN_GOT_REPORT)
+        on_report(w);
+    if (!(what & SPAWN_ENDED))
+        return;
     ev_io_stop(loop, io);
     close(io->fd);
     io->fd = -1;
-    if (child_errno != 0 && is_transient(child_errno))
-        fault(w, "cannot start %s: %s (restarted with backoff)", w->m->entrypoint,
-              strerror(child_errno));
-    else if (child_errno != 0)
-        fail_permanently(w, "cannot start %s: %s", w->m->entrypoint, strerror(child_errno));
+    int e = w->spawn.error;
+    if (e != 0 && restart_is_transient(e))
+        fault(w, "%s: %s (restarted with backoff)", w->spawn.step, strerror(e));
+    else if (e != 0)
+        fail_permanently(w, "%s: %s", w->spawn.step, strerror(e));
 }
 
 static void on_child_exit(struct ev_loop *loop, ev_child *c, int revents);
 static void on_handshake_timeout(struct ev_loop *loop, ev_timer *t, int revents);
 
+/* A new run: spawn.c forks and execs it; its fds, timers and channel are
+ * tied to `w` here. -1 with err and errno when there is no process. */
 static int spawn(struct worker *w, struct plugd_error *err)
 {
-    int sv[2] = {-1, -1}, out[2] = {-1, -1}, errp[2] = {-1, -1}, ex[2] = {-1, -1};
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 || pipe2(out, O_CLOEXEC) < 0 ||
-        pipe2(errp, O_CLOEXEC) < 0 ||
-        socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ex) < 0) {
-        int e = errno;
-        plugd_error_set(err, PLUGD_E_IO, "cannot create the worker's channel: %s", strerror(e));
-        errno = e;
-        goto fail;
-    }
-    struct sb_policy policy;
-    confine_prepare(&w->confine, w->m, &policy);
-    policy.keep_fd = REPORT_FD;
-    pid_t pid = confine_fork(&w->confine, &policy);
-    if (pid < 0) {
-        int e = errno;
-        plugd_error_set(err, PLUGD_E_IO, "cannot fork a worker: %s", strerror(e));
-        confine_release(&w->confine, w->loop);
-        errno = e;
-        goto fail;
-    }
-    if (pid == 0) {
-        close(ex[0]); /* only plugd's copy stays: it closes when plugd dies */
-        struct report_socket report = {.fd = ex[1]};
-        exec_worker(w, sv[1], out[1], errp[1], &policy, &report);
-        /* a failure: the errno after the report (an empty one if none went) */
-        int e = errno ? errno : EINVAL;
-        struct sb_report none = {.notify_fd = -1};
-        ssize_t ignored = report.is_report_sent ? 0 : send(report.fd, &none, sizeof(none), 0);
-        ignored = send(report.fd, &e, sizeof(e), 0);
-        (void)ignored;
-        _exit(127);
-    }
-    close(sv[1]);
-    close(out[1]);
-    close(errp[1]);
-    close(ex[1]);
-    /* taken before libev can reap it: the pidfd cannot name a reused pid */
-    w->confine.child_pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-
+    struct spawn_fds fds;
+    pid_t pid = spawn_worker(&w->confine, w->loop, w->m, &fds, err);
+    if (pid < 0)
+        return -1;
     w->pid = pid;
     w->src.pid = pid;
     w->fault[0] = '\0';
@@ -613,13 +382,11 @@ static int spawn(struct worker *w, struct plugd_error *err)
     w->is_health_pending = false;
     ev_child_set(&w->child_w, pid, 0);
     ev_child_start(w->loop, &w->child_w);
-    w->has_report = false;
-    w->confine.report = (struct sb_report){0};
-    fcntl(ex[0], F_SETFL, O_NONBLOCK);
-    ev_io_set(&w->exec_w, ex[0], EV_READ);
+    w->spawn = (struct spawn_result){0};
+    ev_io_set(&w->exec_w, fds.report, EV_READ);
     ev_io_start(w->loop, &w->exec_w);
-    log_stream_start(w->loop, &w->out, out[0], "stdout", &w->src, &w->tail, &w->budget);
-    log_stream_start(w->loop, &w->err, errp[0], "stderr", &w->src, &w->tail, &w->budget);
+    log_stream_start(w->loop, &w->out, fds.out, "stdout", &w->src, &w->tail, &w->budget);
+    log_stream_start(w->loop, &w->err, fds.err, "stderr", &w->src, &w->tail, &w->budget);
 
     struct ipc_handlers h = {
         .on_request = on_worker_request,
@@ -627,7 +394,7 @@ static int spawn(struct worker *w, struct plugd_error *err)
         .on_close = on_worker_close,
         .on_drain = on_worker_drain,
     };
-    w->conn = ipc_conn_new(w->loop, sv[0], sv[0], NULL, &h, w, err);
+    w->conn = ipc_conn_new(w->loop, fds.channel, fds.channel, NULL, &h, w, err);
     if (w->conn == NULL) {
         fault(w, "cannot attach the channel: %s", err->message);
         return 0; /* the exit path cleans up */
@@ -637,32 +404,17 @@ static int spawn(struct worker *w, struct plugd_error *err)
     ev_timer_start(w->loop, &w->handshake_t);
     set_state(w, WK_STARTING);
     return 0;
-
-fail:;
-    int spawn_errno = errno; /* the caller tells a passing failure from one for good */
-    for (int i = 0; i < 2; i++) {
-        if (sv[i] >= 0)
-            close(sv[i]);
-        if (out[i] >= 0)
-            close(out[i]);
-        if (errp[i] >= 0)
-            close(errp[i]);
-        if (ex[i] >= 0)
-            close(ex[i]);
-    }
-    errno = spawn_errno;
-    return -1;
 }
 
 static void on_handshake_timeout(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)revents;
     struct worker *w = t->data;
-    if (!w->has_report && w->exec_w.fd >= 0) {
+    if (!w->spawn.has_report && w->exec_w.fd >= 0) {
         /* plugd was too busy to read the report (libev runs expired timers
          * before the reads of the same wake-up): the deadline starts now */
         on_exec_result(loop, &w->exec_w, 0);
-        if (w->has_report && w->state == WK_STARTING && w->fault[0] == '\0') {
+        if (w->spawn.has_report && w->state == WK_STARTING && w->fault[0] == '\0') {
             ev_timer_set(t, w->m->limits.handshake_timeout, 0.);
             ev_timer_start(loop, t);
             return;
@@ -712,33 +464,6 @@ static void release_run(struct worker *w)
     w->has_closed_channel = false;
 }
 
-static double backoff_delay(struct worker *w)
-{
-    if (w->backoff_step == 0)
-        return 0; /* the first restart is immediate */
-    double d = BACKOFF_BASE * pow(2.0, (double)(w->backoff_step - 1));
-    if (d > BACKOFF_MAX)
-        d = BACKOFF_MAX;
-    double jitter = 1.0 + BACKOFF_JITTER * (2.0 * drand48() - 1.0);
-    return d * jitter;
-}
-
-/* Counts this restart; true when it makes a crash loop. */
-static bool is_crash_loop(struct worker *w, ev_tstamp now)
-{
-    const struct worker_limits *l = &w->m->limits;
-    unsigned kept = 0;
-    for (unsigned i = 0; i < w->n_restart_times; i++)
-        if (now - w->restart_times[i] < l->crash_loop_window)
-            w->restart_times[kept++] = w->restart_times[i];
-    w->n_restart_times = kept;
-    if ((int)kept >= l->crash_loop_restarts)
-        return true;
-    if (kept < WK_RESTART_HISTORY)
-        w->restart_times[w->n_restart_times++] = now;
-    return false;
-}
-
 /* Why the kernel ended it, when plugd did not: the cgroup's OOM killer,
  * the CPU time limit, or seccomp itself (a kernel without user
  * notifications). */
@@ -769,11 +494,37 @@ static void explain_kernel_kill(struct worker *w, int status)
     }
 }
 
+/* After a crash, or a start that failed for a passing reason (`why`): the
+ * restart policy (restart.c) gives the backoff, or the crash loop, which
+ * gives up with last_error saying so. True when a restart is scheduled. */
+static bool restart_later(struct worker *w, const struct plugd_error *why, ev_tstamp ran_since)
+{
+    const struct restart_limits limits = {.window = w->m->limits.crash_loop_window,
+                                          .max_restarts = w->m->limits.crash_loop_restarts};
+    struct restart_decision d =
+        restart_decide(&w->restart, &limits, ev_now(w->loop), ran_since, drand48());
+    if (d.is_crash_loop) {
+        w->is_failed = true;
+        w->want_running = false;
+        plugd_error_set(&w->last_error, why->code,
+                        "crash loop: %d restarts within %.0f s; last: %s", limits.max_restarts,
+                        limits.window, why->message);
+        log_plugd("error", w->m->name, "%s", w->last_error.message);
+        return false;
+    }
+    w->last_error = *why;
+    w->restarts++;
+    ev_timer_set(&w->backoff_t, d.delay, 0.);
+    ev_timer_start(w->loop, &w->backoff_t);
+    set_state(w, WK_BACKOFF);
+    return true;
+}
+
 static void on_child_exit(struct ev_loop *loop, ev_child *c, int revents)
 {
+    (void)loop;
     (void)revents;
     struct worker *w = c->data;
-    ev_tstamp now = ev_now(loop);
     describe_exit(w, c->rstatus);
     explain_kernel_kill(w, c->rstatus);
     enum wk_state was = w->state;
@@ -798,49 +549,29 @@ static void on_child_exit(struct ev_loop *loop, ev_child *c, int revents)
         return;
     }
 
-    plugd_error_set(&w->last_error, code, "%s", reason);
     log_plugd("warn", w->m->name, "worker crashed: %s%s%s", reason,
               tail[0] ? "; last output: " : "", tail);
-    if (w->running_since > 0 && now - w->running_since >= w->m->limits.crash_loop_window)
-        w->backoff_step = 0; /* it had been stable: start the backoff over */
+    ev_tstamp ran_since = w->running_since;
     w->running_since = 0;
-    if (is_crash_loop(w, now)) {
-        w->is_failed = true;
-        w->want_running = false;
-        plugd_error_set(&w->last_error, code, "crash loop: %d restarts within %.0f s; last: %s",
-                        w->m->limits.crash_loop_restarts, w->m->limits.crash_loop_window, reason);
-        log_plugd("error", w->m->name, "%s", w->last_error.message);
+    if (!restart_later(w, &why, ran_since))
         set_state(w, WK_STOPPED);
-        return;
-    }
-    double delay = backoff_delay(w);
-    w->backoff_step++;
-    w->restarts++;
-    ev_timer_set(&w->backoff_t, delay, 0.);
-    ev_timer_start(loop, &w->backoff_t);
-    set_state(w, WK_BACKOFF);
 }
 
-/* A start that failed for a passing reason (`err`): another try after the
- * backoff, counted toward the crash loop like a crash. False when it makes
- * a crash loop (last_error says so). */
-static bool retry_spawn(struct worker *w, struct plugd_error *err)
+/* A start that failed (`err`, `error` the errno): retried with the backoff
+ * when waiting can change it, else failed for good. 0 when retried, -1
+ * with last_error. */
+static int start_failed(struct worker *w, const struct plugd_error *err, int error)
 {
-    if (is_crash_loop(w, ev_now(w->loop))) {
-        struct plugd_error last = *err;
-        plugd_error_set(err, last.code, "crash loop: %d restarts within %.0f s; last: %s",
-                        w->m->limits.crash_loop_restarts, w->m->limits.crash_loop_window,
-                        last.message);
-        return false;
+    if (!restart_is_transient(error)) {
+        w->is_failed = true;
+        w->want_running = false;
+        w->last_error = *err;
+    } else if (restart_later(w, err, 0)) {
+        log_plugd("warn", w->m->name, "cannot start: %s (restarted with backoff)", err->message);
+        return 0;
     }
-    log_plugd("warn", w->m->name, "cannot start: %s (restarted with backoff)", err->message);
-    w->last_error = *err;
-    ev_timer_set(&w->backoff_t, backoff_delay(w), 0.);
-    w->backoff_step++;
-    w->restarts++;
-    ev_timer_start(w->loop, &w->backoff_t);
-    set_state(w, WK_BACKOFF);
-    return true;
+    set_state(w, WK_STOPPED);
+    return -1;
 }
 
 static void on_backoff_done(struct ev_loop *loop, ev_timer *t, int revents)
@@ -849,12 +580,8 @@ static void on_backoff_done(struct ev_loop *loop, ev_timer *t, int revents)
     (void)revents;
     struct worker *w = t->data;
     struct plugd_error err;
-    if (spawn(w, &err) < 0 && !(is_transient(errno) && retry_spawn(w, &err))) {
-        w->is_failed = true;
-        w->want_running = false;
-        w->last_error = err;
-        set_state(w, WK_STOPPED);
-    }
+    if (spawn(w, &err) < 0)
+        start_failed(w, &err, errno);
 }
 
 /* ------------------------------------------------------------ stop */
@@ -1085,13 +812,10 @@ int worker_start(struct worker *w, struct plugd_error *err)
         return 0;
     w->want_running = true;
     w->is_failed = false;
-    w->backoff_step = 0;
-    w->n_restart_times = 0;
+    restart_reset(&w->restart);
     plugd_error_clear(&w->last_error);
-    if (spawn(w, err) < 0 && !(is_transient(errno) && retry_spawn(w, err))) {
-        w->is_failed = true;
-        w->want_running = false;
-        w->last_error = *err;
+    if (spawn(w, err) < 0 && start_failed(w, err, errno) < 0) {
+        *err = w->last_error;
         return -1;
     }
     return 0;

@@ -16,9 +16,10 @@
 #include "manifest.h"
 #include "plugd/error.h"
 #include "plugd/ipc.h"
+#include "restart.h"
+#include "spawn.h"
 
 #define PLUGD_VERSION      "0.1.0"
-#define WK_RESTART_HISTORY 64
 #define WK_LATENCY_SAMPLES 256 /* routed calls kept for the latency percentiles */
 
 /* Worker states (in memory; the persisted plugin status is the lifecycle's). */
@@ -64,9 +65,7 @@ struct worker {
     struct log_stream out, err;
 
     ev_tstamp spawned_at, running_since;
-    ev_tstamp restart_times[WK_RESTART_HISTORY];
-    unsigned n_restart_times;
-    unsigned backoff_step;
+    struct restart_history restart; /* supervisor/restart.c reads and counts it */
 
     uint64_t restarts, calls, call_errors, faults;
     uint64_t late_replies;                   /* answers that came after their call's deadline */
@@ -85,7 +84,7 @@ struct worker {
     struct services *services;     /* what host services stand on; NULL: none */
     struct ev_bus_sub *sub;        /* this run's event subscription, or NULL */
     struct wk_confinement confine; /* the sandbox of this run */
-    bool has_report;               /* the child's sandbox report came */
+    struct spawn_result spawn;     /* what this run's child reported */
     bool is_violation;             /* this run ended for a refused system call */
     bool has_closed_channel;       /* this run closed its channel before it exited */
 };
