@@ -57,9 +57,18 @@ static double wall_now(void)
 
 json_t *ev_bus_event_json(const struct ev_bus_event *e)
 {
-    return json_pack("{s:I, s:f, s:s, s:o, s:O}", "seq", (json_int_t)e->seq, "time", e->time,
-                     "name", e->name, "plugin", e->plugin ? json_string(e->plugin) : json_null(),
-                     "payload", e->payload);
+    /* built by hand, not json_pack: this runs for every event published */
+    json_t *v = json_object();
+    if (v == NULL || json_object_set_new_nocheck(v, "seq", json_integer((json_int_t)e->seq)) < 0 ||
+        json_object_set_new_nocheck(v, "time", json_real(e->time)) < 0 ||
+        json_object_set_new_nocheck(v, "name", json_string_nocheck(e->name)) < 0 ||
+        json_object_set_new_nocheck(v, "plugin",
+                                    e->plugin ? json_string_nocheck(e->plugin) : json_null()) < 0 ||
+        json_object_set_nocheck(v, "payload", e->payload) < 0) {
+        json_decref(v);
+        return NULL;
+    }
+    return v;
 }
 
 /* The msgpack form of ev_bus_event_json, packed once for every channel. */
