@@ -1,5 +1,6 @@
 #include "events.h"
 
+#include <assert.h>
 #include <fnmatch.h>
 #include <msgpack.h>
 #include <stdlib.h>
@@ -7,6 +8,7 @@
 #include <time.h>
 
 #include "jsonpack.h"
+#include "logs.h"
 
 struct sub_pattern {
     char *glob;
@@ -53,29 +55,76 @@ static double wall_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+json_t *ev_bus_event_json(const struct ev_bus_event *e)
+{
+    /* built by hand, not json_pack: this runs for every event published */
+    json_t *v = json_object();
+    if (v == NULL || json_object_set_new_nocheck(v, "seq", json_integer((json_int_t)e->seq)) < 0 ||
+        json_object_set_new_nocheck(v, "time", json_real(e->time)) < 0 ||
+        json_object_set_new_nocheck(v, "name", json_string_nocheck(e->name)) < 0 ||
+        json_object_set_new_nocheck(v, "plugin",
+                                    e->plugin ? json_string_nocheck(e->plugin) : json_null()) < 0 ||
+        json_object_set_nocheck(v, "payload", e->payload) < 0) {
+        json_decref(v);
+        return NULL;
+    }
+    return v;
+}
+
+/* The msgpack form of ev_bus_event_json, packed once for every channel. */
 static int pack_event(struct ev_bus_event *e)
 {
+    json_t *v = ev_bus_event_json(e);
+    if (v == NULL)
+        return -1;
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 5);
-    msgpack_pack_str_with_body(&pk, "seq", 3);
-    msgpack_pack_uint64(&pk, e->seq);
-    msgpack_pack_str_with_body(&pk, "time", 4);
-    msgpack_pack_double(&pk, e->time);
-    msgpack_pack_str_with_body(&pk, "name", 4);
-    msgpack_pack_str_with_body(&pk, e->name, strlen(e->name));
-    msgpack_pack_str_with_body(&pk, "plugin", 6);
-    if (e->plugin)
-        msgpack_pack_str_with_body(&pk, e->plugin, strlen(e->plugin));
-    else
-        msgpack_pack_nil(&pk);
-    msgpack_pack_str_with_body(&pk, "payload", 7);
-    pack_json(&pk, e->payload);
+    pack_json(&pk, v);
+    json_decref(v);
     e->packed = sb.data; /* taken over from the sbuffer */
     e->packed_len = sb.size;
     return e->packed ? 0 : -1;
+}
+
+/* A new event with one reference, packed; NULL when out of memory (the
+ * payload is released either way). */
+static struct ev_bus_event *event_new(uint64_t seq, const char *name, const char *plugin,
+                                      json_t *payload)
+{
+    struct ev_bus_event *e = calloc(1, sizeof(*e));
+    if (e == NULL) {
+        json_decref(payload);
+        return NULL;
+    }
+    *e = (struct ev_bus_event){.refs = 1,
+                               .seq = seq,
+                               .time = wall_now(),
+                               .name = strdup(name),
+                               .plugin = plugin ? strdup(plugin) : NULL,
+                               .payload = payload ? payload : json_object()};
+    if (e->name == NULL || (plugin && e->plugin == NULL) || e->payload == NULL ||
+        pack_event(e) < 0) {
+        event_unref(e);
+        return NULL;
+    }
+    return e;
+}
+
+/* A payload that does not match its row: a call site and event_table.c
+ * disagree. */
+static void check_row(enum evt_type t, const char *plugin, const json_t *payload)
+{
+    char why[160];
+    json_t *none = payload ? NULL : json_object();
+    int rc = evt_check_payload(t, payload ? payload : none, why, sizeof(why));
+    json_decref(none);
+    if (rc == 0)
+        return;
+    log_plugd("error", plugin, "event %s does not match its row in event_table.c: %s",
+              evt_table[t].name, why);
+    assert(!"an event's payload does not match supervisor/event_table.c");
 }
 
 struct ev_bus *ev_bus_new(void)
@@ -218,22 +267,10 @@ static void offer(struct ev_bus_sub *s, struct ev_bus_event *e)
 
 uint64_t ev_bus_publish(struct ev_bus *b, const char *name, const char *plugin, json_t *payload)
 {
-    struct ev_bus_event *e = calloc(1, sizeof(*e));
-    if (e == NULL) {
-        json_decref(payload);
+    struct ev_bus_event *e = event_new(b->seq + 1, name, plugin, payload);
+    if (e == NULL)
         return 0;
-    }
-    *e = (struct ev_bus_event){.refs = 1,
-                               .seq = ++b->seq,
-                               .time = wall_now(),
-                               .name = strdup(name),
-                               .plugin = plugin ? strdup(plugin) : NULL,
-                               .payload = payload ? payload : json_object()};
-    if (e->name == NULL || (plugin && e->plugin == NULL) || e->payload == NULL ||
-        pack_event(e) < 0) {
-        event_unref(e);
-        return 0;
-    }
+    b->seq++;
     b->stats.published++;
     size_t slot = e->seq % EV_BUS_HISTORY;
     event_unref(b->history[slot]);
@@ -247,6 +284,23 @@ uint64_t ev_bus_publish(struct ev_bus *b, const char *name, const char *plugin, 
     b->publishing--;
     sweep(b);
     return e->seq;
+}
+
+uint64_t ev_bus_emit(struct ev_bus *b, enum evt_type t, const char *plugin, json_t *payload)
+{
+    check_row(t, plugin, payload);
+    return ev_bus_publish(b, evt_table[t].name, plugin, payload);
+}
+
+struct ev_bus_event *ev_bus_notice_new(uint64_t seq, enum evt_type t, json_t *payload)
+{
+    check_row(t, NULL, payload);
+    return event_new(seq, evt_table[t].name, NULL, payload);
+}
+
+void ev_bus_event_unref(struct ev_bus_event *e)
+{
+    event_unref(e);
 }
 
 struct ev_bus_sub *ev_bus_subscribe(struct ev_bus *b, ev_bus_deliver_fn deliver,

@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "event_table.h"
 #include "plugd/error.h"
 
 #define EV_BUS_HISTORY      1024 /* events kept for resuming */
@@ -50,8 +51,28 @@ struct ev_bus *ev_bus_new(void);
 void ev_bus_free(struct ev_bus *b);
 
 /* Publishes an event (takes ownership of `payload`, which may be NULL for
- * an empty object). Returns its sequence number. */
+ * an empty object). Returns its sequence number. plugd's own events go
+ * through ev_bus_emit; this is for the events plugins emit. */
 uint64_t ev_bus_publish(struct ev_bus *b, const char *name, const char *plugin, json_t *payload);
+
+/* Publishes plugd's event `t` (event_table.c), taking ownership of
+ * `payload` (NULL: none). A payload that does not match the event's row is
+ * a bug in plugd: logged, and an assertion in debug builds, so every test
+ * that makes plugd emit an event checks its shape. */
+uint64_t ev_bus_emit(struct ev_bus *b, enum evt_type t, const char *plugin, json_t *payload);
+
+/* An event of the table that is not published: it takes no sequence number
+ * (its seq is `seq`, the newest the subscriber could have seen) and is not
+ * kept. The subscriber.overflow notice for the one subscriber being
+ * dropped. Takes ownership of `payload`; NULL when out of memory. Release
+ * with ev_bus_event_unref. */
+struct ev_bus_event *ev_bus_notice_new(uint64_t seq, enum evt_type t, json_t *payload);
+void ev_bus_event_unref(struct ev_bus_event *e);
+
+/* The event as JSON, {seq, time, name, plugin, payload} (a new reference;
+ * NULL when out of memory): the one encoding, which the control socket
+ * sends as a line and `packed` holds as msgpack. */
+json_t *ev_bus_event_json(const struct ev_bus_event *e);
 
 /* The sequence number of the newest event (0 before the first). */
 uint64_t ev_bus_last_seq(const struct ev_bus *b);

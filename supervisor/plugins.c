@@ -20,19 +20,32 @@ static void on_worker_health(struct worker *w, const char *why, void *ud);
 
 /* ------------------------------------------------------------ events */
 
-static void publish(struct plugd *d, const char *name, const char *plugin, json_t *payload)
+static void publish(struct plugd *d, enum evt_type t, const char *plugin, json_t *payload)
 {
-    ev_bus_publish(d->bus, name, plugin, payload);
+    ev_bus_emit(d->bus, t, plugin, payload);
 }
 
 static void publish_status_change(struct plugd *d, const char *plugin, int from, enum lc_status to)
 {
     if (from == (int)to)
         return;
-    publish(d, "plugin.status_changed", plugin,
-            json_pack("{s:o, s:s}", "previousStatus",
+    publish(d, EVT_STATUS_CHANGED, plugin,
+            json_pack("{s:o, s:s}", "previous_status",
                       from < 0 ? json_null() : json_string(lc_status_name((enum lc_status)from)),
-                      "newStatus", lc_status_name(to)));
+                      "new_status", lc_status_name(to)));
+}
+
+/* plugin.upgraded after an approve: the versions and the capability
+ * change the upgrade waited on, kept in the row's diff. */
+static json_t *upgraded_payload(const char *from, const char *to, const char *diff_text)
+{
+    json_t *diff = diff_text ? json_loads(diff_text, 0, NULL) : NULL;
+    json_t *added = json_object_get(diff, "added"), *removed = json_object_get(diff, "removed");
+    json_t *v = json_pack("{s:s, s:s, s:o, s:o}", "from_version", from, "to_version", to, "added",
+                          json_is_array(added) ? json_incref(added) : json_array(), "removed",
+                          json_is_array(removed) ? json_incref(removed) : json_array());
+    json_decref(diff);
+    return v;
 }
 
 /* ------------------------------------------------------------ lookup */
@@ -198,7 +211,7 @@ static void mark_error(struct plugin *p, const char *why)
     next.status = LC_ERROR;
     reg_set_str(&next.last_error, why);
     if (commit(p, &next, "fail", "plugd", why, 0, &err) == 0)
-        publish(p->d, "plugin.error", p->row.name, json_pack("{s:s}", "error", why));
+        publish(p->d, EVT_ERROR, p->row.name, json_pack("{s:s}", "error", why));
 }
 
 /* installed → ready once the worker has initialized. */
@@ -211,7 +224,7 @@ static void mark_loaded(struct plugin *p)
     next.status = LC_READY;
     reg_set_str(&next.last_error, NULL);
     if (commit(p, &next, "load", "plugd", NULL, 0, &err) == 0)
-        publish(p->d, "plugin.loaded", p->row.name, json_pack("{s:s}", "version", p->row.version));
+        publish(p->d, EVT_LOADED, p->row.name, json_pack("{s:s}", "version", p->row.version));
 }
 
 static void on_worker_state(struct worker *w, enum wk_state from, void *ud)
@@ -222,21 +235,21 @@ static void on_worker_state(struct worker *w, enum wk_state from, void *ud)
     const char *name = p->row.name;
     switch (w->state) {
     case WK_RUNNING:
-        publish(d, "plugin.worker_started", name,
+        publish(d, EVT_WORKER_STARTED, name,
                 json_pack("{s:i, s:s}", "pid", (json_int_t)w->pid, "version", w->m->version));
         if (w->restarts > p->restarts_seen)
-            publish(d, "plugin.worker.restarted", name,
+            publish(d, EVT_WORKER_RESTARTED, name,
                     json_pack("{s:I}", "restarts", (json_int_t)w->restarts));
         p->restarts_seen = w->restarts;
         if (p->row.status == LC_INSTALLED)
             mark_loaded(p);
         break;
     case WK_BACKOFF:
-        publish(d, "plugin.worker.crashed", name,
+        publish(d, EVT_WORKER_CRASHED, name,
                 json_pack("{s:s, s:s}", "reason", w->last_error.message, "exit", w->last_exit));
         break;
     case WK_STOPPED:
-        publish(d, "plugin.worker_stopped", name,
+        publish(d, EVT_WORKER_STOPPED, name,
                 json_pack("{s:s, s:s}", "exit", w->last_exit, "reason",
                           w->is_failed ? w->last_error.message : "stopped"));
         if (p->next == NULL && w->is_failed) {
@@ -263,9 +276,9 @@ static void on_worker_health(struct worker *w, const char *why, void *ud)
     (void)w;
     struct plugin *p = ud;
     if (why != NULL)
-        publish(p->d, "plugin.health.degraded", p->row.name, json_pack("{s:s}", "reason", why));
+        publish(p->d, EVT_HEALTH_DEGRADED, p->row.name, json_pack("{s:s}", "reason", why));
     else
-        publish(p->d, "plugin.health.recovered", p->row.name, NULL);
+        publish(p->d, EVT_HEALTH_RECOVERED, p->row.name, NULL);
 }
 
 /* ------------------------------------------------------------ plugins */
@@ -486,15 +499,15 @@ int plugd_upgrade(struct plugd *d, const char *src_dir, const char *actor, struc
     rc = commit(p, &next, "upgrade", actor, diff_text, 0, err);
     free(diff_text);
     if (rc == 0) {
-        json_t *event = json_pack("{s:s, s:s, s:O, s:O}", "fromVersion", from_version, "toVersion",
-                                  pkg.m->version, "added", json_object_get(diff, "added"),
-                                  "removed", json_object_get(diff, "removed"));
+        json_t *event = json_pack(
+            "{s:s, s:s, s:O, s:O}", "from_version", from_version, "to_version", pkg.m->version,
+            "added", json_object_get(diff, "added"), "removed", json_object_get(diff, "removed"));
         if (needs_approval) {
-            publish(d, "plugin.upgrade_pending", p->row.name, event);
+            publish(d, EVT_UPGRADE_PENDING, p->row.name, event);
             if (p->w != NULL)
                 worker_stop(p->w);
         } else {
-            publish(d, "plugin.upgraded", p->row.name, event);
+            publish(d, EVT_UPGRADED, p->row.name, event);
             if (p->w != NULL)
                 revoke_capabilities(p->w->m, pkg.m);
             load_current_package(p, err);
@@ -546,12 +559,11 @@ static int settle_upgrade(struct plugd *d, const char *name, bool is_approved, c
     int rc = commit(p, &next, op, actor, NULL, 0, err);
     if (rc == 0) {
         if (is_approved)
-            publish(
-                d, "plugin.upgraded", name,
-                json_pack("{s:s, s:s}", "fromVersion", from_version, "toVersion", p->row.version));
+            publish(d, EVT_UPGRADED, name,
+                    upgraded_payload(from_version, p->row.version, p->row.diff));
         else
-            publish(d, "plugin.upgrade_rejected", name,
-                    json_pack("{s:s, s:s}", "version", p->row.version, "rejectedVersion",
+            publish(d, EVT_UPGRADE_REJECTED, name,
+                    json_pack("{s:s, s:s}", "version", p->row.version, "rejected_version",
                               pending_version));
         load_current_package(p, err);
         apply_status(p);
@@ -589,7 +601,7 @@ int plugd_enable(struct plugd *d, const char *name, const char *actor, struct pl
     reg_set_str(&next.last_error, NULL);
     if (commit(p, &next, "enable", actor, NULL, 0, err) < 0)
         return -1;
-    publish(d, "plugin.enabled", name, NULL);
+    publish(d, EVT_ENABLED, name, NULL);
     if (p->w == NULL && !load_current_package(p, err))
         return 0;
     apply_status(p);
@@ -607,7 +619,7 @@ int plugd_disable(struct plugd *d, const char *name, const char *reason, const c
     next.status = LC_DISABLED;
     if (commit(p, &next, "disable", actor, reason, 0, err) < 0)
         return -1;
-    publish(d, "plugin.disabled", name, json_pack("{s:s?}", "reason", reason));
+    publish(d, EVT_DISABLED, name, json_pack("{s:s?}", "reason", reason));
     apply_status(p);
     return 0;
 }
@@ -631,7 +643,7 @@ int plugd_uninstall(struct plugd *d, const char *name, bool remove_data, const c
         return -1;
     if (remove_data)
         plugd_remove_data_folder(d, name);
-    publish(d, "plugin.unloaded", name, json_pack("{s:b}", "removeData", remove_data));
+    publish(d, EVT_UNLOADED, name, json_pack("{s:b}", "remove_data", remove_data));
     apply_status(p);
     return 0;
 }

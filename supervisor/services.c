@@ -142,20 +142,16 @@ void services_send_drop_notice(struct ipc_conn *c, const char *why, uint64_t seq
 {
     if (c == NULL || !ipc_conn_is_open(c))
         return;
+    struct ev_bus_event *e =
+        ev_bus_notice_new(seq, EVT_SUBSCRIBER_OVERFLOW, json_pack("{s:s}", "reason", why));
+    if (e == NULL)
+        return;
+    /* sent even when the channel is congested: it is why it is dropped */
     msgpack_packer *pk = ipc_conn_begin_notify(c, "plugd.event");
     msgpack_pack_array(pk, 1);
-    msgpack_pack_map(pk, 4);
-    ipc_pack_str(pk, "seq");
-    msgpack_pack_uint64(pk, seq);
-    ipc_pack_str(pk, "name");
-    ipc_pack_str(pk, "subscriber.overflow");
-    ipc_pack_str(pk, "plugin");
-    msgpack_pack_nil(pk);
-    ipc_pack_str(pk, "payload");
-    msgpack_pack_map(pk, 1);
-    ipc_pack_str(pk, "reason");
-    ipc_pack_str(pk, why);
+    pk->callback(pk->data, e->packed, e->packed_len);
     ipc_conn_end(c, NULL);
+    ev_bus_event_unref(e);
 }
 
 static int deliver_to_worker(const struct ev_bus_event *e, void *ud)

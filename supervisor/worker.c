@@ -764,9 +764,9 @@ static void on_violation(struct wk_confinement *c, const struct sb_syscall *call
     struct worker *w = c->owner;
     bool is_eperm = w->m->is_violation_eperm;
     if (w->services != NULL)
-        ev_bus_publish(w->services->bus, "plugin.sandbox_violation", w->m->name,
-                       json_pack("{s:s, s:i, s:s}", "syscall", call->name, "pid",
-                                 (json_int_t)call->pid, "action", is_eperm ? "eperm" : "kill"));
+        ev_bus_emit(w->services->bus, EVT_SANDBOX_VIOLATION, w->m->name,
+                    json_pack("{s:s, s:i, s:s}", "syscall", call->name, "pid",
+                              (json_int_t)call->pid, "action", is_eperm ? "eperm" : "kill"));
     if (!is_eperm) {
         if (call->pid != w->pid)
             kill(call->pid, SIGKILL); /* a process it started; the cgroup takes the rest */

@@ -50,12 +50,12 @@ Test(events, patterns_and_filters_select_events_in_order)
     struct collector all = {0}, hello = {0}, errors = {0}, changed = {0};
     subscribe(b, &all, "*", NULL);
     subscribe(b, &hello, "plugin.*", "{\"plugin\": \"hello\"}");
-    subscribe(b, &errors, "plugin.status_changed", "{\"newStatus\": \"error\"}");
+    subscribe(b, &errors, "plugin.status_changed", "{\"new_status\": \"error\"}");
     subscribe(b, &changed, "plugin.*.changed", NULL);
     ev_bus_publish(b, "plugin.status_changed", "hello",
-                   json_pack("{s:s, s:s}", "previousStatus", "ready", "newStatus", "error"));
+                   json_pack("{s:s, s:s}", "previous_status", "ready", "new_status", "error"));
     ev_bus_publish(b, "plugin.status_changed", "other",
-                   json_pack("{s:s, s:s}", "previousStatus", "ready", "newStatus", "disabled"));
+                   json_pack("{s:s, s:s}", "previous_status", "ready", "new_status", "disabled"));
     ev_bus_publish(b, "plugin.counter.changed", "counter", json_pack("{s:i}", "value", 1));
     ev_bus_publish(b, "plugin.hello.changed", "hello", NULL);
     cr_assert_eq(all.n, 4);

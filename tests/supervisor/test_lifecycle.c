@@ -130,8 +130,8 @@ Test(lifecycle, install_loads_to_ready_with_events_in_order)
                             "plugin.loaded");
     json_t *first = json_array_get(h.events, from);
     json_t *payload = json_object_get(first, "payload");
-    cr_assert(json_is_null(json_object_get(payload, "previousStatus")));
-    cr_assert_str_eq(json_string_value(json_object_get(payload, "newStatus")), "installed");
+    cr_assert(json_is_null(json_object_get(payload, "previous_status")));
+    cr_assert_str_eq(json_string_value(json_object_get(payload, "new_status")), "installed");
     /* sequence numbers increase by one */
     for (size_t i = 1; i < json_array_size(h.events); i++)
         cr_assert_eq(json_integer_value(json_object_get(json_array_get(h.events, i), "seq")),
@@ -298,7 +298,7 @@ Test(lifecycle, crash_loop_goes_to_error_and_enable_makes_it_ready_again)
     const char *why = json_string_value(
         json_object_get(json_object_get(json_array_get(h.events, (size_t)at), "payload"), "error"));
     cr_assert(why && strstr(why, "crash loop"), "reason: %s", why);
-    cr_assert_geq(harness_wait_event(&h, "plugin.worker.crashed", "crashy", from, 1.0), 0);
+    cr_assert_geq(harness_wait_event(&h, "plugin.worker_crashed", "crashy", from, 1.0), 0);
     json_t *error = status_field("crashy", "error");
     cr_assert(strstr(json_string_value(error), "crash loop"));
     json_decref(error);
@@ -315,26 +315,26 @@ Test(lifecycle, crashes_restarts_and_health_changes_are_events)
     install_ready("crashy", "crashy", "{\"limits\": {\"health_interval_ms\": 50}}");
     size_t from = json_array_size(h.events);
     harness_call(&h, "crashy", "exit", "[{\"code\": 3}]", 0, NULL);
-    cr_assert_geq(harness_wait_event(&h, "plugin.worker.restarted", "crashy", from, 10.0), 0);
+    cr_assert_geq(harness_wait_event(&h, "plugin.worker_restarted", "crashy", from, 10.0), 0);
     char names[1024];
     harness_event_names(&h, "crashy", from, names, sizeof(names));
-    cr_assert_str_eq(names, "plugin.worker.crashed plugin.worker_started plugin.worker.restarted");
-    int at = harness_wait_event(&h, "plugin.worker.crashed", "crashy", from, 1.0);
+    cr_assert_str_eq(names, "plugin.worker_crashed plugin.worker_started plugin.worker_restarted");
+    int at = harness_wait_event(&h, "plugin.worker_crashed", "crashy", from, 1.0);
     json_t *payload = json_object_get(json_array_get(h.events, (size_t)at), "payload");
     cr_assert_str_eq(json_string_value(json_object_get(payload, "exit")), "exited with status 3");
     expect_status("crashy", "ready");
 
     from = json_array_size(h.events);
     cr_assert_eq(harness_call(&h, "crashy", "set_health", "[\"degraded\"]", 0, NULL), PLUGD_OK);
-    at = harness_wait_event(&h, "plugin.health.degraded", "crashy", from, 5.0);
+    at = harness_wait_event(&h, "plugin.health_degraded", "crashy", from, 5.0);
     cr_assert_geq(at, 0);
     payload = json_object_get(json_array_get(h.events, (size_t)at), "payload");
     cr_assert_str_eq(json_string_value(json_object_get(payload, "reason")),
                      "told to report degraded health");
     cr_assert_eq(harness_call(&h, "crashy", "set_health", "[\"ok\"]", 0, NULL), PLUGD_OK);
-    cr_assert_geq(harness_wait_event(&h, "plugin.health.recovered", "crashy", (size_t)at, 5.0), 0);
+    cr_assert_geq(harness_wait_event(&h, "plugin.health_recovered", "crashy", (size_t)at, 5.0), 0);
     harness_event_names(&h, "crashy", from, names, sizeof(names));
-    cr_assert_str_eq(names, "plugin.health.degraded plugin.health.recovered",
+    cr_assert_str_eq(names, "plugin.health_degraded plugin.health_recovered",
                      "one event per change, not per health call");
 }
 
@@ -390,7 +390,15 @@ static void start_pending_upgrade(void)
 Test(lifecycle, upgrade_with_an_added_capability_waits_for_approval)
 {
     start_pending_upgrade();
+    size_t from = json_array_size(h.events);
     expect_op("approve", "hello", PLUGD_OK);
+    int at = harness_wait_event(&h, "plugin.upgraded", "hello", from, 5.0);
+    cr_assert_geq(at, 0);
+    json_t *payload = json_object_get(json_array_get(h.events, (size_t)at), "payload");
+    cr_assert_str_eq(json_string_value(json_object_get(payload, "from_version")), "1.0.0");
+    cr_assert_str_eq(json_string_value(json_object_get(payload, "to_version")), "1.1.0");
+    cr_assert_str_eq(json_string_value(json_array_get(json_object_get(payload, "added"), 0)),
+                     "plugin.state.read", "the upgraded event names what was approved");
     expect_status("hello", "ready");
     expect_version("hello", "1.1.0");
     cr_assert(harness_wait_state(&h, "hello", "running", -1, 10.0));
@@ -498,7 +506,7 @@ Test(lifecycle, uninstall_keeps_data_reinstall_recovers_it_and_purge_deletes_it)
     int at = harness_wait_event(&h, "plugin.unloaded", "keeper", from, 5.0);
     cr_assert_geq(at, 0);
     cr_assert(json_is_false(json_object_get(
-        json_object_get(json_array_get(h.events, (size_t)at), "payload"), "removeData")));
+        json_object_get(json_array_get(h.events, (size_t)at), "payload"), "remove_data")));
     cr_assert_eq(state_rows("keeper"), 2, "uninstall keeps the data");
 
     char *again = package("crashy", "keeper-again", "keeper", caps);

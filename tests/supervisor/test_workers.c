@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "event_table.h"
 #include "plugd_harness.h"
 
 /* Short deadlines so failures are detected quickly. */
@@ -262,6 +263,26 @@ Test(workers, host_services_are_gated_by_capabilities)
     expect_host_answer("emitter", "[\"events.emit\", {\"name\": \"plugin.status_changed\"}]",
                        "capability_denied");
     cr_assert_eq(harness_log_count(&h, "\"message\":\"hi there\""), 1);
+}
+
+/* plugd's events have two name parts and a plugin's own at least three
+ * (docs/events.md): plugins named like the middle part of an event name
+ * cannot emit it. */
+Test(workers, no_plugin_can_emit_plugds_events_whatever_its_name)
+{
+    const char *names[] = {"worker", "health", "status"};
+    for (size_t i = 0; i < 3; i++)
+        harness_add_plugin(&h, "crashy", names[i], "{\"capabilities\": [\"events.emit\"]}");
+    harness_start(&h);
+    for (size_t i = 0; i < 3; i++) {
+        cr_assert(harness_wait_state(&h, names[i], "running", -1, 10.0));
+        for (size_t t = 0; t < EVT_COUNT; t++) {
+            char params[320];
+            snprintf(params, sizeof(params), "[\"events.emit\", {\"name\": \"%s\"}]",
+                     evt_table[t].name);
+            expect_host_answer(names[i], params, "capability_denied");
+        }
+    }
 }
 
 Test(workers, answer_after_the_deadline_is_dropped_and_counted)
