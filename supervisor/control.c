@@ -244,7 +244,7 @@ static int deliver_event(const struct ev_bus_event *e, void *ud)
         return -1;
     if (queued(c) > CONTROL_HIGH_WATER)
         return 1;
-    send_line(c, json_pack("{s:o}", "event", cmd_event_json(e)));
+    send_line(c, json_pack("{s:o}", "event", ev_bus_event_json(e)));
     return 0;
 }
 
@@ -254,9 +254,13 @@ static void on_sub_dropped(struct ev_bus_sub *s, const char *why, void *ud)
     struct client *c = ud;
     c->sub = NULL;
     log_plugd("warn", NULL, "control: %s's event subscription dropped: %s", c->actor, why);
-    send_line(c, json_pack("{s:{s:I, s:s, s:n, s:{s:s}}}", "event", "seq",
-                           (json_int_t)ev_bus_last_seq(c->ctl->d->bus), "name",
-                           "subscriber.overflow", "plugin", "payload", "reason", why));
+    struct ev_bus_event *e =
+        ev_bus_notice_new(ev_bus_last_seq(c->ctl->d->bus), EVT_SUBSCRIBER_OVERFLOW,
+                          json_pack("{s:s}", "reason", why));
+    if (e == NULL)
+        return;
+    send_line(c, json_pack("{s:o}", "event", ev_bus_event_json(e)));
+    ev_bus_event_unref(e);
 }
 
 static int ctl_subscribe(struct cmd_request *r, const char *pattern, json_t *filter, int64_t since,
