@@ -354,7 +354,9 @@ static scmp_filter_ctx build_filter(const struct sb_policy *p, pid_t self, uint3
     if (rc == 0 && p->may_network) {
         *failed = "the net.outbound rules";
         rc = add_network_rules(ctx);
-    } else if (rc == 0) {
+    } else if (rc == 0 && default_action != SCMP_ACT_ERRNO(EPERM)) {
+        /* where every refusal is EPERM already (the fallback of an eperm
+         * worker), libseccomp refuses a rule that repeats the default */
         *failed = "the unix socket answer";
         rc = add_no_unix_sockets(ctx);
     }
