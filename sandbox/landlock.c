@@ -104,11 +104,12 @@ static int add_view(int ruleset, const struct sb_policy *p, uint64_t handled)
     e = e ? e : allow(ruleset, "/dev/urandom", FS_READ_FILE, handled);
     e = e ? e : allow(ruleset, p->tmp_dir, READ_WRITE, handled);
     e = e ? e : allow(ruleset, p->data_dir, READ_WRITE, handled);
-    for (size_t i = 0; p->may_network && i < SB_NAME_LOOKUP_FILES; i++)
+    for (size_t i = 0; (p->relax & SB_RELAX_NETWORK) && i < SB_NAME_LOOKUP_FILES; i++)
         e = e ? e : allow(ruleset, sb_name_lookup_files[i], FS_READ_FILE, handled);
-    if (p->may_read_usr)
+    if (p->relax & SB_RELAX_READ_USR)
         e = e ? e : allow(ruleset, "/usr", READ_ONLY, handled);
-    if (p->may_spawn) /* programs of the system may run; what they read stays in the view */
+    /* process.spawn: programs of the system may run; what they read stays in the view */
+    if (p->relax & SB_RELAX_SPAWN)
         e = e ? e : allow(ruleset, "/usr", FS_EXECUTE | FS_READ_FILE, handled);
     if (SB_HAS_SANITIZER) /* the runtime reads /proc/self/maps */
         e = e ? e : allow(ruleset, "/proc", READ_ONLY, handled);
@@ -126,7 +127,7 @@ void sb_apply_landlock(const struct sb_policy *p, struct sb_report *r)
     size_t size = sizeof(attr.handled_access_fs);
     if (abi >= 4) {
         /* TCP too, unless the plugin may reach the network */
-        attr.handled_access_net = p->may_network ? 0 : NET_BIND_TCP | NET_CONNECT;
+        attr.handled_access_net = (p->relax & SB_RELAX_NETWORK) ? 0 : NET_BIND_TCP | NET_CONNECT;
         size += sizeof(attr.handled_access_net);
     }
     if (abi >= 6) {

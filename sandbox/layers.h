@@ -2,6 +2,8 @@
 #ifndef PLUGD_SANDBOX_LAYERS_H
 #define PLUGD_SANDBOX_LAYERS_H
 
+#include <stddef.h>
+
 #include "sandbox.h"
 
 /* Sanitizer runtimes reserve terabytes of address space up front, read
@@ -36,9 +38,11 @@ void sb_enter_view(const struct sb_policy *p, struct sb_report *r);
 /* The highest landlock ABI the kernel has (0: none). */
 int sb_landlock_abi(void);
 void sb_apply_landlock(const struct sb_policy *p, struct sb_report *r);
-/* The allow-list for `p`'s kind of worker when it is pid 1, compiled once
- * (NULL when it cannot be). */
+/* The allow-list for `p`'s kind of worker when it is pid 1, compiled the
+ * first time that kind asks (NULL when it cannot be). */
 const struct sb_filter *sb_filter_for_pid1(const struct sb_policy *p);
+/* How many programs are compiled (one per kind asked for so far). */
+size_t sb_filters_count(void);
 void sb_filters_free(void);
 /* Returns the notification fd (-1 when the filter could not be loaded). */
 int sb_apply_seccomp(const struct sb_policy *p, struct sb_report *r);

@@ -74,7 +74,7 @@ static pid_t clone_in_user_namespace(struct sb_policy *p)
 {
     static char why[SB_REASON_MAX]; /* plugd is single-threaded */
     unsigned long flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS;
-    if (!p->may_network)
+    if (!(p->relax & SB_RELAX_NETWORK))
         flags |= CLONE_NEWNET;
     p->in_user_ns = true;
     p->outer_uid = geteuid();

@@ -70,6 +70,20 @@ struct sb_system {
     char cgroup_reason[SB_REASON_MAX];
 };
 
+/* What capabilities relax in the sandbox, a bit each
+ * (supervisor/capabilities.c says which capability makes which;
+ * docs/sandbox.md "How each capability widens the policy"). */
+enum sb_relax {
+    SB_RELAX_NETWORK = 1u << 0,  /* the host's network; socket, connect, bind; name lookup */
+    SB_RELAX_READ_USR = 1u << 1, /* everything under /usr readable */
+    SB_RELAX_DATA = 1u << 2,     /* a data folder of its own (data_dir below) */
+    SB_RELAX_SPAWN = 1u << 3,    /* processes, signals to them, programs under /usr */
+};
+
+/* The relaxations that change the seccomp allow-list: a compiled list is
+ * cached per combination of these (and on_violation), not of every bit. */
+#define SB_RELAX_SECCOMP (SB_RELAX_NETWORK | SB_RELAX_SPAWN)
+
 /* Everything the child needs, built before the fork (strings borrowed). */
 struct sb_policy {
     bool enabled; /* false: --sandbox off */
@@ -107,11 +121,8 @@ struct sb_policy {
     const char *package_dir; /* read */
     const char *exec[3];     /* read + execute: entrypoint, interpreters */
     const char *tmp_dir;     /* read-write, the worker's TMPDIR */
-    const char *data_dir;    /* read-write with fs.data, else NULL */
-    bool may_read_usr;       /* fs.read */
-    /* system calls */
-    bool may_network; /* net.outbound */
-    bool may_spawn;   /* process.spawn */
+    const char *data_dir;    /* read-write with SB_RELAX_DATA (when made), else NULL */
+    uint32_t relax;          /* enum sb_relax: what the capabilities widen */
     enum sb_violation on_violation;
     /* the allow-list compiled by plugd before the fork (sb_fork, when the
      * worker's pid is known to be 1), else NULL: the child compiles it */

@@ -258,7 +258,7 @@ static int add_probe_answers(scmp_filter_ctx ctx)
 static int add_self_rules(scmp_filter_ctx ctx, const struct sb_policy *p, scmp_datum_t self)
 {
     int rc = 0;
-    if (!p->may_spawn) {
+    if (!(p->relax & SB_RELAX_SPAWN)) {
         rc = rc ? rc
                 : seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(kill), 1,
                                    SCMP_A0(SCMP_CMP_EQ, self));
@@ -285,7 +285,7 @@ static int add_clone_rules(scmp_filter_ctx ctx, const struct sb_policy *p)
     int rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
     if (rc < 0)
         return rc;
-    if (p->may_spawn)
+    if (p->relax & SB_RELAX_SPAWN)
         return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
                                 SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_NAMESPACES, 0));
     /* LeakSanitizer's tracer is a clone that shares the memory, not a thread */
@@ -323,7 +323,9 @@ static int add_no_unix_sockets(scmp_filter_ctx ctx)
                             SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)AF_UNIX));
 }
 
-/* The allow-list for a worker whose pid is `self` (exec keeps the pid). */
+/* The allow-list for a worker whose pid is `self` (exec keeps the pid).
+ * It reads only the SB_RELAX_SECCOMP bits of p->relax and on_violation
+ * (the cache below is keyed by them). */
 static scmp_filter_ctx build_filter(const struct sb_policy *p, pid_t self, uint32_t default_action,
                                     const char **failed)
 {
@@ -351,14 +353,16 @@ static scmp_filter_ctx build_filter(const struct sb_policy *p, pid_t self, uint3
         *failed = "the clone rules";
         rc = add_clone_rules(ctx, p);
     }
-    if (rc == 0 && p->may_network) {
+    if (rc == 0 && (p->relax & SB_RELAX_NETWORK)) {
         *failed = "the net.outbound rules";
         rc = add_network_rules(ctx);
-    } else if (rc == 0) {
+    } else if (rc == 0 && default_action != SCMP_ACT_ERRNO(EPERM)) {
+        /* where every refusal is EPERM already (the fallback of an eperm
+         * worker), libseccomp refuses a rule that repeats the default */
         *failed = "the unix socket answer";
         rc = add_no_unix_sockets(ctx);
     }
-    if (rc == 0 && p->may_spawn) {
+    if (rc == 0 && (p->relax & SB_RELAX_SPAWN)) {
         *failed = "the process.spawn rules";
         rc = ALLOW_LIST(ctx, spawn_syscalls);
     }
@@ -377,14 +381,27 @@ static uint32_t fallback_action(const struct sb_policy *p)
 }
 
 /* Compiling the list costs more than the rest of the sandbox together
- * (~1.5 ms): a worker that is pid 1 of its own namespace gets one of the
- * programs plugd compiled once per kind of policy, the child only loads it. */
+ * (~1.5 ms): a worker that is pid 1 of its own namespace gets a program
+ * plugd compiled once per key, the child only loads it. The key is what
+ * changes the list (the SB_RELAX_SECCOMP bits and on_violation), so
+ * relaxations of the filesystem share a program, and a program is compiled
+ * when the first worker of its key starts: N relaxing capabilities do not
+ * mean 2^N programs up front. */
 struct sb_filter {
+    struct sb_filter *next;
+    uint32_t key;
     struct sock_fprog notify, fallback;
 };
 
-static struct sb_filter filters[2][2][2]; /* [may_network][may_spawn][eperm] */
-static bool is_compiled[2][2][2];
+#define KEY_EPERM (1u << 31)
+_Static_assert((SB_RELAX_SECCOMP & KEY_EPERM) == 0, "a relaxation bit is the eperm bit");
+
+static struct sb_filter *filters; /* compiled so far, newest first */
+
+static uint32_t filter_key(const struct sb_policy *p)
+{
+    return (p->relax & SB_RELAX_SECCOMP) | (p->on_violation == SB_VIOLATION_EPERM ? KEY_EPERM : 0);
+}
 
 /* The compiled BPF program of `ctx` (libseccomp exports it to an fd). */
 static bool export_program(scmp_filter_ctx ctx, struct sock_fprog *out)
@@ -406,10 +423,15 @@ static bool export_program(scmp_filter_ctx ctx, struct sock_fprog *out)
     return true;
 }
 
-static bool compile_program(const struct sb_policy *p, uint32_t action, struct sock_fprog *out)
+/* The program for key `key`, built from the key alone so that two
+ * policies of one key cannot get different lists. */
+static bool compile_program(uint32_t key, uint32_t action, struct sock_fprog *out)
 {
+    const struct sb_policy p = {.relax = key & SB_RELAX_SECCOMP,
+                                .on_violation =
+                                    key & KEY_EPERM ? SB_VIOLATION_EPERM : SB_VIOLATION_KILL};
     const char *failed;
-    scmp_filter_ctx ctx = build_filter(p, 1, action, &failed);
+    scmp_filter_ctx ctx = build_filter(&p, 1, action, &failed);
     if (ctx == NULL)
         return false;
     bool ok = export_program(ctx, out);
@@ -419,29 +441,42 @@ static bool compile_program(const struct sb_policy *p, uint32_t action, struct s
 
 const struct sb_filter *sb_filter_for_pid1(const struct sb_policy *p)
 {
-    int net = p->may_network, spawn = p->may_spawn, eperm = p->on_violation == SB_VIOLATION_EPERM;
-    struct sb_filter *f = &filters[net][spawn][eperm];
-    if (!is_compiled[net][spawn][eperm]) {
-        if (!compile_program(p, SCMP_ACT_NOTIFY, &f->notify) ||
-            !compile_program(p, fallback_action(p), &f->fallback)) {
-            free(f->notify.filter);
-            *f = (struct sb_filter){0};
-            return NULL; /* the child compiles its own */
-        }
-        is_compiled[net][spawn][eperm] = true;
+    uint32_t key = filter_key(p);
+    for (struct sb_filter *f = filters; f != NULL; f = f->next)
+        if (f->key == key)
+            return f;
+    struct sb_filter *f = calloc(1, sizeof(*f));
+    if (f == NULL)
+        return NULL; /* the child compiles its own */
+    f->key = key;
+    if (!compile_program(key, SCMP_ACT_NOTIFY, &f->notify) ||
+        !compile_program(key, fallback_action(p), &f->fallback)) {
+        free(f->notify.filter);
+        free(f);
+        return NULL; /* the child compiles its own; the next worker tries again */
     }
+    f->next = filters;
+    filters = f;
     return f;
+}
+
+size_t sb_filters_count(void)
+{
+    size_t n = 0;
+    for (const struct sb_filter *f = filters; f != NULL; f = f->next)
+        n++;
+    return n;
 }
 
 void sb_filters_free(void)
 {
-    struct sb_filter *f = &filters[0][0][0];
-    for (size_t i = 0; i < sizeof(filters) / sizeof(*f); i++) {
-        free(f[i].notify.filter);
-        free(f[i].fallback.filter);
-        f[i] = (struct sb_filter){0};
+    while (filters != NULL) {
+        struct sb_filter *f = filters;
+        filters = f->next;
+        free(f->notify.filter);
+        free(f->fallback.filter);
+        free(f);
     }
-    memset(is_compiled, 0, sizeof(is_compiled));
 }
 
 /* Loads a program plugd compiled: the notification fd, or -1. */

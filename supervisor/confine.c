@@ -10,8 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "capabilities.h"
 #include "logs.h"
-#include "services.h"
 
 static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
 {
@@ -236,6 +236,7 @@ void confine_prepare(struct wk_confinement *c, const struct manifest *m, struct 
 {
     log_refused_env(c, m);
     const struct sb_system *s = system_of(c);
+    uint32_t relax = cap_relaxations(m);
     const struct worker_limits *l = &m->limits;
     sb_policy_init(p, s, l->memory_mb, l->nofile, l->nproc, l->cpu_seconds, -1);
     c->tmp_dir[0] = c->data_dir[0] = c->cgroup_why[0] = '\0';
@@ -247,7 +248,7 @@ void confine_prepare(struct wk_confinement *c, const struct manifest *m, struct 
             log_plugd("warn", m->name, "cannot create %s: %s", c->tmp_dir, strerror(errno));
             c->tmp_dir[0] = '\0';
         }
-        if (manifest_has_capability(m, "fs.data") &&
+        if ((relax & SB_RELAX_DATA) &&
             make_dir(c->state_dir, "data", m->name, p, c->data_dir, sizeof(c->data_dir)) < 0) {
             log_plugd("warn", m->name, "cannot create %s: %s", c->data_dir, strerror(errno));
             c->data_dir[0] = '\0';
@@ -266,10 +267,8 @@ void confine_prepare(struct wk_confinement *c, const struct manifest *m, struct 
     p->exec[2] = c->interpreter[1];
     p->tmp_dir = c->tmp_dir;
     p->data_dir = c->data_dir[0] ? c->data_dir : NULL;
-    p->may_read_usr = manifest_has_capability(m, "fs.read");
-    p->may_network = manifest_has_capability(m, "net.outbound");
-    p->may_spawn = manifest_has_capability(m, "process.spawn");
-    if (p->may_network)
+    p->relax = relax;
+    if (relax & SB_RELAX_NETWORK)
         p->net_fd = -1; /* the host's network */
     p->on_violation = m->is_violation_eperm ? SB_VIOLATION_EPERM : SB_VIOLATION_KILL;
 }

@@ -209,17 +209,20 @@ static int read_sandbox(json_t *root, struct manifest *m, struct plugd_error *er
     return 0;
 }
 
-/* "events.emit, events.subscribe, ..." from the capability table. */
+/* "events.emit, events.subscribe, ..." from the capability table: whole
+ * names only, "..." where the rest does not fit. */
 static void known_capabilities(char *buf, size_t size)
 {
     size_t n, used = 0;
     const struct capability *table = cap_table(&n);
     buf[0] = 0;
-    for (size_t i = 0; i < n && used < size; i++) {
-        int w = snprintf(buf + used, size - used, "%s%s", i ? ", " : "", table[i].name);
-        if (w < 0)
-            break;
-        used += (size_t)w;
+    for (size_t i = 0; i < n; i++) {
+        const char *sep = i ? ", " : "";
+        if (used + strlen(sep) + strlen(table[i].name) + strlen(", ...") >= size) {
+            snprintf(buf + used, size - used, "%s...", sep);
+            return;
+        }
+        used += (size_t)snprintf(buf + used, size - used, "%s%s", sep, table[i].name);
     }
 }
 

@@ -543,8 +543,9 @@ void services_fini(struct services *sv)
     }
 }
 
-/* Which capability grants a service is the capability table's to say
- * (capabilities.c); a service no capability lists is open to every worker. */
+/* Which capabilities grant a service is the capability table's to say
+ * (capabilities.c, cap_grants); a service no capability lists is open to
+ * every worker (today: log). */
 static const struct service {
     const char *method;
     void (*serve)(struct worker *w, const struct ipc_message *msg, const uint32_t *msgid);
@@ -570,16 +571,14 @@ bool manifest_has_capability(const struct manifest *m, const char *capability)
 
 static bool is_granted(const struct service *s, const struct manifest *m)
 {
-    const struct capability *c = cap_granting(s->method);
-    return c == NULL || manifest_has_capability(m, c->name);
+    return cap_grants(m, s->method);
 }
 
-/* The host application's services are granted together, by the one
- * capability that lists "host.*". */
+/* The host application's services are granted together, by the
+ * capabilities that list "host.*"; with none, by no capability at all. */
 static bool has_host_services(const struct manifest *m)
 {
-    const struct capability *c = cap_granting(HOST_SERVICE_PREFIX "*");
-    return c != NULL && manifest_has_capability(m, c->name);
+    return cap_granting(HOST_SERVICE_PREFIX "*") != NULL && cap_grants(m, HOST_SERVICE_PREFIX "*");
 }
 
 void services_pack_granted(msgpack_packer *pk, const struct manifest *m)

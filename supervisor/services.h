@@ -1,5 +1,6 @@
-/* Host services: what a worker may call on plugd, each gated by a
- * capability of its manifest (docs/protocol.md, "worker → plugd"). */
+/* Host services: what a worker may call on plugd, each granted by the
+ * capabilities whose row of the capability table lists it (log by none: open
+ * to every worker). docs/protocol.md, "worker → plugd". */
 #ifndef PLUGD_SERVICES_H
 #define PLUGD_SERVICES_H
 
