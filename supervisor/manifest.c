@@ -4,7 +4,6 @@
 #include "manifest.h"
 
 #include "capabilities.h"
-#include "restart.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -174,9 +173,7 @@ static int read_limits(json_t *root, struct worker_limits *l, struct plugd_error
         read_ms(limits, "shutdown_term_ms", &l->term_timeout, err) < 0 ||
         read_ms(limits, "crash_loop_window_ms", &l->crash_loop_window, err) < 0)
         return -1;
-    /* a crash loop is told from the restart times kept (restart.h) */
-    if (read_int(limits, "crash_loop_restarts", 1, RESTART_HISTORY, &l->crash_loop_restarts, err) <
-            0 ||
+    if (read_int(limits, "crash_loop_restarts", 1, 1000, &l->crash_loop_restarts, err) < 0 ||
         read_int(limits, "memory_mb", 16, 65536, &l->memory_mb, err) < 0 ||
         read_int(limits, "nofile", 16, 65536, &l->nofile, err) < 0 ||
         read_int(limits, "nproc", 1, 4096, &l->nproc, err) < 0 ||

@@ -76,8 +76,6 @@ static const struct {
     {"limit-timeout-zero", "\"limits.shutdown_drain_ms\" must be an integer of milliseconds"},
     {"limit-too-large", "manifest: \"limits.cpu_percent\" must be an integer between 1 and 800"},
     {"limit-nproc-zero", "manifest: \"limits.nproc\" must be an integer between 1 and 4096"},
-    {"limit-crash-loop-too-large",
-     "\"limits.crash_loop_restarts\" must be an integer between 1 and 64"},
     {"limit-cpu-seconds-zero",
      "manifest: \"limits.cpu_seconds\" must be an integer between 1 and 31536000"},
     {"methods-reserved", "manifest: \"methods[0]\": \"plugd.health\" must be 1 to 255 characters "
