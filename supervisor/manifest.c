@@ -458,6 +458,14 @@ static int read_config(json_t *root, struct manifest *m, struct plugd_error *err
     return m->config == NULL ? no_memory(err) : 0;
 }
 
+bool manifest_has_capability(const struct manifest *m, const char *capability)
+{
+    for (size_t i = 0; i < m->n_capabilities; i++)
+        if (strcmp(m->capabilities[i], capability) == 0)
+            return true;
+    return false;
+}
+
 json_t *manifest_config_with(const struct manifest *m, const json_t *operator_config)
 {
     json_t *defaults = json_object_get(m->json, "config");

@@ -74,6 +74,9 @@ int semver_compare(const char *a, const char *b);
 struct manifest *manifest_load(const char *dir, struct plugd_error *err);
 void manifest_free(struct manifest *m);
 
+/* Whether `m` lists `capability` (a name of capabilities.c's table). */
+bool manifest_has_capability(const struct manifest *m, const char *capability);
+
 /* The config a worker runs with: the manifest's "config" defaults with the
  * operator's config (a JSON object, or NULL) laid over them, key by key at
  * the top level. The one definition of the effective config: at start, on

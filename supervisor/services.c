@@ -561,14 +561,6 @@ static const struct service {
 
 #define N_SERVICES (sizeof(services) / sizeof(services[0]))
 
-bool manifest_has_capability(const struct manifest *m, const char *capability)
-{
-    for (size_t i = 0; i < m->n_capabilities; i++)
-        if (strcmp(m->capabilities[i], capability) == 0)
-            return true;
-    return false;
-}
-
 static bool is_granted(const struct service *s, const struct manifest *m)
 {
     return cap_grants(m, s->method);

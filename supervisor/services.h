@@ -45,8 +45,6 @@ void services_release_worker(struct worker *w);
 /* Frees the host method list and forgets calls still out. */
 void services_fini(struct services *sv);
 
-bool manifest_has_capability(const struct manifest *m, const char *capability);
-
 /* Packs the names of the services `m`'s capabilities grant (host_api). */
 void services_pack_granted(msgpack_packer *pk, const struct manifest *m);
 
