@@ -154,7 +154,7 @@ const struct ct_column ct_event_columns[] = {COL("SEQ", "seq", INTEGER, 8),
 
 const struct ct_command ct_commands[CT_COUNT] = {
     {CT_LIST, "list", NULL, no_args, "every plugin: status, version, worker", 0, CT_OUT_TABLE, NULL,
-     list_columns, NULL},
+     list_columns, status_fields},
     {CT_STATUS, "status", NULL, plugin_optional, "one plugin's (or every plugin's) full status", 0,
      CT_OUT_BLOCKS, NULL, NULL, status_fields},
     {CT_INSTALL, "install", NULL, path_args, "install (or reinstall) a package folder", 0,
