@@ -409,3 +409,76 @@ Test(command_table, plugd_returns_the_fields_that_the_table_and_docs_control_md_
     }
     json_decref(status);
 }
+
+/* ------------------------------------------------------------ plugctl */
+
+static int plugctl(const char *const *args, char *out, size_t out_size, char *err, size_t err_size)
+{
+    return harness_plugctl(&h, args, out, out_size, err, err_size);
+}
+
+/* plugctl parses by the table: flags anywhere after the command, a word
+ * starting with '-' a value where the command has no flags, and a usage
+ * error that names the problem and prints the command's synopsis. */
+Test(command_table, plugctl_takes_arguments_as_the_table_says)
+{
+    harness_add_plugin(&h, "hello", "hello", NULL);
+    harness_start(&h);
+    cr_assert(harness_wait_state(&h, "hello", "running", -1, 30.0));
+    char out[8192], err[2048];
+
+    cr_assert_eq(plugctl((const char *[]){"call", "hello", "add", "-1", "-2", NULL}, out,
+                         sizeof(out), err, sizeof(err)),
+                 0, "%s", err);
+    cr_expect_str_eq(out, "-3\n");
+    cr_assert_eq(plugctl((const char *[]){"call", "hello", "echo", "{\"a\": [1]}", NULL}, out,
+                         sizeof(out), err, sizeof(err)),
+                 0, "%s", err);
+    cr_expect_str_eq(out, "a                  [1]\n", "an object result as key value lines");
+
+    cr_assert_eq(plugctl((const char *[]){"--json", "logs", "-n", "1", "hello", NULL}, out,
+                         sizeof(out), err, sizeof(err)),
+                 0, "%s", err);
+    json_t *logs = json_loads(out, 0, NULL);
+    json_t *lines = json_object_get(logs, "lines");
+    cr_expect_eq(json_array_size(lines), 1, "-n before the plugin: %s", out);
+    cr_expect_str_eq(json_string_value(json_object_get(json_array_get(lines, 0), "plugin")),
+                     "hello");
+    json_decref(logs);
+
+    cr_assert_eq(plugctl((const char *[]){"stats", NULL}, out, sizeof(out), err, sizeof(err)), 0);
+    cr_expect(strncmp(out, "PLUGIN               STATUS           PID      ", 47) == 0,
+              "the table's columns: %s", out);
+    cr_expect_not_null(strstr(out, "\nhello "), "%s", out);
+
+    cr_assert_eq(
+        plugctl((const char *[]){"audit", "-n", "1", NULL}, out, sizeof(out), err, sizeof(err)), 2);
+    cr_expect_str_eq(
+        err, "plugctl: audit: PLUGIN is missing (usage: plugctl audit PLUGIN [-n LIMIT])\n");
+    cr_assert_eq(plugctl((const char *[]){"logs", "-x", NULL}, out, sizeof(out), err, sizeof(err)),
+                 2);
+    cr_expect_not_null(strstr(err, "unknown option \"-x\""), "%s", err);
+    cr_assert_eq(plugctl((const char *[]){"enable", "hello", "again", NULL}, out, sizeof(out), err,
+                         sizeof(err)),
+                 2);
+    cr_expect_not_null(strstr(err, "one argument too many: \"again\""), "%s", err);
+    cr_assert_eq(plugctl((const char *[]){"events", "--since", "x", NULL}, out, sizeof(out), err,
+                         sizeof(err)),
+                 2);
+    cr_expect_not_null(strstr(err, "--since SEQ: \"x\" is not a number"), "%s", err);
+
+    /* the usage lists every command of the table with its synopsis */
+    cr_assert_eq(plugctl((const char *[]){"--help", NULL}, out, sizeof(out), err, sizeof(err)), 0);
+    for (size_t i = 0; i < CT_COUNT; i++) {
+        char synopsis[256], line[300];
+        ct_synopsis(&ct_commands[i], synopsis, sizeof(synopsis));
+        snprintf(line, sizeof(line), "\n  %s ", synopsis);
+        cr_expect(strstr(out, line) ||
+                      (snprintf(line, sizeof(line), "\n  %s\n", synopsis), strstr(out, line)),
+                  "plugctl --help lists %s", synopsis);
+    }
+    cr_assert_eq(
+        plugctl((const char *[]){"help", "events", NULL}, out, sizeof(out), err, sizeof(err)), 0);
+    cr_expect_str_eq(out, "usage: plugctl [--socket PATH] [--json] events [PATTERN] [--filter "
+                          "JSON] [--since SEQ]  # follow the event stream\n");
+}
