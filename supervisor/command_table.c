@@ -1,60 +1,71 @@
 #include "command_table.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
 /* ------------------------------------------------------------ arguments */
 
-#define PLUGIN_ARG(required)                                                                       \
+/* An argument plugctl takes as a word (POS) or a flag (FLAG), or one only
+ * the wire has (WIRE): JSON key, type, [required,] [flag,] plugctl's word,
+ * help; then .hints, .min, .max where they apply. */
+#define POS(k, t, req, word, text, ...)                                                            \
     {                                                                                              \
-        "plugin", CT_STRING, required, CT_POSITIONAL, NULL, "PLUGIN", 0, "the plugin's name"       \
+        .name = k, .type = CT_##t, .is_required = req, .cli = CT_POSITIONAL, .metavar = word,      \
+        .help = text, __VA_ARGS__                                                                  \
     }
+#define FLAG(k, t, f, word, text, ...)                                                             \
+    {                                                                                              \
+        .name = k, .type = CT_##t, .cli = CT_FLAG, .flag = f, .metavar = word, .help = text,       \
+        __VA_ARGS__                                                                                \
+    }
+#define WIRE(k, t, text, ...)                                                                      \
+    {                                                                                              \
+        .name = k, .type = CT_##t, .cli = CT_NOT_IN_CLI, .help = text, __VA_ARGS__                 \
+    }
+#define PLUGIN_ARG(req) POS("plugin", STRING, req, "PLUGIN", "the plugin's name")
 
 static const struct ct_arg no_args[] = {{0}};
 static const struct ct_arg plugin_required[] = {PLUGIN_ARG(true), {0}};
 static const struct ct_arg plugin_optional[] = {PLUGIN_ARG(false), {0}};
 static const struct ct_arg path_args[] = {
-    {"path", CT_STRING, true, CT_POSITIONAL, NULL, "PATH", CT_HINT_PATH,
-     "a package folder (absolute on the wire; plugctl makes it so)"},
+    POS("path", STRING, true, "PATH",
+        "a package folder (absolute on the wire; plugctl makes it so)", .hints = CT_HINT_PATH),
     {0}};
 static const struct ct_arg disable_args[] = {
-    PLUGIN_ARG(true),
-    {"reason", CT_STRING, false, CT_POSITIONAL, NULL, "REASON", 0, "kept in the audit"},
-    {0}};
+    PLUGIN_ARG(true), POS("reason", STRING, false, "REASON", "kept in the audit"), {0}};
 static const struct ct_arg uninstall_args[] = {
     PLUGIN_ARG(true),
-    {"remove_data", CT_BOOLEAN, false, CT_FLAG, "--remove-data", NULL, 0,
-     "delete the plugin's data now instead of keeping it for the retention"},
+    FLAG("remove_data", BOOLEAN, "--remove-data", NULL,
+         "delete the plugin's data now instead of keeping it for the retention"),
     {0}};
 static const struct ct_arg call_args[] = {
     PLUGIN_ARG(true),
-    {"method", CT_STRING, true, CT_POSITIONAL, NULL, "METHOD", 0, "1 to 255 bytes"},
-    {"params", CT_ARRAY, false, CT_POSITIONAL, NULL, "ARG", 0,
-     "the method's parameters; plugctl takes each as JSON, a bare word as a string"},
-    {"timeout_ms", CT_INTEGER, false, CT_NOT_IN_CLI, NULL, "MS", 0,
-     "1 to 86,400,000; default the manifest's call timeout"},
+    POS("method", STRING, true, "METHOD", "the method's name", .max = 255),
+    POS("params", ARRAY, false, "ARG",
+        "the method's parameters; plugctl takes each as JSON, a bare word as a string"),
+    WIRE("timeout_ms", INTEGER, "the call's deadline (default: the manifest's)", .min = 1,
+         .max = 86400000),
     {0}};
-static const struct ct_arg config_args[] = {PLUGIN_ARG(true),
-                                            {"config", CT_OBJECT, false, CT_POSITIONAL, NULL,
-                                             "JSON", 0,
-                                             "the new config; without it the config is shown"},
-                                            {0}};
+static const struct ct_arg config_args[] = {
+    PLUGIN_ARG(true),
+    POS("config", OBJECT, false, "JSON", "the new config; without it the config is shown"),
+    {0}};
 static const struct ct_arg subscribe_args[] = {
-    {"pattern", CT_STRING, false, CT_POSITIONAL, NULL, "PATTERN", 0,
-     "event names to follow, * matches any run (default *)"},
-    {"filter", CT_OBJECT, false, CT_FLAG, "--filter", "JSON", 0,
-     "payload keys and the values they must have"},
-    {"since", CT_INTEGER, false, CT_FLAG, "--since", "SEQ", 0,
-     "replay the kept events after this sequence number first"},
+    POS("pattern", STRING, false, "PATTERN",
+        "event names to follow, * matches any run (default *)"),
+    FLAG("filter", OBJECT, "--filter", "JSON", "payload keys and the values they must have"),
+    FLAG("since", INTEGER, "--since", "SEQ",
+         "replay the kept events after this sequence number first", .min = 0, .max = LLONG_MAX),
     {0}};
 static const struct ct_arg logs_args[] = {
     PLUGIN_ARG(false),
-    {"lines", CT_INTEGER, false, CT_FLAG, "-n", "LINES", 0, "how many records, 0 to 1,000"},
-    {"follow", CT_BOOLEAN, false, CT_FLAG, "-f", NULL, CT_HINT_STREAMS, "then stream new records"},
+    FLAG("lines", INTEGER, "-n", "LINES", "how many records (default 100)", .min = 0, .max = 1000),
+    FLAG("follow", BOOLEAN, "-f", NULL, "then stream new records", .hints = CT_HINT_STREAMS),
     {0}};
 static const struct ct_arg audit_args[] = {
     PLUGIN_ARG(true),
-    {"limit", CT_INTEGER, false, CT_FLAG, "-n", "LIMIT", 0, "how many rows, 1 to 10,000"},
+    FLAG("limit", INTEGER, "-n", "LIMIT", "how many rows (default 100)", .min = 1, .max = 10000),
     {0}};
 
 /* ------------------------------------------------------------ results */

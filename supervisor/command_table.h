@@ -56,6 +56,9 @@ struct ct_arg {
     const char *metavar; /* the word in the synopsis ("PLUGIN"); NULL for a boolean flag */
     unsigned hints;
     const char *help;
+    /* checked by plugd before the command runs: CT_INTEGER from min to max
+     * (both 0: any); CT_STRING at most max bytes (0: any) */
+    long long min, max;
 };
 
 /* How plugctl prints a result for people (--json prints it as it came). */

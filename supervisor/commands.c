@@ -66,6 +66,28 @@ static bool has_type(const json_t *v, enum ct_type type)
     }
 }
 
+/* A value out of the row's range (ct_arg.min, .max), else 0. */
+static int check_range(struct cmd_request *r, const struct ct_command *c, const struct ct_arg *a,
+                       const json_t *v)
+{
+    if ((a->type != CT_INTEGER && a->type != CT_STRING) || (a->min == 0 && a->max == 0))
+        return 0;
+    long long n =
+        a->type == CT_INTEGER ? (long long)json_integer_value(v) : (long long)json_string_length(v);
+    if (a->type == CT_STRING && n > a->max)
+        cmd_fail(r, PLUGD_E_INVALID_ARGUMENT, "%s: \"%s\" must be 1 to %lld bytes", c->name,
+                 a->name, a->max);
+    else if (a->type == CT_INTEGER && a->max == LLONG_MAX && n < a->min)
+        cmd_fail(r, PLUGD_E_INVALID_ARGUMENT, "%s: \"%s\" must be %lld or more", c->name, a->name,
+                 a->min);
+    else if (a->type == CT_INTEGER && (n < a->min || n > a->max))
+        cmd_fail(r, PLUGD_E_INVALID_ARGUMENT, "%s: \"%s\" must be from %lld to %lld", c->name,
+                 a->name, a->min, a->max);
+    else
+        return 0;
+    return -1;
+}
+
 static int check_args(struct cmd_request *r, const struct ct_command *c, json_t *args)
 {
     const char *key;
@@ -82,6 +104,8 @@ static int check_args(struct cmd_request *r, const struct ct_command *c, json_t 
                      type_phrase(a->type));
             return -1;
         }
+        if (check_range(r, c, a, v) < 0)
+            return -1;
     }
     for (const struct ct_arg *a = c->args; a->name != NULL; a++) {
         if (a->is_required && json_object_get(args, a->name) == NULL) {
@@ -251,11 +275,7 @@ static void cmd_purge(struct cmd_request *r, json_t *args)
 /* audit {plugin, limit?} → newest first */
 static void cmd_audit(struct cmd_request *r, json_t *args)
 {
-    json_int_t limit = json_integer_value(json_object_get(args, "limit"));
-    if (json_object_get(args, "limit") != NULL && (limit < 1 || limit > 10000)) {
-        cmd_fail(r, PLUGD_E_INVALID_ARGUMENT, "audit: \"limit\" must be from 1 to 10000");
-        return;
-    }
+    json_int_t limit = json_integer_value(json_object_get(args, "limit")); /* 1-10000 */
     struct plugd_error err;
     char *text = reg_audit_json(r->d->reg, str(args, "plugin"), limit ? (int)limit : 100, &err);
     json_t *rows = text ? json_loads(text, 0, NULL) : NULL;
@@ -281,13 +301,7 @@ static void on_call_answered(const struct plugd_error *err, const msgpack_object
 static void cmd_call(struct cmd_request *r, json_t *args)
 {
     const char *method = str(args, "method");
-    json_int_t timeout = json_integer_value(json_object_get(args, "timeout_ms"));
-    if (strlen(method) > 255 ||
-        (json_object_get(args, "timeout_ms") && (timeout < 1 || timeout > 86400000))) {
-        cmd_fail(r, PLUGD_E_INVALID_ARGUMENT,
-                 "call: \"method\" must be 1 to 255 bytes and \"timeout_ms\" from 1 to 86400000");
-        return;
-    }
+    json_int_t timeout = json_integer_value(json_object_get(args, "timeout_ms")); /* 0: none */
     struct plugin *p = find_plugin(r, "call", str(args, "plugin"));
     if (p == NULL)
         return;
@@ -359,10 +373,6 @@ static void cmd_subscribe(struct cmd_request *r, json_t *args)
 {
     const char *pattern = str(args, "pattern");
     json_t *since = json_object_get(args, "since");
-    if (since != NULL && json_integer_value(since) < 0) {
-        cmd_fail(r, PLUGD_E_INVALID_ARGUMENT, "subscribe: \"since\" must be a sequence number");
-        return;
-    }
     uint64_t last = ev_bus_last_seq(r->d->bus);
     int64_t from = since ? (int64_t)json_integer_value(since) : -1;
     bool has_gap = from >= 0 && (uint64_t)from + EV_BUS_HISTORY < last;
@@ -384,12 +394,8 @@ static bool is_about(const json_t *rec, const char *plugin)
 static void cmd_logs(struct cmd_request *r, json_t *args)
 {
     const char *plugin = str(args, "plugin");
-    json_int_t want =
+    json_int_t want = /* 0 to LOG_RECENT (cmd_check_table) */
         json_object_get(args, "lines") ? json_integer_value(json_object_get(args, "lines")) : 100;
-    if (want < 0 || want > LOG_RECENT) {
-        cmd_fail(r, PLUGD_E_INVALID_ARGUMENT, "logs: \"lines\" must be from 0 to %d", LOG_RECENT);
-        return;
-    }
     if (plugin != NULL && find_plugin(r, "logs", plugin) == NULL)
         return;
     /* follow before the answer: the answer may free `r` */
@@ -540,6 +546,9 @@ const char *cmd_check_table(char *buf, size_t size)
             snprintf(buf, size, "command %s has no handler in commands.c", c->name);
         else if (ct_find(c->name) != c || ct_find_cli(ct_cli_name(c)) != c)
             snprintf(buf, size, "command %s is named twice", c->name);
+        else if (c->id == CT_LOGS && ct_find_arg(c, "lines")->max != LOG_RECENT)
+            snprintf(buf, size, "logs: \"lines\" goes to %lld in the table, LOG_RECENT is %d",
+                     ct_find_arg(c, "lines")->max, LOG_RECENT);
         else
             continue;
         return buf;

@@ -2,6 +2,7 @@
  * against docs/control.md, and against what a real plugd returns: the doc
  * cannot drift from the commands again, nor the table from plugd. */
 #include <ctype.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,6 +110,7 @@ static const struct doc_row *row_of(const struct doc_row *rows, int n, const cha
 struct doc_arg {
     char name[64];
     char type[32];
+    char after[128]; /* what follows the type */
     bool is_required;
 };
 
@@ -134,6 +136,7 @@ static int doc_args(const char *cell, struct doc_arg *args, int max)
             p++;
         size_t tlen = strspn(p, "abcdefghijklmnopqrstuvwxyz");
         snprintf(a->type, sizeof(a->type), "%.*s", (int)tlen, p);
+        snprintf(a->after, sizeof(a->after), "%s", p + tlen);
         p += tlen - 1;
     }
     return n;
@@ -163,6 +166,36 @@ static int doc_fields(const char *cell, char fields[][64], int max)
         }
     }
     return n;
+}
+
+/* 86400000 → "86,400,000" */
+static void with_commas(long long n, char *out, size_t size)
+{
+    char digits[32];
+    int len = snprintf(digits, sizeof(digits), "%lld", n), k = 0;
+    for (int i = 0; i < len && (size_t)k + 2 < size; i++) {
+        if (i > 0 && digits[i - 1] != '-' && (len - i) % 3 == 0)
+            out[k++] = ',';
+        out[k++] = digits[i];
+    }
+    out[k] = 0;
+}
+
+/* How docs/control.md writes an argument's range after its type: " (1–255
+ * bytes", " (0 or more", " (1–10,000"; "" without one. */
+static void range_text(const struct ct_arg *a, char *out, size_t size)
+{
+    char lo[32], hi[32];
+    with_commas(a->min, lo, sizeof(lo));
+    with_commas(a->max, hi, sizeof(hi));
+    if ((a->type != CT_INTEGER && a->type != CT_STRING) || (a->min == 0 && a->max == 0))
+        snprintf(out, size, "%s", "");
+    else if (a->type == CT_STRING)
+        snprintf(out, size, " (1–%s bytes", hi);
+    else if (a->max == LLONG_MAX)
+        snprintf(out, size, " (%s or more", lo);
+    else
+        snprintf(out, size, " (%s–%s", lo, hi);
 }
 
 static bool is_listed(const char *const *list, const char *name)
@@ -247,6 +280,12 @@ Test(command_table, docs_control_md_documents_every_command_with_its_arguments_a
             cr_expect_str_eq(args[k].type, ct_type_name(a->type),
                              "docs/control.md:%d: %s's \"%s\" is of type %s, not \"%s\"", r->line,
                              c->name, a->name, ct_type_name(a->type), args[k].type);
+            char range[128];
+            range_text(a, range, sizeof(range));
+            cr_expect(strncmp(args[k].after, range, strlen(range)) == 0,
+                      "docs/control.md:%d: %s's \"%s\" is to be written `%s%s` %s%s)", r->line,
+                      c->name, a->name, a->name, a->is_required ? "" : "?", ct_type_name(a->type),
+                      range);
         }
         for (const struct ct_arg *a = c->args; a->name; a++) {
             bool is_documented = false;
@@ -481,4 +520,44 @@ Test(command_table, plugctl_takes_arguments_as_the_table_says)
         plugctl((const char *[]){"help", "events", NULL}, out, sizeof(out), err, sizeof(err)), 0);
     cr_expect_str_eq(out, "usage: plugctl [--socket PATH] [--json] events [PATTERN] [--filter "
                           "JSON] [--since SEQ]  # follow the event stream\n");
+}
+
+/* The ranges of the table are plugd's: checked before any command runs,
+ * with the field named. */
+Test(command_table, plugd_refuses_arguments_out_of_the_range_of_the_table)
+{
+    harness_add_plugin(&h, "hello", "hello", NULL);
+    harness_start(&h);
+    static const char *const refused[][3] = {
+        {"audit", "{\"plugin\": \"hello\", \"limit\": 0}",
+         "audit: \"limit\" must be from 1 to 10000"},
+        {"logs", "{\"lines\": 1001}", "logs: \"lines\" must be from 0 to 1000"},
+        {"call", "{\"plugin\": \"hello\", \"method\": \"echo\", \"timeout_ms\": 86400001}",
+         "call: \"timeout_ms\" must be from 1 to 86400000"},
+        {"subscribe", "{\"since\": -1}", "subscribe: \"since\" must be 0 or more"},
+    };
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        json_t *args = json_loads(refused[i][1], 0, NULL), *result = NULL;
+        char message[512] = "";
+        cr_expect_eq(harness_command(&h, refused[i][0], args, &result, message, sizeof(message)),
+                     PLUGD_E_INVALID_ARGUMENT, "%s %s", refused[i][0], refused[i][1]);
+        cr_expect_str_eq(message, refused[i][2]);
+        json_decref(args);
+        json_decref(result);
+    }
+    char method[300];
+    memset(method, 'm', 256);
+    method[256] = 0;
+    json_t *args = json_pack("{s:s, s:s}", "plugin", "hello", "method", method), *result = NULL;
+    char message[512] = "";
+    cr_expect_eq(harness_command(&h, "call", args, &result, message, sizeof(message)),
+                 PLUGD_E_INVALID_ARGUMENT);
+    cr_expect_str_eq(message, "call: \"method\" must be 1 to 255 bytes");
+    json_decref(args);
+    json_decref(result);
+    json_t *sum = NULL;
+    cr_assert(harness_wait_state(&h, "hello", "running", -1, 30.0));
+    cr_expect_eq(harness_call(&h, "hello", "add", "[2, 3]", 86400000, &sum), PLUGD_OK,
+                 "the largest timeout is taken");
+    json_decref(sum);
 }
