@@ -24,6 +24,9 @@
 #define EXIT_USAGE       2
 #define EXIT_UNREACHABLE 3
 
+/* plugctl's own command, not plugd's */
+static const char help_synopsis[] = "help [COMMAND]", help_summary[] = "every command, or one";
+
 static const char usage_tail[] =
     "Exit status: 0 ok, 1 plugd refused, 2 usage, 3 cannot reach plugd (or it\n"
     "closed a followed stream: events, logs -f).\n";
@@ -49,7 +52,7 @@ static void print_usage(FILE *out)
         else
             fprintf(out, "  %s\n  %-30s%s\n", synopsis, "", ct_commands[i].summary);
     }
-    fprintf(out, "  %-30s%s\n\n", "help [COMMAND]", "this text, or one command's line");
+    fprintf(out, "  %-30s%s\n\n", help_synopsis, help_summary);
     for (const struct ct_option *o = ct_options; o->name != NULL; o++) {
         char word[64];
         snprintf(word, sizeof(word), o->metavar ? "--%s %s" : "--%s", o->name, o->metavar);
@@ -277,8 +280,7 @@ static int print_help(const char *word)
         ct_synopsis(c, synopsis, sizeof(synopsis));
     fputs("usage: plugctl ", stdout);
     print_options_synopsis(stdout);
-    printf("%s  # %s\n", c ? synopsis : "help [COMMAND]",
-           c ? c->summary : "every command, or one command's line");
+    printf("%s  # %s\n", c ? synopsis : help_synopsis, c ? c->summary : help_summary);
     return 0;
 }
 
