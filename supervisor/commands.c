@@ -30,63 +30,86 @@ static void reply_done(struct cmd_request *r, int rc, const struct plugd_error *
 
 /* ------------------------------------------------------------ arguments */
 
-/* Which arguments a command takes, checked before it runs: a field not
- * listed is refused, so a typo never passes silently. */
-struct arg_spec {
-    const char *name;
-    int type; /* JSON_STRING, JSON_INTEGER, JSON_TRUE (a boolean), JSON_OBJECT, JSON_ARRAY */
-    bool is_required;
-};
-
-static const char *type_name(int type)
+/* Arguments are checked against the command's row of ct_commands before
+ * its handler runs: a field not listed is refused, so a typo never passes
+ * silently. */
+static const char *type_phrase(enum ct_type type)
 {
     switch (type) {
-    case JSON_STRING:
-        return "a string";
-    case JSON_INTEGER:
+    case CT_STRING:
+        return "a string (not empty)";
+    case CT_INTEGER:
         return "an integer";
-    case JSON_TRUE:
+    case CT_BOOLEAN:
         return "true or false";
-    case JSON_OBJECT:
+    case CT_OBJECT:
         return "an object";
     default:
         return "an array";
     }
 }
 
-static bool has_type(const json_t *v, int type)
+static bool has_type(const json_t *v, enum ct_type type)
 {
-    if (type == JSON_TRUE)
-        return json_is_boolean(v);
-    if (type == JSON_STRING)
+    switch (type) {
+    case CT_STRING:
         return json_is_string(v) && json_string_length(v) > 0 &&
                strlen(json_string_value(v)) == json_string_length(v);
-    return (int)json_typeof(v) == type;
+    case CT_INTEGER:
+        return json_is_integer(v);
+    case CT_BOOLEAN:
+        return json_is_boolean(v);
+    case CT_OBJECT:
+        return json_is_object(v);
+    default:
+        return json_is_array(v);
+    }
 }
 
-static int check_args(struct cmd_request *r, const char *cmd, const struct arg_spec *spec,
-                      json_t *args)
+/* A value out of the row's range (ct_arg.min, .max), else 0. */
+static int check_range(struct cmd_request *r, const struct ct_command *c, const struct ct_arg *a,
+                       const json_t *v)
+{
+    if ((a->type != CT_INTEGER && a->type != CT_STRING) || (a->min == 0 && a->max == 0))
+        return 0;
+    long long n =
+        a->type == CT_INTEGER ? (long long)json_integer_value(v) : (long long)json_string_length(v);
+    if (a->type == CT_STRING && n > a->max)
+        cmd_fail(r, PLUGD_E_INVALID_ARGUMENT, "%s: \"%s\" must be 1 to %lld bytes", c->name,
+                 a->name, a->max);
+    else if (a->type == CT_INTEGER && a->max == LLONG_MAX && n < a->min)
+        cmd_fail(r, PLUGD_E_INVALID_ARGUMENT, "%s: \"%s\" must be %lld or more", c->name, a->name,
+                 a->min);
+    else if (a->type == CT_INTEGER && (n < a->min || n > a->max))
+        cmd_fail(r, PLUGD_E_INVALID_ARGUMENT, "%s: \"%s\" must be from %lld to %lld", c->name,
+                 a->name, a->min, a->max);
+    else
+        return 0;
+    return -1;
+}
+
+static int check_args(struct cmd_request *r, const struct ct_command *c, json_t *args)
 {
     const char *key;
     json_t *v;
     json_object_foreach(args, key, v)
     {
-        const struct arg_spec *s = spec;
-        while (s->name != NULL && strcmp(s->name, key) != 0)
-            s++;
-        if (s->name == NULL) {
-            cmd_fail(r, PLUGD_E_INVALID_ARGUMENT, "%s: unknown argument \"%s\"", cmd, key);
+        const struct ct_arg *a = ct_find_arg(c, key);
+        if (a == NULL) {
+            cmd_fail(r, PLUGD_E_INVALID_ARGUMENT, "%s: unknown argument \"%s\"", c->name, key);
             return -1;
         }
-        if (!has_type(v, s->type)) {
-            cmd_fail(r, PLUGD_E_INVALID_ARGUMENT, "%s: \"%s\" must be %s%s", cmd, key,
-                     type_name(s->type), s->type == JSON_STRING ? " (not empty)" : "");
+        if (!has_type(v, a->type)) {
+            cmd_fail(r, PLUGD_E_INVALID_ARGUMENT, "%s: \"%s\" must be %s", c->name, key,
+                     type_phrase(a->type));
             return -1;
         }
+        if (check_range(r, c, a, v) < 0)
+            return -1;
     }
-    for (const struct arg_spec *s = spec; s->name != NULL; s++) {
-        if (s->is_required && json_object_get(args, s->name) == NULL) {
-            cmd_fail(r, PLUGD_E_INVALID_ARGUMENT, "%s: \"%s\" is required", cmd, s->name);
+    for (const struct ct_arg *a = c->args; a->name != NULL; a++) {
+        if (a->is_required && json_object_get(args, a->name) == NULL) {
+            cmd_fail(r, PLUGD_E_INVALID_ARGUMENT, "%s: \"%s\" is required", c->name, a->name);
             return -1;
         }
     }
@@ -151,10 +174,6 @@ static json_t *plugin_status(const struct plugin *p)
         sandbox_json(w));
 }
 
-static const struct arg_spec plugin_optional[] = {{"plugin", JSON_STRING, false}, {NULL, 0, 0}};
-static const struct arg_spec plugin_required[] = {{"plugin", JSON_STRING, true}, {NULL, 0, 0}};
-static const struct arg_spec no_args[] = {{NULL, 0, 0}};
-
 /* status / list {plugin?} → [status, ...] */
 static void cmd_status(struct cmd_request *r, json_t *args)
 {
@@ -170,8 +189,6 @@ static void cmd_status(struct cmd_request *r, json_t *args)
 }
 
 /* ------------------------------------------------------------ lifecycle */
-
-static const struct arg_spec path_args[] = {{"path", JSON_STRING, true}, {NULL, 0, 0}};
 
 /* plugd's working folder means nothing to a client: paths are absolute. */
 static bool is_absolute_path(struct cmd_request *r, const char *cmd, const char *path)
@@ -217,18 +234,12 @@ static void cmd_reject(struct cmd_request *r, json_t *args)
     reply_done(r, plugd_reject(r->d, str(args, "plugin"), r->actor, &err), &err);
 }
 
-static const struct arg_spec disable_args[] = {
-    {"plugin", JSON_STRING, true}, {"reason", JSON_STRING, false}, {NULL, 0, 0}};
-
 static void cmd_disable(struct cmd_request *r, json_t *args)
 {
     struct plugd_error err;
     reply_done(r, plugd_disable(r->d, str(args, "plugin"), str(args, "reason"), r->actor, &err),
                &err);
 }
-
-static const struct arg_spec uninstall_args[] = {
-    {"plugin", JSON_STRING, true}, {"remove_data", JSON_TRUE, false}, {NULL, 0, 0}};
 
 static void cmd_uninstall(struct cmd_request *r, json_t *args)
 {
@@ -261,17 +272,10 @@ static void cmd_purge(struct cmd_request *r, json_t *args)
     r->t->reply_json(r, json_pack("{s:I}", "deleted", (json_int_t)rows));
 }
 
-static const struct arg_spec audit_args[] = {
-    {"plugin", JSON_STRING, true}, {"limit", JSON_INTEGER, false}, {NULL, 0, 0}};
-
 /* audit {plugin, limit?} → newest first */
 static void cmd_audit(struct cmd_request *r, json_t *args)
 {
-    json_int_t limit = json_integer_value(json_object_get(args, "limit"));
-    if (json_object_get(args, "limit") != NULL && (limit < 1 || limit > 10000)) {
-        cmd_fail(r, PLUGD_E_INVALID_ARGUMENT, "audit: \"limit\" must be from 1 to 10000");
-        return;
-    }
+    json_int_t limit = json_integer_value(json_object_get(args, "limit")); /* 1-10000 */
     struct plugd_error err;
     char *text = reg_audit_json(r->d->reg, str(args, "plugin"), limit ? (int)limit : 100, &err);
     json_t *rows = text ? json_loads(text, 0, NULL) : NULL;
@@ -283,12 +287,6 @@ static void cmd_audit(struct cmd_request *r, json_t *args)
 }
 
 /* ------------------------------------------------------------ calls */
-
-static const struct arg_spec call_args[] = {{"plugin", JSON_STRING, true},
-                                            {"method", JSON_STRING, true},
-                                            {"params", JSON_ARRAY, false},
-                                            {"timeout_ms", JSON_INTEGER, false},
-                                            {NULL, 0, 0}};
 
 static void on_call_answered(const struct plugd_error *err, const msgpack_object *result, void *ud)
 {
@@ -303,13 +301,7 @@ static void on_call_answered(const struct plugd_error *err, const msgpack_object
 static void cmd_call(struct cmd_request *r, json_t *args)
 {
     const char *method = str(args, "method");
-    json_int_t timeout = json_integer_value(json_object_get(args, "timeout_ms"));
-    if (strlen(method) > 255 ||
-        (json_object_get(args, "timeout_ms") && (timeout < 1 || timeout > 86400000))) {
-        cmd_fail(r, PLUGD_E_INVALID_ARGUMENT,
-                 "call: \"method\" must be 1 to 255 bytes and \"timeout_ms\" from 1 to 86400000");
-        return;
-    }
+    json_int_t timeout = json_integer_value(json_object_get(args, "timeout_ms")); /* 0: none */
     struct plugin *p = find_plugin(r, "call", str(args, "plugin"));
     if (p == NULL)
         return;
@@ -339,9 +331,6 @@ static void cmd_call(struct cmd_request *r, json_t *args)
 }
 
 /* ------------------------------------------------------------ config */
-
-static const struct arg_spec config_args[] = {
-    {"plugin", JSON_STRING, true}, {"config", JSON_OBJECT, false}, {NULL, 0, 0}};
 
 static void on_config_done(const struct plugd_error *err, void *ud)
 {
@@ -373,11 +362,6 @@ static void cmd_config(struct cmd_request *r, json_t *args)
 
 /* ------------------------------------------------------------ events, logs */
 
-static const struct arg_spec subscribe_args[] = {{"pattern", JSON_STRING, false},
-                                                 {"filter", JSON_OBJECT, false},
-                                                 {"since", JSON_INTEGER, false},
-                                                 {NULL, 0, 0}};
-
 json_t *cmd_event_json(const struct ev_bus_event *e)
 {
     return json_pack("{s:I, s:f, s:s, s:o, s:O}", "seq", (json_int_t)e->seq, "time", e->time,
@@ -389,10 +373,6 @@ static void cmd_subscribe(struct cmd_request *r, json_t *args)
 {
     const char *pattern = str(args, "pattern");
     json_t *since = json_object_get(args, "since");
-    if (since != NULL && json_integer_value(since) < 0) {
-        cmd_fail(r, PLUGD_E_INVALID_ARGUMENT, "subscribe: \"since\" must be a sequence number");
-        return;
-    }
     uint64_t last = ev_bus_last_seq(r->d->bus);
     int64_t from = since ? (int64_t)json_integer_value(since) : -1;
     bool has_gap = from >= 0 && (uint64_t)from + EV_BUS_HISTORY < last;
@@ -402,11 +382,6 @@ static void cmd_subscribe(struct cmd_request *r, json_t *args)
                         &err) < 0)
         r->t->fail(r, &err);
 }
-
-static const struct arg_spec logs_args[] = {{"plugin", JSON_STRING, false},
-                                            {"lines", JSON_INTEGER, false},
-                                            {"follow", JSON_TRUE, false},
-                                            {NULL, 0, 0}};
 
 static bool is_about(const json_t *rec, const char *plugin)
 {
@@ -419,12 +394,8 @@ static bool is_about(const json_t *rec, const char *plugin)
 static void cmd_logs(struct cmd_request *r, json_t *args)
 {
     const char *plugin = str(args, "plugin");
-    json_int_t want =
+    json_int_t want = /* 0 to LOG_RECENT (cmd_check_table) */
         json_object_get(args, "lines") ? json_integer_value(json_object_get(args, "lines")) : 100;
-    if (want < 0 || want > LOG_RECENT) {
-        cmd_fail(r, PLUGD_E_INVALID_ARGUMENT, "logs: \"lines\" must be from 0 to %d", LOG_RECENT);
-        return;
-    }
     if (plugin != NULL && find_plugin(r, "logs", plugin) == NULL)
         return;
     /* follow before the answer: the answer may free `r` */
@@ -554,80 +525,45 @@ static void cmd_shutdown(struct cmd_request *r, json_t *args)
 
 /* ------------------------------------------------------------ the table */
 
-static const struct command {
-    struct cmd_info info;
-    const struct arg_spec *args;
-    void (*run)(struct cmd_request *r, json_t *args);
-} commands[] = {
-    {{"list", "", "every plugin: status, version, worker state"}, no_args, cmd_status},
-    {{"status", "[plugin]", "one plugin's (or every plugin's) status"},
-     plugin_optional,
-     cmd_status},
-    {{"install", "path", "install (or reinstall) the package folder at path"},
-     path_args,
-     cmd_install},
-    {{"upgrade", "path", "upgrade a plugin to the package at path"}, path_args, cmd_upgrade},
-    {{"enable", "plugin", "disabled or error → ready"}, plugin_required, cmd_enable},
-    {{"disable", "plugin [reason]", "ready → disabled; the worker is stopped gracefully"},
-     disable_args,
-     cmd_disable},
-    {{"approve", "plugin", "run the pending upgrade (new capabilities granted)"},
-     plugin_required,
-     cmd_approve},
-    {{"reject", "plugin", "discard the pending upgrade; the old version runs again"},
-     plugin_required,
-     cmd_reject},
-    {{"uninstall", "plugin [remove_data]", "stop and remove; data kept unless remove_data"},
-     uninstall_args,
-     cmd_uninstall},
-    {{"purge", "plugin", "delete an uninstalled plugin's retained data"},
-     plugin_required,
-     cmd_purge},
-    {{"call", "plugin method [params] [timeout_ms]", "call a plugin's method"},
-     call_args,
-     cmd_call},
-    {{"config", "plugin [config]", "show, or set (validated, applied hot), a plugin's config"},
-     config_args,
-     cmd_config},
-    {{"subscribe", "[pattern] [filter] [since]", "stream events (docs/events.md)"},
-     subscribe_args,
-     cmd_subscribe},
-    {{"logs", "[plugin] [lines] [follow]", "the newest log records; follow streams new ones"},
-     logs_args,
-     cmd_logs},
-    {{"stats", "[plugin]", "uptime, restarts, calls, errors, latency, RSS, health"},
-     plugin_optional,
-     cmd_stats},
-    {{"doctor", "plugin", "manifest, capabilities, health, last errors and exits"},
-     plugin_required,
-     cmd_doctor},
-    {{"audit", "plugin [limit]", "the plugin's audit rows, newest first"}, audit_args, cmd_audit},
-    {{"shutdown", "", "stop every worker gracefully and exit"}, no_args, cmd_shutdown},
+/* The handler of each row of ct_commands (command_table.c has the names,
+ * arguments and help; cmd_check_table proves the two agree). */
+static void (*const handlers[CT_COUNT])(struct cmd_request *r, json_t *args) = {
+    [CT_LIST] = cmd_status,         [CT_STATUS] = cmd_status, [CT_INSTALL] = cmd_install,
+    [CT_UPGRADE] = cmd_upgrade,     [CT_ENABLE] = cmd_enable, [CT_DISABLE] = cmd_disable,
+    [CT_APPROVE] = cmd_approve,     [CT_REJECT] = cmd_reject, [CT_UNINSTALL] = cmd_uninstall,
+    [CT_PURGE] = cmd_purge,         [CT_CALL] = cmd_call,     [CT_CONFIG] = cmd_config,
+    [CT_SUBSCRIBE] = cmd_subscribe, [CT_LOGS] = cmd_logs,     [CT_STATS] = cmd_stats,
+    [CT_DOCTOR] = cmd_doctor,       [CT_AUDIT] = cmd_audit,   [CT_SHUTDOWN] = cmd_shutdown,
 };
 
-#define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
-
-const struct cmd_info *cmd_list(size_t *n)
+const char *cmd_check_table(char *buf, size_t size)
 {
-    static struct cmd_info infos[N_COMMANDS];
-    for (size_t i = 0; i < N_COMMANDS; i++)
-        infos[i] = commands[i].info;
-    *n = N_COMMANDS;
-    return infos;
+    for (size_t i = 0; i < CT_COUNT; i++) {
+        const struct ct_command *c = &ct_commands[i];
+        if (c->name == NULL || c->id != (enum ct_id)i)
+            snprintf(buf, size, "row %zu of ct_commands is not command %zu of enum ct_id", i, i);
+        else if (handlers[i] == NULL)
+            snprintf(buf, size, "command %s has no handler in commands.c", c->name);
+        else if (ct_find(c->name) != c || ct_find_cli(ct_cli_name(c)) != c)
+            snprintf(buf, size, "command %s is named twice", c->name);
+        else if (c->id == CT_LOGS && ct_find_arg(c, "lines")->max != LOG_RECENT)
+            snprintf(buf, size, "logs: \"lines\" goes to %lld in the table, LOG_RECENT is %d",
+                     ct_find_arg(c, "lines")->max, LOG_RECENT);
+        else
+            continue;
+        return buf;
+    }
+    return NULL;
 }
 
 void cmd_dispatch(struct cmd_request *r, const char *name, json_t *args)
 {
-    for (size_t i = 0; i < N_COMMANDS; i++) {
-        const struct command *c = &commands[i];
-        if (strcmp(c->info.name, name) != 0)
-            continue;
-        if (!json_is_object(args))
-            cmd_fail(r, PLUGD_E_INVALID_ARGUMENT, "%s: the arguments must be an object", name);
-        else if (check_args(r, name, c->args, args) == 0)
-            c->run(r, args);
-        return;
-    }
-    cmd_fail(r, PLUGD_E_UNKNOWN_COMMAND, "unknown command \"%.64s\" (plugctl help lists them)",
-             name);
+    const struct ct_command *c = ct_find(name);
+    if (c == NULL)
+        cmd_fail(r, PLUGD_E_UNKNOWN_COMMAND, "unknown command \"%.64s\" (plugctl help lists them)",
+                 name);
+    else if (!json_is_object(args))
+        cmd_fail(r, PLUGD_E_INVALID_ARGUMENT, "%s: the arguments must be an object", name);
+    else if (check_args(r, c, args) == 0)
+        handlers[c->id](r, args);
 }

@@ -2,7 +2,8 @@
  * lines, control.c) and the host channel (msgpack-rpc, host.c). A transport
  * turns a request into a JSON object of arguments and a struct cmd_request,
  * calls cmd_dispatch, and gets exactly one answer back through its ops.
- * docs/control.md lists the commands. */
+ * The commands' names, arguments and help are data in command_table.c,
+ * shared with plugctl; docs/control.md lists them. */
 #ifndef PLUGD_COMMANDS_H
 #define PLUGD_COMMANDS_H
 
@@ -10,6 +11,7 @@
 #include <msgpack.h>
 #include <stdbool.h>
 
+#include "command_table.h"
 #include "plugd.h"
 
 struct cmd_request;
@@ -51,13 +53,10 @@ void cmd_dispatch(struct cmd_request *r, const char *name, json_t *args);
 void cmd_fail(struct cmd_request *r, enum plugd_errc code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* The table, for help texts: name, arguments, what it does. */
-struct cmd_info {
-    const char *name;
-    const char *args;
-    const char *summary;
-};
-const struct cmd_info *cmd_list(size_t *n);
+/* NULL when every row of ct_commands (command_table.c) has a handler here
+ * and the rows are in enum ct_id order with unique names; else what is
+ * wrong, written into `buf`. */
+const char *cmd_check_table(char *buf, size_t size);
 
 /* A plugd.event / control-socket event as JSON: {seq, time, name, plugin,
  * payload} (new reference). */

@@ -1,12 +1,14 @@
 /* plugctl: the operator's command line for a running plugd, over its
  * control socket (JSON lines, docs/control.md). Tables for people, --json
  * for scripts. Exit codes: 0 ok, 1 plugd refused, 2 usage, 3 cannot reach
- * plugd. */
+ * plugd. Its commands, their arguments, help and printed columns are the
+ * rows of command_table.c, the table plugd dispatches by. */
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,36 +18,49 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "command_table.h"
+
 #define EXIT_REFUSED     1
 #define EXIT_USAGE       2
 #define EXIT_UNREACHABLE 3
 
-static const char usage[] =
-    "usage: plugctl [--socket PATH] [--json] COMMAND [ARGS]\n"
-    "\n"
-    "  list                          every plugin: status, version, worker\n"
-    "  status [PLUGIN]               the full status\n"
-    "  install PATH                  install (or reinstall) a package folder\n"
-    "  upgrade PATH                  upgrade a plugin to a package folder\n"
-    "  enable PLUGIN                 disabled or error -> ready\n"
-    "  disable PLUGIN [REASON]       ready -> disabled\n"
-    "  approve PLUGIN                run the pending upgrade\n"
-    "  reject PLUGIN                 discard the pending upgrade\n"
-    "  uninstall PLUGIN [--remove-data]\n"
-    "  purge PLUGIN                  delete an uninstalled plugin's data\n"
-    "  call PLUGIN METHOD [ARG...]   each ARG is JSON (a bare word is a string)\n"
-    "  config PLUGIN [JSON]          show, or set, the plugin's config\n"
-    "  events [PATTERN] [--filter JSON] [--since SEQ]   follow events\n"
-    "  logs [PLUGIN] [-n LINES] [-f] the newest log records; -f follows\n"
-    "  stats [PLUGIN]                uptime, restarts, calls, latency, RSS\n"
-    "  doctor PLUGIN                 what to look at when a plugin misbehaves\n"
-    "  audit PLUGIN [-n LIMIT]       the plugin's audit trail\n"
-    "  shutdown                      stop plugd gracefully\n"
-    "  help [COMMAND]                this text\n"
-    "\n"
-    "The socket is --socket, else $PLUGD_SOCKET, else ./state/plugd.sock.\n"
+/* plugctl's own command, not plugd's */
+static const char help_synopsis[] = "help [COMMAND]", help_summary[] = "every command, or one";
+
+static const char usage_tail[] =
     "Exit status: 0 ok, 1 plugd refused, 2 usage, 3 cannot reach plugd (or it\n"
     "closed a followed stream: events, logs -f).\n";
+
+/* "[--socket PATH] [--json]" */
+static void print_options_synopsis(FILE *out)
+{
+    for (const struct ct_option *o = ct_options; o->name != NULL; o++)
+        fprintf(out, o->metavar ? "[--%s %s] " : "[--%s] ", o->name, o->metavar);
+}
+
+/* The whole usage, from the command table. */
+static void print_usage(FILE *out)
+{
+    fputs("usage: plugctl ", out);
+    print_options_synopsis(out);
+    fputs("COMMAND [ARGS]\n\n", out);
+    for (size_t i = 0; i < CT_COUNT; i++) {
+        char synopsis[256];
+        size_t n = ct_synopsis(&ct_commands[i], synopsis, sizeof(synopsis));
+        if (n < 29) /* two spaces at least before the summary */
+            fprintf(out, "  %-30s%s\n", synopsis, ct_commands[i].summary);
+        else
+            fprintf(out, "  %s\n  %-30s%s\n", synopsis, "", ct_commands[i].summary);
+    }
+    fprintf(out, "  %-30s%s\n\n", help_synopsis, help_summary);
+    for (const struct ct_option *o = ct_options; o->name != NULL; o++) {
+        char word[64];
+        snprintf(word, sizeof(word), o->metavar ? "--%s %s" : "--%s", o->name, o->metavar);
+        fprintf(out, "  %-30s%s\n", word, o->help);
+    }
+    fputc('\n', out);
+    fputs(usage_tail, out);
+}
 
 struct options {
     const char *socket;
@@ -113,42 +128,53 @@ static const char *s(json_t *o, const char *key)
     return v ? v : "";
 }
 
-static void print_list(json_t *list)
+/* One cell of `row` as text: into `buf`, or a string of `row`, or a
+ * malloc'd JSON text (*owned set). */
+static const char *cell_text(json_t *row, const struct ct_column *col, char *buf, size_t size,
+                             char **owned)
 {
-    printf("%-20s %-10s %-16s %-9s %-8s %s\n", "PLUGIN", "VERSION", "STATUS", "WORKER", "PID",
-           "RESTARTS");
-    size_t i;
-    json_t *p;
-    json_array_foreach(list, i, p)
-    {
-        printf("%-20s %-10s %-16s %-9s %-8lld %lld\n", s(p, "plugin"), s(p, "version"),
-               s(p, "status"), s(p, "state"), json_integer_value(json_object_get(p, "pid")),
-               json_integer_value(json_object_get(p, "restarts")));
+    json_t *v = json_object_get(row, col->key);
+    if (v == NULL && col->fallback != NULL)
+        v = json_object_get(row, col->fallback);
+    switch (col->cell) {
+    case CT_CELL_INTEGER:
+        snprintf(buf, size, "%lld", (long long)json_integer_value(v));
+        return buf;
+    case CT_CELL_REAL:
+        snprintf(buf, size, "%.*f", col->precision, json_number_value(v));
+        return buf;
+    case CT_CELL_TIME: {
+        time_t t = (time_t)json_number_value(v);
+        struct tm tm;
+        if (gmtime_r(&t, &tm) == NULL || strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+            buf[0] = 0;
+        return buf;
+    }
+    case CT_CELL_JSON:
+        *owned = v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+        return *owned ? *owned : "";
+    default:
+        return json_string_value(v) ? json_string_value(v) : "";
     }
 }
 
-static void print_stats(json_t *list)
+/* One line of `columns`: the titles when `row` is NULL. */
+static void print_row(json_t *row, const struct ct_column *columns)
 {
-    printf("%-20s %-16s %-8s %10s %8s %8s %6s %9s %9s %8s  %s\n", "PLUGIN", "STATUS", "PID",
-           "UPTIME_S", "RESTARTS", "CALLS", "ERRORS", "P50_MS", "P99_MS", "RSS_KIB", "HEALTH");
-    size_t i;
-    json_t *p;
-    json_array_foreach(list, i, p)
-    {
-        printf("%-20s %-16s %-8lld %10.1f %8lld %8lld %6lld %9.3f %9.3f %8lld  %s\n",
-               s(p, "plugin"), s(p, "status"), json_integer_value(json_object_get(p, "pid")),
-               json_number_value(json_object_get(p, "uptime_s")),
-               json_integer_value(json_object_get(p, "restarts")),
-               json_integer_value(json_object_get(p, "calls")),
-               json_integer_value(json_object_get(p, "errors")),
-               json_number_value(json_object_get(p, "latency_p50_ms")),
-               json_number_value(json_object_get(p, "latency_p99_ms")),
-               json_integer_value(json_object_get(p, "rss_kib")), s(p, "health"));
+    for (const struct ct_column *col = columns; col->title != NULL; col++) {
+        char buf[64];
+        char *owned = NULL;
+        const char *text = row ? cell_text(row, col, buf, sizeof(buf), &owned) : col->title;
+        if (col != columns)
+            printf("%*s", col->gap ? col->gap : 1, "");
+        printf(col->width < 0 ? "%-*s" : "%*s", col->width < 0 ? -col->width : col->width, text);
+        free(owned);
     }
+    putchar('\n');
 }
 
-/* Every other result: one "key: value" line per field, JSON for nested
- * values; a bare value as it is. */
+/* An object as one "key value" line per field, JSON for nested values;
+ * an array one element a line; a bare value as it is. */
 static void print_fields(json_t *result)
 {
     if (json_is_object(result)) {
@@ -176,66 +202,39 @@ static void print_fields(json_t *result)
     }
 }
 
-static void print_audit(json_t *rows)
+static void print_result(const struct ct_command *c, json_t *result, const struct options *o)
 {
-    printf("%-24s %-12s %-10s %-16s %-16s %s\n", "TIME", "ACTOR", "ACTION", "FROM", "TO", "REASON");
+    json_t *rows = c->rows_key ? json_object_get(result, c->rows_key) : result;
     size_t i;
-    json_t *r;
-    json_array_foreach(rows, i, r)
-    {
-        time_t t = (time_t)json_number_value(json_object_get(r, "time"));
-        char when[32];
-        strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
-        printf("%-24s %-12s %-10s %-16s %-16s %s\n", when, s(r, "actor"), s(r, "action"),
-               s(r, "from"), s(r, "to"), s(r, "reason"));
-    }
-}
-
-static void print_event(json_t *e)
-{
-    char *payload = json_dumps(json_object_get(e, "payload"), JSON_COMPACT | JSON_ENCODE_ANY);
-    printf("%8lld %-28s %-16s %s\n", json_integer_value(json_object_get(e, "seq")), s(e, "name"),
-           s(e, "plugin"), payload ? payload : "");
-    free(payload);
-    fflush(stdout);
-}
-
-static void print_log(json_t *rec)
-{
-    printf("%s %-5s %-14s %s\n", s(rec, "time"),
-           json_object_get(rec, "level") ? s(rec, "level") : s(rec, "stream"), s(rec, "plugin"),
-           s(rec, "message"));
-    fflush(stdout);
-}
-
-static void print_result(const char *cmd, json_t *result, const struct options *o)
-{
+    json_t *row;
     if (o->is_json) {
         char *text = json_dumps(result, JSON_COMPACT | JSON_ENCODE_ANY);
         puts(text);
         free(text);
-    } else if (strcmp(cmd, "list") == 0) {
-        print_list(result);
-    } else if (strcmp(cmd, "stats") == 0) {
-        print_stats(result);
-    } else if (strcmp(cmd, "audit") == 0) {
-        print_audit(result);
-    } else if (strcmp(cmd, "logs") == 0) {
-        size_t i;
-        json_t *rec;
-        json_array_foreach(json_object_get(result, "lines"), i, rec) print_log(rec);
-    } else if (strcmp(cmd, "subscribe") == 0) {
-        /* the stream follows */
-    } else if (strcmp(cmd, "status") == 0) {
-        size_t i;
-        json_t *p;
-        json_array_foreach(result, i, p)
+        return;
+    }
+    switch (c->output) {
+    case CT_OUT_TABLE:
+        print_row(NULL, c->columns);
+        /* fall through */
+    case CT_OUT_RECORDS:
+        json_array_foreach(rows, i, row) print_row(row, c->columns);
+        break;
+    case CT_OUT_BLOCKS:
+        if (!json_is_array(result)) {
+            print_fields(result);
+            break;
+        }
+        json_array_foreach(result, i, row)
         {
-            print_fields(p);
+            print_fields(row);
             if (i + 1 < json_array_size(result))
                 putchar('\n');
         }
-    } else {
+        break;
+    case CT_OUT_NONE:
+        break; /* the stream follows */
+    default:
         print_fields(result);
     }
 }
@@ -249,38 +248,43 @@ static json_t *json_arg(const char *text)
     return v ? v : json_string(text);
 }
 
-static int usage_error(const char *fmt, const char *arg)
+/* "plugctl: MESSAGE (usage: plugctl SYNOPSIS)" on one line; EXIT_USAGE. */
+static int usage_error(const struct ct_command *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static int usage_error(const struct ct_command *c, const char *fmt, ...)
 {
+    va_list ap;
+    va_start(ap, fmt);
     fprintf(stderr, "plugctl: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, " (plugctl help)\n");
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    char synopsis[256];
+    if (c != NULL)
+        ct_synopsis(c, synopsis, sizeof(synopsis));
+    fprintf(stderr, c ? " (usage: plugctl %s)\n" : " (plugctl help)\n", synopsis);
     return EXIT_USAGE;
 }
 
-/* `plugctl help [COMMAND]`: the whole text, or the lines about COMMAND. */
-static int print_help(const char *cmd)
+/* `plugctl help [COMMAND]`: the whole text, or COMMAND's line. */
+static int print_help(const char *word)
 {
-    if (cmd == NULL) {
-        fputs(usage, stdout);
+    if (word == NULL) {
+        print_usage(stdout);
         return 0;
     }
-    size_t n = strlen(cmd);
-    bool is_found = false;
-    for (const char *line = usage; *line;) {
-        size_t len = strcspn(line, "\n");
-        if (len > n + 2 && strncmp(line, "  ", 2) == 0 && strncmp(line + 2, cmd, n) == 0 &&
-            line[n + 2] == ' ') {
-            printf("usage: plugctl [--socket PATH] [--json] %.*s\n", (int)(len - 2), line + 2);
-            is_found = true;
-        }
-        line += len + (line[len] == '\n');
-    }
-    if (!is_found)
-        return usage_error("help: unknown command \"%s\"", cmd);
+    const struct ct_command *c = ct_find_cli(word);
+    char synopsis[256];
+    if (c == NULL && strcmp(word, "help") != 0)
+        return usage_error(NULL, "help: unknown command \"%s\"", word);
+    if (c != NULL)
+        ct_synopsis(c, synopsis, sizeof(synopsis));
+    fputs("usage: plugctl ", stdout);
+    print_options_synopsis(stdout);
+    printf("%s  # %s\n", c ? synopsis : help_synopsis, c ? c->summary : help_summary);
     return 0;
 }
 
-/* A whole decimal number, or NULL (a usage error names the text). */
+/* A whole decimal number, or NULL. */
 static json_t *number_arg(const char *text)
 {
     char *end;
@@ -289,137 +293,139 @@ static json_t *number_arg(const char *text)
     return errno == 0 && end != text && *end == 0 ? json_integer(n) : NULL;
 }
 
-/* Builds the request for argv (after the command name); NULL with a usage
- * message printed. *is_stream: the answer is followed by a stream. */
-static json_t *build_request(const char *cmd, int argc, char **argv, bool *is_stream)
+/* The argument of `c` that plugctl writes as `flag`, or NULL. */
+static const struct ct_arg *find_flag(const struct ct_command *c, const char *flag)
 {
-    json_t *req = json_pack("{s:i, s:s}", "id", 1, "cmd", cmd);
-    const char *bad = NULL; /* the argument that is not a number */
-    bool takes_plugin = false, needs_plugin = false;
-    static const char *const one_plugin[] = {"enable", "approve", "reject",
-                                             "purge",  "doctor",  NULL};
-    static const char *const optional_plugin[] = {"status", "stats", NULL};
-    for (size_t i = 0; one_plugin[i]; i++)
-        needs_plugin = needs_plugin || strcmp(cmd, one_plugin[i]) == 0;
-    for (size_t i = 0; optional_plugin[i]; i++)
-        takes_plugin = takes_plugin || strcmp(cmd, optional_plugin[i]) == 0;
-    if (needs_plugin || takes_plugin) {
-        if (argc > 1 || (needs_plugin && argc != 1))
-            goto usage;
-        if (argc == 1)
-            json_object_set_new(req, "plugin", json_string(argv[0]));
-    } else if (strcmp(cmd, "list") == 0 || strcmp(cmd, "shutdown") == 0) {
-        if (argc != 0)
-            goto usage;
-    } else if (strcmp(cmd, "install") == 0 || strcmp(cmd, "upgrade") == 0) {
-        char path[PATH_MAX];
-        if (argc != 1)
-            goto usage;
+    for (const struct ct_arg *a = c->args; a->name != NULL; a++)
+        if (a->cli == CT_FLAG && strcmp(a->flag, flag) == 0)
+            return a;
+    return NULL;
+}
+
+/* The first positional argument from `a` on, or NULL. */
+static const struct ct_arg *next_positional(const struct ct_arg *a)
+{
+    for (; a->name != NULL; a++)
+        if (a->cli == CT_POSITIONAL)
+            return a;
+    return NULL;
+}
+
+static bool has_flags(const struct ct_command *c)
+{
+    for (const struct ct_arg *a = c->args; a->name != NULL; a++)
+        if (a->cli == CT_FLAG)
+            return true;
+    return false;
+}
+
+/* How the synopsis names `a`: "-n LINES", "PLUGIN". */
+static const char *arg_word(const struct ct_arg *a, char *buf, size_t size)
+{
+    if (a->cli == CT_FLAG && a->metavar)
+        snprintf(buf, size, "%s %s", a->flag, a->metavar);
+    else
+        snprintf(buf, size, "%s", a->cli == CT_FLAG ? a->flag : a->metavar);
+    return buf;
+}
+
+/* Puts the word `text` for `a` into `req` as the argument's JSON type. 0,
+ * or EXIT_USAGE with the message printed. */
+static int set_arg(json_t *req, const struct ct_command *c, const struct ct_arg *a,
+                   const char *text)
+{
+    char path[PATH_MAX], word[64];
+    json_t *v = NULL;
+    switch (a->type) {
+    case CT_INTEGER:
+        if ((v = number_arg(text)) == NULL)
+            return usage_error(c, "%s: %s: \"%s\" is not a number", ct_cli_name(c),
+                               arg_word(a, word, sizeof(word)), text);
+        break;
+    case CT_OBJECT:
+        v = json_loads(text, 0, NULL);
+        if (!json_is_object(v)) {
+            json_decref(v);
+            return usage_error(c, "%s: %s: \"%s\" is not a JSON object", ct_cli_name(c),
+                               arg_word(a, word, sizeof(word)), text);
+        }
+        break;
+    case CT_ARRAY:
+        json_array_append_new(json_object_get(req, a->name), json_arg(text));
+        return 0;
+    case CT_BOOLEAN:
+        v = json_true();
+        break;
+    default:
         /* plugd resolves paths in its own folder: send an absolute one */
-        json_object_set_new(req, "path", json_string(realpath(argv[0], path) ? path : argv[0]));
-    } else if (strcmp(cmd, "disable") == 0) {
-        if (argc < 1 || argc > 2)
-            goto usage;
-        json_object_set_new(req, "plugin", json_string(argv[0]));
-        if (argc == 2)
-            json_object_set_new(req, "reason", json_string(argv[1]));
-    } else if (strcmp(cmd, "uninstall") == 0) {
-        if (argc < 1 || argc > 2 || (argc == 2 && strcmp(argv[1], "--remove-data") != 0))
-            goto usage;
-        json_object_set_new(req, "plugin", json_string(argv[0]));
-        if (argc == 2)
-            json_object_set_new(req, "remove_data", json_true());
-    } else if (strcmp(cmd, "call") == 0) {
-        if (argc < 2)
-            goto usage;
-        json_t *params = json_array();
-        for (int i = 2; i < argc; i++)
-            json_array_append_new(params, json_arg(argv[i]));
-        json_object_set_new(req, "plugin", json_string(argv[0]));
-        json_object_set_new(req, "method", json_string(argv[1]));
-        json_object_set_new(req, "params", params);
-    } else if (strcmp(cmd, "config") == 0) {
-        if (argc < 1 || argc > 2)
-            goto usage;
-        json_object_set_new(req, "plugin", json_string(argv[0]));
-        if (argc == 2) {
-            json_t *config = json_loads(argv[1], 0, NULL);
-            if (!json_is_object(config)) {
-                json_decref(config);
-                json_decref(req);
-                usage_error("config: \"%s\" is not a JSON object", argv[1]);
-                return NULL;
+        v = json_string((a->hints & CT_HINT_PATH) && realpath(text, path) ? path : text);
+    }
+    json_object_set_new(req, a->name, v);
+    return 0;
+}
+
+/* Builds the request for command `c` from the words after its name, by
+ * its row of the command table: positionals in order (an array takes the
+ * rest), flags anywhere. NULL with a usage message printed. *is_stream: a
+ * stream follows the answer. */
+static json_t *build_request(const struct ct_command *c, int argc, char **argv, bool *is_stream)
+{
+    json_t *req = json_pack("{s:i, s:s}", "id", 1, "cmd", c->name);
+    const struct ct_arg *next = next_positional(c->args);
+    bool is_flagged = has_flags(c); /* else a word starting with '-' is a value: call x add -1 */
+    char word[64];
+    *is_stream = (c->flags & CT_STREAMS) != 0;
+    for (const struct ct_arg *a = c->args; a->name != NULL; a++)
+        if (a->type == CT_ARRAY && a->cli == CT_POSITIONAL)
+            json_object_set_new(req, a->name, json_array());
+    for (int i = 0; i < argc; i++) {
+        const struct ct_arg *a;
+        const char *text = argv[i];
+        if (is_flagged && argv[i][0] == '-' && argv[i][1] != 0) {
+            if ((a = find_flag(c, argv[i])) == NULL) {
+                usage_error(c, "%s: unknown option \"%s\"", ct_cli_name(c), argv[i]);
+                goto fail;
             }
-            json_object_set_new(req, "config", config);
-        }
-    } else if (strcmp(cmd, "events") == 0) {
-        json_object_set_new(req, "cmd", json_string("subscribe"));
-        *is_stream = true;
-        for (int i = 0; i < argc; i++) {
-            if (strcmp(argv[i], "--filter") == 0 && i + 1 < argc) {
-                json_t *filter = json_loads(argv[++i], 0, NULL);
-                if (!json_is_object(filter)) {
-                    json_decref(filter);
-                    goto usage;
-                }
-                json_object_set_new(req, "filter", filter);
-            } else if (strcmp(argv[i], "--since") == 0 && i + 1 < argc) {
-                json_t *since = number_arg(bad = argv[++i]);
-                if (since == NULL)
-                    goto bad_number;
-                json_object_set_new(req, "since", since);
-            } else if (argv[i][0] != '-' && json_object_get(req, "pattern") == NULL) {
-                json_object_set_new(req, "pattern", json_string(argv[i]));
-            } else {
-                goto usage;
+            if (a->type != CT_BOOLEAN && i + 1 >= argc) {
+                usage_error(c, "%s: %s needs a value", ct_cli_name(c),
+                            arg_word(a, word, sizeof(word)));
+                goto fail;
             }
-        }
-    } else if (strcmp(cmd, "logs") == 0 || strcmp(cmd, "audit") == 0) {
-        bool is_audit = strcmp(cmd, "audit") == 0;
-        for (int i = 0; i < argc; i++) {
-            if (strcmp(argv[i], "-n") == 0 && i + 1 < argc) {
-                json_t *n = number_arg(bad = argv[++i]);
-                if (n == NULL)
-                    goto bad_number;
-                json_object_set_new(req, is_audit ? "limit" : "lines", n);
-            } else if (!is_audit && strcmp(argv[i], "-f") == 0) {
-                json_object_set_new(req, "follow", json_true());
+            if (a->type != CT_BOOLEAN)
+                text = argv[++i];
+            if (a->hints & CT_HINT_STREAMS)
                 *is_stream = true;
-            } else if (argv[i][0] != '-' && json_object_get(req, "plugin") == NULL) {
-                json_object_set_new(req, "plugin", json_string(argv[i]));
-            } else {
-                goto usage;
-            }
+        } else if ((a = next) == NULL) {
+            usage_error(c, "%s: one argument too many: \"%s\"", ct_cli_name(c), argv[i]);
+            goto fail;
+        } else if (a->type != CT_ARRAY) {
+            next = next_positional(a + 1);
         }
-        if (is_audit && json_object_get(req, "plugin") == NULL)
-            goto usage;
-    } else {
-        json_decref(req);
-        usage_error("unknown command \"%s\"", cmd);
-        return NULL;
+        if (set_arg(req, c, a, text) != 0)
+            goto fail;
+    }
+    for (const struct ct_arg *a = c->args; a->name != NULL; a++) {
+        if (a->is_required && a->cli != CT_NOT_IN_CLI && json_object_get(req, a->name) == NULL) {
+            usage_error(c, "%s: %s is missing", ct_cli_name(c), arg_word(a, word, sizeof(word)));
+            goto fail;
+        }
     }
     return req;
 
-usage:
+fail:
     json_decref(req);
-    usage_error("%s: wrong arguments", cmd);
-    return NULL;
-
-bad_number:
-    json_decref(req);
-    usage_error("\"%s\" is not a number", bad);
     return NULL;
 }
 
 /* Prints one answer; returns the exit status it means. */
-static int handle_answer(const char *cmd, json_t *answer, const struct options *o)
+static int handle_answer(const struct ct_command *c, json_t *answer, const struct options *o)
 {
     if (json_is_true(json_object_get(answer, "ok"))) {
-        print_result(cmd, json_object_get(answer, "result"), o);
+        print_result(c, json_object_get(answer, "result"), o);
         return 0;
     }
+    /* plugd's message names the command already */
     json_t *error = json_object_get(answer, "error");
-    (void)cmd; /* plugd's message names the command already */
     fprintf(stderr, "plugctl: %s (%s)\n", s(error, "message"), s(error, "code"));
     return EXIT_REFUSED;
 }
@@ -440,10 +446,9 @@ static int follow(FILE *in, const struct options *o)
             puts(text);
             fflush(stdout);
             free(text);
-        } else if (event) {
-            print_event(event);
-        } else if (rec) {
-            print_log(rec);
+        } else if (event || rec) {
+            print_row(event ? event : rec, event ? ct_event_columns : ct_log_columns);
+            fflush(stdout);
         }
         bool is_dropped = event && strcmp(s(event, "name"), "subscriber.overflow") == 0;
         json_decref(msg);
@@ -456,39 +461,47 @@ static int follow(FILE *in, const struct options *o)
     return EXIT_UNREACHABLE;
 }
 
+/* Applies option ct_options[i] with `value`. */
+static void set_option(struct options *o, size_t i, const char *value)
+{
+    if (strcmp(ct_options[i].name, "socket") == 0)
+        o->socket = value;
+    else if (strcmp(ct_options[i].name, "json") == 0)
+        o->is_json = true;
+}
+
+#define MAX_OPTIONS 8
+
 int main(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"socket", required_argument, NULL, 's'},
-        {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
+    struct option longopts[MAX_OPTIONS + 2] = {{"help", no_argument, NULL, 'h'}};
+    for (size_t i = 0; ct_options[i].name != NULL && i < MAX_OPTIONS; i++)
+        longopts[i + 1] = (struct option){ct_options[i].name,
+                                          ct_options[i].metavar ? required_argument : no_argument,
+                                          NULL, 256 + (int)i};
     struct options o = {.socket = getenv("PLUGD_SOCKET")};
     int c;
     while ((c = getopt_long(argc, argv, "+", longopts, NULL)) != -1) {
-        switch (c) {
-        case 's':
-            o.socket = optarg;
-            break;
-        case 'j':
-            o.is_json = true;
-            break;
-        case 'h':
-            fputs(usage, stdout);
+        if (c == 'h') {
+            print_usage(stdout);
             return 0;
-        default:
-            fputs(usage, stderr);
+        }
+        if (c < 256) {
+            print_usage(stderr);
             return EXIT_USAGE;
         }
+        set_option(&o, (size_t)(c - 256), optarg);
     }
     if (optind >= argc) {
-        fputs(usage, stderr);
+        print_usage(stderr);
         return EXIT_USAGE;
     }
-    const char *cmd = argv[optind];
-    if (strcmp(cmd, "help") == 0)
+    const char *word = argv[optind];
+    if (strcmp(word, "help") == 0)
         return print_help(optind + 1 < argc ? argv[optind + 1] : NULL);
+    const struct ct_command *cmd = ct_find_cli(word);
+    if (cmd == NULL)
+        return usage_error(NULL, "unknown command \"%s\"", word);
     bool is_stream = false;
     json_t *req = build_request(cmd, argc - optind - 1, argv + optind + 1, &is_stream);
     if (req == NULL)
@@ -504,8 +517,7 @@ int main(int argc, char **argv)
     int status = EXIT_UNREACHABLE;
     if (send_request(fd, req) == 0 && (line = read_line(in)) != NULL) {
         json_t *answer = json_loads(line, 0, NULL);
-        const char *wire = json_string_value(json_object_get(req, "cmd"));
-        status = answer ? handle_answer(wire, answer, &o) : EXIT_UNREACHABLE;
+        status = answer ? handle_answer(cmd, answer, &o) : EXIT_UNREACHABLE;
         json_decref(answer);
         fflush(stdout); /* a follower shows the answer before the stream */
         if (status == 0 && is_stream)
