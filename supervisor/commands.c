@@ -362,12 +362,6 @@ static void cmd_config(struct cmd_request *r, json_t *args)
 
 /* ------------------------------------------------------------ events, logs */
 
-json_t *cmd_event_json(const struct ev_bus_event *e)
-{
-    return json_pack("{s:I, s:f, s:s, s:o, s:O}", "seq", (json_int_t)e->seq, "time", e->time,
-                     "name", e->name, "plugin", nullable(e->plugin), "payload", e->payload);
-}
-
 /* subscribe {pattern?, filter?, since?} → {seq, gap}, then the events */
 static void cmd_subscribe(struct cmd_request *r, json_t *args)
 {

@@ -58,8 +58,4 @@ void cmd_fail(struct cmd_request *r, enum plugd_errc code, const char *fmt, ...)
  * wrong, written into `buf`. */
 const char *cmd_check_table(char *buf, size_t size);
 
-/* A plugd.event / control-socket event as JSON: {seq, time, name, plugin,
- * payload} (new reference). */
-json_t *cmd_event_json(const struct ev_bus_event *e);
-
 #endif
