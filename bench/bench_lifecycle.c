@@ -292,7 +292,7 @@ static void time_calls(struct worker *w, const char *method, const char *params_
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    pack_json(&pk, params);
+    jsonpack_pack(&pk, params);
     msgpack_zone zone;
     msgpack_zone_init(&zone, 1024);
     msgpack_object obj;

@@ -321,7 +321,7 @@ static void cmd_call(struct cmd_request *r, json_t *args)
     if (params == NULL && json_object_get(args, "params") != NULL) {
         msgpack_packer pk;
         msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-        pack_json(&pk, json_object_get(args, "params"));
+        jsonpack_pack(&pk, json_object_get(args, "params"));
         msgpack_unpack(sb.data, sb.size, NULL, &zone, &from_json);
         params = &from_json;
     }

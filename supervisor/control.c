@@ -211,7 +211,7 @@ static void ctl_reply_json(struct cmd_request *r, json_t *result)
 
 static void ctl_reply_msgpack(struct cmd_request *r, const msgpack_object *result)
 {
-    reply_result((struct control_request *)r, json_from_msgpack(result));
+    reply_result((struct control_request *)r, jsonpack_from_msgpack(result));
 }
 
 static void ctl_fail(struct cmd_request *r, const struct plugd_error *err)
@@ -302,7 +302,10 @@ static int ctl_follow_logs(struct cmd_request *r, const char *plugin, struct plu
     if (c->is_following_logs)
         return 0;
     if (log_add_listener(on_log_record, c) < 0)
-        return plugd_error_set(err, PLUGD_E_NO_MEMORY, "logs: too many followers");
+        return plugd_error_set(err, PLUGD_E_LIMIT_REACHED,
+                               "logs: at most %d clients follow the log at once; "
+                               "end another follower first",
+                               LOG_LISTENERS);
     c->is_following_logs = true;
     return 0;
 }
@@ -742,7 +745,11 @@ struct control *control_open(struct plugd *d, const struct control_options *o,
     }
     ctl->d = d;
     ctl->o = *o;
-    ctl->o.path = strdup(o->path);
+    if ((ctl->o.path = strdup(o->path)) == NULL) {
+        free(ctl);
+        plugd_error_set(err, PLUGD_E_NO_MEMORY, "no memory for the control socket");
+        return NULL;
+    }
     snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", o->path);
     ctl->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     mode_t old = umask(0117); /* the socket file is born 0660 */

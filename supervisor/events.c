@@ -81,7 +81,7 @@ static int pack_event(struct ev_bus_event *e)
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    pack_json(&pk, v);
+    jsonpack_pack(&pk, v);
     json_decref(v);
     e->packed = sb.data; /* taken over from the sbuffer */
     e->packed_len = sb.size;

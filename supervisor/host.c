@@ -35,7 +35,7 @@ static void host_reply_json(struct cmd_request *r, json_t *result)
     if (host_of(r) != NULL) {
         msgpack_packer *pk = ipc_conn_begin_reply(host_of(r), hr->msgid);
         if (result != NULL)
-            pack_json(pk, result);
+            jsonpack_pack(pk, result);
         else
             msgpack_pack_nil(pk);
         ipc_conn_end(host_of(r), NULL);
@@ -97,7 +97,7 @@ static void on_log_record(const json_t *rec, void *ud)
         return; /* log lines to a host that does not read are dropped, never queued */
     msgpack_packer *pk = ipc_conn_begin_notify(d->host, "plugd.log");
     msgpack_pack_array(pk, 1);
-    pack_json(pk, rec);
+    jsonpack_pack(pk, rec);
     ipc_conn_end(d->host, NULL);
 }
 
@@ -108,7 +108,10 @@ static int host_follow_logs(struct cmd_request *r, const char *plugin, struct pl
     if (d->is_host_following_logs)
         return 0;
     if (log_add_listener(on_log_record, d) < 0)
-        return plugd_error_set(err, PLUGD_E_NO_MEMORY, "logs: too many followers");
+        return plugd_error_set(err, PLUGD_E_LIMIT_REACHED,
+                               "logs: at most %d clients follow the log at once; "
+                               "end another follower first",
+                               LOG_LISTENERS);
     d->is_host_following_logs = true;
     return 0;
 }
@@ -126,7 +129,7 @@ static const struct cmd_transport host_transport = {
 static void serve_host_methods(struct plugd *d, struct ipc_conn *c, const struct ipc_message *msg)
 {
     const msgpack_object *arg = ipc_param(msg, 0);
-    json_t *args = arg != NULL ? json_from_msgpack(arg) : NULL;
+    json_t *args = arg != NULL ? jsonpack_from_msgpack(arg) : NULL;
     struct plugd_error err;
     if (!json_is_object(args) || json_object_size(args) != 1 ||
         json_object_get(args, "methods") == NULL) {
@@ -164,7 +167,7 @@ static void on_host_request(struct ipc_conn *c, const struct ipc_message *msg, v
                                  .client = c,
                                  .actor = "host",
                                  .raw = arg && arg->type == MSGPACK_OBJECT_MAP ? arg : NULL};
-    json_t *args = arg != NULL ? json_from_msgpack(arg) : json_object();
+    json_t *args = arg != NULL ? jsonpack_from_msgpack(arg) : json_object();
     char name[256];
     snprintf(name, sizeof(name), "%.*s", (int)msg->method_len, msg->method);
     cmd_dispatch(&hr->r, name, args);

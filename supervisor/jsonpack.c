@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-void pack_json(msgpack_packer *pk, const json_t *v)
+void jsonpack_pack(msgpack_packer *pk, const json_t *v)
 {
     switch (json_typeof(v)) {
     case JSON_OBJECT: {
@@ -15,7 +15,7 @@ void pack_json(msgpack_packer *pk, const json_t *v)
         json_object_foreach((json_t *)v, key, val)
         {
             msgpack_pack_str_with_body(pk, key, strlen(key));
-            pack_json(pk, val);
+            jsonpack_pack(pk, val);
         }
         break;
     }
@@ -23,7 +23,7 @@ void pack_json(msgpack_packer *pk, const json_t *v)
         size_t i;
         json_t *val;
         msgpack_pack_array(pk, json_array_size(v));
-        json_array_foreach((json_t *)v, i, val) pack_json(pk, val);
+        json_array_foreach((json_t *)v, i, val) jsonpack_pack(pk, val);
         break;
     }
     case JSON_STRING:
@@ -47,7 +47,7 @@ void pack_json(msgpack_packer *pk, const json_t *v)
     }
 }
 
-json_t *json_string_lossy(const char *s, size_t len)
+json_t *jsonpack_string_lossy(const char *s, size_t len)
 {
     json_t *v = json_stringn(s, len);
     if (v != NULL)
@@ -74,12 +74,12 @@ static json_t *json_from_map(const msgpack_object_map *map)
             snprintf(key, sizeof(key), "%.*s", (int)k->via.str.size, k->via.str.ptr);
         else
             snprintf(key, sizeof(key), "<key %u>", i);
-        json_object_set_new(obj, key, json_from_msgpack(&map->ptr[i].val));
+        json_object_set_new(obj, key, jsonpack_from_msgpack(&map->ptr[i].val));
     }
     return obj;
 }
 
-json_t *json_from_msgpack(const msgpack_object *o)
+json_t *jsonpack_from_msgpack(const msgpack_object *o)
 {
     char tag[32];
     switch (o->type) {
@@ -101,11 +101,11 @@ json_t *json_from_msgpack(const msgpack_object *o)
     case MSGPACK_OBJECT_FLOAT64:
         return json_real(o->via.f64);
     case MSGPACK_OBJECT_STR:
-        return json_string_lossy(o->via.str.ptr, o->via.str.size);
+        return jsonpack_string_lossy(o->via.str.ptr, o->via.str.size);
     case MSGPACK_OBJECT_ARRAY: {
         json_t *arr = json_array();
         for (uint32_t i = 0; arr != NULL && i < o->via.array.size; i++)
-            json_array_append_new(arr, json_from_msgpack(&o->via.array.ptr[i]));
+            json_array_append_new(arr, jsonpack_from_msgpack(&o->via.array.ptr[i]));
         return arr;
     }
     case MSGPACK_OBJECT_MAP:

@@ -7,16 +7,16 @@
 #include <msgpack.h>
 
 /* Packs `v` as the equivalent msgpack value. */
-void pack_json(msgpack_packer *pk, const json_t *v);
+void jsonpack_pack(msgpack_packer *pk, const json_t *v);
 
 /* A new jansson value for `o` (bin and ext become base-less strings of
  * their length, "<bin 32>"; an unsigned integer past 2^63-1, which jansson
  * cannot hold, the string of its decimal digits, "18446744073709551615");
  * NULL when out of memory. */
-json_t *json_from_msgpack(const msgpack_object *o);
+json_t *jsonpack_from_msgpack(const msgpack_object *o);
 
 /* A JSON string of `len` bytes; bytes that are not valid UTF-8 (or NUL)
  * become '?', so text from a worker always serializes. */
-json_t *json_string_lossy(const char *s, size_t len);
+json_t *jsonpack_string_lossy(const char *s, size_t len);
 
 #endif

@@ -112,7 +112,7 @@ void log_plugd(const char *level, const char *plugin, const char *fmt, ...)
     json_object_set_new(rec, "source", json_string("plugd"));
     if (plugin != NULL)
         json_object_set_new(rec, "plugin", json_string(plugin));
-    json_object_set_new(rec, "message", json_string_lossy(msg, strlen(msg)));
+    json_object_set_new(rec, "message", jsonpack_string_lossy(msg, strlen(msg)));
     log_record(rec);
 }
 
@@ -189,7 +189,7 @@ void log_worker_line(const struct log_source *src, struct log_budget *budget, st
         budget->dropped = 0;
     }
     json_t *rec = worker_record(src, stream, level);
-    json_object_set_new(rec, "message", json_string_lossy(line, len));
+    json_object_set_new(rec, "message", jsonpack_string_lossy(line, len));
     if (json_is_object(fields))
         json_object_set(rec, "fields", fields);
     json_decref(fields);

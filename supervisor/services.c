@@ -85,7 +85,7 @@ static void serve_log(struct worker *w, const struct ipc_message *msg, const uin
     }
     log_worker_line(
         &w->src, &w->budget, &w->tail, "sdk", lvl, message->via.str.ptr, message->via.str.size,
-        fields && fields->type == MSGPACK_OBJECT_MAP ? json_from_msgpack(fields) : NULL);
+        fields && fields->type == MSGPACK_OBJECT_MAP ? jsonpack_from_msgpack(fields) : NULL);
     if (msgid != NULL)
         ipc_conn_reply(w->conn, *msgid, NULL, NULL);
 }
@@ -191,7 +191,7 @@ static void serve_emit(struct worker *w, const struct ipc_message *msg, const ui
         return;
     }
     json_t *body =
-        payload && payload->type == MSGPACK_OBJECT_MAP ? json_from_msgpack(payload) : NULL;
+        payload && payload->type == MSGPACK_OBJECT_MAP ? jsonpack_from_msgpack(payload) : NULL;
     uint64_t seq = ev_bus_publish(sv->bus, name, w->m->name, body);
     if (msgid == NULL)
         return;
@@ -223,7 +223,7 @@ static void serve_subscribe(struct worker *w, const struct ipc_message *msg, con
         refuse(w, msgid, PLUGD_E_NO_MEMORY, "events.subscribe: no memory");
         return;
     }
-    json_t *jfilter = filter ? json_from_msgpack(filter) : NULL;
+    json_t *jfilter = filter ? jsonpack_from_msgpack(filter) : NULL;
     struct plugd_error err;
     int rc = ev_bus_sub_add(w->sub, pattern, jfilter, &err);
     json_decref(jfilter);
@@ -376,7 +376,7 @@ static void serve_state_list(struct worker *w, const struct ipc_message *msg, co
     msgpack_packer *pk = ipc_conn_begin_reply(w->conn, *msgid);
     msgpack_pack_map(pk, 2);
     ipc_pack_str(pk, "keys");
-    pack_json(pk, kl.keys);
+    jsonpack_pack(pk, kl.keys);
     ipc_pack_str(pk, "more");
     has_more ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
     reply_map_end(w);

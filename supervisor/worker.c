@@ -119,7 +119,7 @@ static void send_initialize(struct worker *w)
     ipc_pack_str(pk, "version");
     ipc_pack_str(pk, w->m->version);
     ipc_pack_str(pk, "config");
-    pack_json(pk, w->m->config);
+    jsonpack_pack(pk, w->m->config);
     ipc_pack_str(pk, "capabilities");
     msgpack_pack_array(pk, w->m->n_capabilities);
     for (size_t i = 0; i < w->m->n_capabilities; i++)
@@ -873,7 +873,7 @@ static void send_config(struct config_change *cc, const char *method, ipc_reply_
     msgpack_pack_array(pk, 1);
     msgpack_pack_map(pk, 1);
     ipc_pack_str(pk, "config");
-    pack_json(pk, cc->config);
+    jsonpack_pack(pk, cc->config);
     struct plugd_error err;
     if (ipc_conn_end(cc->w->conn, &err) < 0)
         config_change_end(cc, &err);

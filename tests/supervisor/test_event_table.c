@@ -193,7 +193,7 @@ static void expect_same_encoding(const struct ev_bus_event *e)
     msgpack_unpacked u;
     msgpack_unpacked_init(&u);
     cr_assert_eq(msgpack_unpack_next(&u, e->packed, e->packed_len, NULL), MSGPACK_UNPACK_SUCCESS);
-    json_t *from_packed = json_from_msgpack(&u.data), *json = ev_bus_event_json(e);
+    json_t *from_packed = jsonpack_from_msgpack(&u.data), *json = ev_bus_event_json(e);
     char *a = json_dumps(from_packed, JSON_COMPACT), *b = json_dumps(json, JSON_COMPACT);
     cr_assert(json_equal(from_packed, json), "msgpack %s, JSON %s", a, b);
     cr_assert_eq(json_object_size(json), 5, "%s", b);

@@ -746,7 +746,7 @@ static void send_transition(int round, const char *status)
     }
     msgpack_packer *pk = ipc_conn_begin_call(h.host, cmd, 5.0, NULL, NULL);
     msgpack_pack_array(pk, 1);
-    pack_json(pk, arg);
+    jsonpack_pack(pk, arg);
     ipc_conn_end(h.host, NULL);
     ipc_conn_flush(h.host, NULL);
     json_decref(arg);

@@ -110,7 +110,7 @@ static void on_host_notify(struct ipc_conn *c, const struct ipc_message *msg, vo
         return;
     if (h->events == NULL)
         h->events = json_array();
-    json_array_append_new(h->events, json_from_msgpack(ipc_param(msg, 0)));
+    json_array_append_new(h->events, jsonpack_from_msgpack(ipc_param(msg, 0)));
 }
 
 static void on_host_close(struct ipc_conn *c, const struct plugd_error *why, void *ud)
@@ -179,7 +179,7 @@ static void on_reply(struct ipc_conn *c, const struct plugd_error *err,
         snprintf(p->message, sizeof(p->message), "%s", err->message);
     } else {
         p->code = PLUGD_OK;
-        p->result = json_from_msgpack(result);
+        p->result = jsonpack_from_msgpack(result);
     }
 }
 
@@ -210,7 +210,7 @@ static struct pending *send_command(struct harness *h, const char *cmd, json_t *
     msgpack_packer *pk = ipc_conn_begin_call(h->host, cmd, COMMAND_TIMEOUT_S, on_reply, p);
     msgpack_pack_array(pk, 1);
     if (arg != NULL)
-        pack_json(pk, arg);
+        jsonpack_pack(pk, arg);
     else
         msgpack_pack_map(pk, 0);
     struct plugd_error err;

@@ -40,7 +40,8 @@
     X(PLUGD_E_LINE_TOO_LONG, "line_too_long")                                                      \
     X(PLUGD_E_UNKNOWN_COMMAND, "unknown_command")                                                  \
     X(PLUGD_E_INVALID_ARGUMENT, "invalid_argument")                                                \
-    X(PLUGD_E_SANDBOX_VIOLATION, "sandbox_violation")
+    X(PLUGD_E_SANDBOX_VIOLATION, "sandbox_violation")                                              \
+    X(PLUGD_E_LIMIT_REACHED, "limit_reached")
 
 enum plugd_errc {
 #define PLUGD_ERRC_ENUM(id, name) id,
