@@ -9,6 +9,7 @@
 #include <stddef.h>
 
 #include "plugd/error.h"
+#include "semver.h" /* a manifest's version is one */
 
 #define MANIFEST_MAX_CAPS      32
 #define MANIFEST_MAX_METHODS   256
@@ -62,12 +63,6 @@ struct manifest *manifest_parse(json_t *root, const char *dir, struct plugd_erro
 
 /* [a-z0-9][a-z0-9-]{0,62} */
 bool manifest_is_valid_name(const char *s);
-
-/* Semantic Versioning 2.0.0: true when `v` is one. */
-bool semver_is_valid(const char *v);
-/* <0, 0, >0 as `a` has lower, equal, higher precedence than `b` (semver.org
- * section 11; build metadata ignored). Both must be valid versions. */
-int semver_compare(const char *a, const char *b);
 
 /* Reads DIR/plugin.json. Returns NULL with err naming the field and the
  * reason. */
