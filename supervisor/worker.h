@@ -15,6 +15,7 @@
 #include "logs.h"
 #include "manifest.h"
 #include "plugd/error.h"
+#include "stream.h"
 #include "plugd/ipc.h"
 #include "restart.h"
 #include "spawn.h"
@@ -82,7 +83,7 @@ struct worker {
     void *ud;
 
     struct services *services;     /* what host services stand on; NULL: none */
-    struct ev_bus_sub *sub;        /* this run's event subscription, or NULL */
+    struct stream stream;          /* this run's events (events.subscribe), stream.c */
     struct wk_confinement confine; /* the sandbox of this run */
     struct spawn_result spawn;     /* what this run's child reported */
     bool is_violation;             /* this run ended for a refused system call */
