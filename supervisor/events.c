@@ -118,6 +118,8 @@ static void check_row(enum evt_type t, const char *plugin, const json_t *payload
 {
     char why[160];
     json_t *none = payload ? NULL : json_object();
+    if (payload == NULL && none == NULL)
+        return; /* out of memory: nothing to check against */
     int rc = evt_check_payload(t, payload ? payload : none, why, sizeof(why));
     json_decref(none);
     if (rc == 0)
