@@ -63,9 +63,9 @@ struct plugd {
     ev_idle start_w;  /* brings back the restored plugins' workers, a batch a turn */
     size_t n_started; /* restored plugins applied so far */
 
-    struct ipc_conn *host; /* NULL without --host-fd */
+    struct ipc_conn *host;     /* NULL without --host-fd */
     struct stream host_stream; /* its events and followed log records */
-    bool is_stopping;         /* every worker is being stopped; exit when all are */
+    bool is_stopping;          /* every worker is being stopped; exit when all are */
     int exit_status;
 };
 

@@ -15,10 +15,10 @@
 #include "logs.h"
 #include "manifest.h"
 #include "plugd/error.h"
-#include "stream.h"
 #include "plugd/ipc.h"
 #include "restart.h"
 #include "spawn.h"
+#include "stream.h"
 
 #define PLUGD_VERSION      "0.1.0"
 #define WK_LATENCY_SAMPLES 256 /* routed calls kept for the latency percentiles */
