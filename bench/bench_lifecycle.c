@@ -172,23 +172,10 @@ static void run_reader(int fd, int out, long expected)
     _exit(0);
 }
 
-static int deliver(const struct ev_bus_event *e, void *ud)
-{
-    return services_send_event(ud, e);
-}
-
 static void on_sub_drain(struct ipc_conn *c, void *ud)
 {
     (void)c;
-    ev_bus_sub_drain(ud);
-}
-
-static void on_dropped(struct ev_bus_sub *s, const char *why, void *ud)
-{
-    (void)s;
-    (void)ud;
-    fprintf(stderr, "bench: a subscriber was dropped: %s\n", why);
-    exit(1);
+    stream_drain(ud);
 }
 
 /* Nothing waits in a subscriber queue or in a channel's output. */
@@ -197,6 +184,10 @@ static bool has_no_backlog(void *ud)
     (void)ud;
     struct ev_bus_stats st;
     ev_bus_stats(d.bus, &st);
+    if (st.dropped_subscribers > 0) {
+        fprintf(stderr, "bench: a subscriber was dropped\n");
+        exit(1);
+    }
     for (int i = 0; i < SUBSCRIBERS; i++)
         if (sub_conns[i] != NULL && ipc_conn_out_pending(sub_conns[i]) > 0)
             return false;
@@ -209,7 +200,7 @@ static void bench_fanout(void)
     if (pipe(results) < 0)
         exit(1);
     pid_t pids[SUBSCRIBERS];
-    struct ev_bus_sub *subs[SUBSCRIBERS];
+    static struct stream streams[SUBSCRIBERS];
     for (int i = 0; i < SUBSCRIBERS; i++) {
         int sv[2];
         socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
@@ -220,9 +211,10 @@ static void bench_fanout(void)
         close(sv[1]);
         struct ipc_handlers h = {.on_drain = on_sub_drain};
         sub_conns[i] = ipc_conn_new(loop, sv[0], sv[0], NULL, &h, NULL, NULL);
-        subs[i] = ev_bus_subscribe(d.bus, deliver, on_dropped, sub_conns[i]);
-        ipc_conn_set_userdata(sub_conns[i], subs[i]);
-        ev_bus_sub_add(subs[i], "bench.*", NULL, NULL);
+        stream_init(&streams[i], d.bus, &stream_ipc_sink, &sub_conns[i], "bench", NULL);
+        ipc_conn_set_userdata(sub_conns[i], &streams[i]);
+        struct stream_start at;
+        stream_subscribe(&streams[i], "bench.*", NULL, -1, &at, NULL);
     }
     double start = now_us();
     for (long sent = 0; sent < fanout_events;) {
@@ -247,7 +239,7 @@ static void bench_fanout(void)
     double secs = (now_us() - start) / 1e6;
     for (int i = 0; i < SUBSCRIBERS; i++) {
         waitpid(pids[i], NULL, 0);
-        ev_bus_unsubscribe(subs[i]);
+        stream_close(&streams[i]);
         ipc_conn_free(sub_conns[i]);
         sub_conns[i] = NULL;
     }

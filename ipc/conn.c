@@ -7,8 +7,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "outbuf.h"
 #include "plugd/ipc.h"
+#include "plugd/outbuf.h"
 
 #define MIN_CALL_SLOTS 64
 #define READS_PER_WAKE 8 /* reads before yielding to other watchers */
@@ -210,7 +210,7 @@ static void update_congestion(struct ipc_conn *c)
 static int write_out(struct ipc_conn *c, struct plugd_error *err)
 {
     while (c->out.pending > 0) {
-        ssize_t w = ob_write(&c->out, c->wfd, c->is_socket);
+        ssize_t w = ipc_outbuf_write(&c->out, c->wfd, c->is_socket);
         if (w < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 break;
@@ -263,7 +263,7 @@ int ipc_conn_flush(struct ipc_conn *c, struct plugd_error *err)
 
 static int pack_to_outbuf(void *data, const char *buf, size_t len)
 {
-    return ob_append(data, buf, len);
+    return ipc_outbuf_append(data, buf, len);
 }
 
 static int pack_to_nowhere(void *data, const char *buf, size_t len)
@@ -284,7 +284,7 @@ static msgpack_packer *begin(struct ipc_conn *c, enum building kind)
         return &c->null_pk;
     }
     c->building = kind;
-    ob_mark(&c->out);
+    ipc_outbuf_mark(&c->out);
     return &c->pk;
 }
 
@@ -349,8 +349,8 @@ int ipc_conn_end(struct ipc_conn *c, struct plugd_error *err)
     if (kind == BUILD_DISCARD)
         return plugd_error_set(err, PLUGD_E_CONNECTION_CLOSED, "connection is closed");
 
-    size_t size = ob_message_size(&c->out);
-    if (ob_commit(&c->out) < 0) {
+    size_t size = ipc_outbuf_message_size(&c->out);
+    if (ipc_outbuf_commit(&c->out) < 0) {
         if (call != NULL)
             call_remove(c, call);
         if (kind == BUILD_CALL && call == NULL)
@@ -608,7 +608,7 @@ struct ipc_conn *ipc_conn_new(struct ev_loop *loop, int rfd, int wfd, const stru
         plugd_error_set(err, PLUGD_E_NO_MEMORY, "no memory for a connection");
         goto fail;
     }
-    ob_init(&c->out, c->opt.out_limit, c->opt.max_message);
+    ipc_outbuf_init(&c->out, c->opt.out_limit, c->opt.max_message);
     msgpack_packer_init(&c->pk, &c->out, pack_to_outbuf);
     msgpack_packer_init(&c->null_pk, NULL, pack_to_nowhere);
 
@@ -641,7 +641,7 @@ static void shut_down(struct ipc_conn *c, const struct plugd_error *why)
     ev_io_stop(c->loop, &c->write_w);
     ev_prepare_stop(c->loop, &c->flush_w);
     close_fds(c);
-    ob_destroy(&c->out);
+    ipc_outbuf_destroy(&c->out);
     enter(c);
     fail_all_calls(c, why);
     if (c->h.on_close != NULL)

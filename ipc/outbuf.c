@@ -1,4 +1,4 @@
-#include "outbuf.h"
+#include "plugd/outbuf.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -19,26 +19,28 @@ struct ob_chunk {
     char data[];
 };
 
-void ob_init(struct ipc_outbuf *ob, size_t limit, size_t max_message)
+void ipc_outbuf_init(struct ipc_outbuf *ob, size_t limit, size_t max_message)
 {
     *ob = (struct ipc_outbuf){.limit = limit, .max_message = max_message};
 }
 
-static void free_chain(struct ob_chunk *c)
+static void free_chunk(struct ipc_outbuf *ob, struct ob_chunk *c)
 {
-    while (c != NULL) {
-        struct ob_chunk *next = c->next;
-        free(c);
-        c = next;
-    }
+    ob->held -= sizeof(*c) + c->cap;
+    free(c);
 }
 
-void ob_destroy(struct ipc_outbuf *ob)
+void ipc_outbuf_destroy(struct ipc_outbuf *ob)
 {
-    free_chain(ob->head);
-    free(ob->spare);
-    ob->head = ob->tail = ob->spare = NULL;
-    ob->pending = 0;
+    for (struct ob_chunk *c = ob->head, *next; c != NULL; c = next) {
+        next = c->next;
+        free_chunk(ob, c);
+    }
+    if (ob->spare != NULL)
+        free_chunk(ob, ob->spare);
+    ob->head = ob->tail = ob->spare = ob->mark_tail = NULL;
+    ob->pending = ob->mark_pending = ob->mark_tail_len = 0;
+    ob->overflow = false;
 }
 
 /* A chunk with room for at least `want` bytes, from the spare when it fits. */
@@ -54,6 +56,7 @@ static struct ob_chunk *new_chunk(struct ipc_outbuf *ob, size_t want)
         if (c == NULL)
             return NULL;
         c->cap = cap;
+        ob->held += sizeof(*c) + cap;
     }
     c->next = NULL;
     c->len = c->off = 0;
@@ -66,10 +69,10 @@ static void retire_chunk(struct ipc_outbuf *ob, struct ob_chunk *c)
     if (ob->spare == NULL && c->cap == CHUNK_SIZE)
         ob->spare = c;
     else
-        free(c);
+        free_chunk(ob, c);
 }
 
-void ob_mark(struct ipc_outbuf *ob)
+void ipc_outbuf_mark(struct ipc_outbuf *ob)
 {
     ob->mark_tail = ob->tail;
     ob->mark_tail_len = ob->tail ? ob->tail->len : 0;
@@ -77,16 +80,16 @@ void ob_mark(struct ipc_outbuf *ob)
     ob->overflow = false;
 }
 
-size_t ob_message_size(const struct ipc_outbuf *ob)
+size_t ipc_outbuf_message_size(const struct ipc_outbuf *ob)
 {
     return ob->pending - ob->mark_pending;
 }
 
-int ob_append(struct ipc_outbuf *ob, const char *data, size_t len)
+int ipc_outbuf_append(struct ipc_outbuf *ob, const char *data, size_t len)
 {
     if (ob->overflow)
         return -1;
-    if (len > ob->limit - ob->pending || len > ob->max_message - ob_message_size(ob)) {
+    if (len > ob->limit - ob->pending || len > ob->max_message - ipc_outbuf_message_size(ob)) {
         ob->overflow = true;
         return -1;
     }
@@ -114,7 +117,7 @@ int ob_append(struct ipc_outbuf *ob, const char *data, size_t len)
     return 0;
 }
 
-void ob_rollback(struct ipc_outbuf *ob)
+void ipc_outbuf_rollback(struct ipc_outbuf *ob)
 {
     struct ob_chunk *after = ob->mark_tail ? ob->mark_tail->next : ob->head;
     while (after != NULL) {
@@ -132,11 +135,11 @@ void ob_rollback(struct ipc_outbuf *ob)
     ob->pending = ob->mark_pending;
 }
 
-int ob_commit(struct ipc_outbuf *ob)
+int ipc_outbuf_commit(struct ipc_outbuf *ob)
 {
     if (!ob->overflow)
         return 0;
-    ob_rollback(ob);
+    ipc_outbuf_rollback(ob);
     return -1;
 }
 
@@ -164,7 +167,7 @@ static ssize_t writev_nosigpipe(int fd, const struct iovec *iov, int n)
     return w;
 }
 
-ssize_t ob_write(struct ipc_outbuf *ob, int fd, bool is_socket)
+ssize_t ipc_outbuf_write(struct ipc_outbuf *ob, int fd, bool is_socket)
 {
     struct iovec iov[MAX_IOV];
     int n = 0;
@@ -196,8 +199,13 @@ ssize_t ob_write(struct ipc_outbuf *ob, int fd, bool is_socket)
         left -= n_chunk;
         if (c->off < c->len)
             break;
-        if (c == ob->tail) {
+        if (c == ob->tail && c->cap == CHUNK_SIZE) {
             c->off = c->len = 0; /* keep the last chunk for the next message */
+            break;
+        }
+        if (c == ob->tail) { /* one large message went: so does its memory */
+            ob->head = ob->tail = NULL;
+            retire_chunk(ob, c);
             break;
         }
         ob->head = c->next;

@@ -367,14 +367,18 @@ static void cmd_subscribe(struct cmd_request *r, json_t *args)
 {
     const char *pattern = str(args, "pattern");
     json_t *since = json_object_get(args, "since");
-    uint64_t last = ev_bus_last_seq(r->d->bus);
     int64_t from = since ? (int64_t)json_integer_value(since) : -1;
-    bool has_gap = from >= 0 && (uint64_t)from + EV_BUS_HISTORY < last;
-    json_t *answer = json_pack("{s:I, s:b}", "seq", (json_int_t)last, "gap", has_gap);
+    struct stream *s = r->t->stream(r);
+    struct stream_start start;
     struct plugd_error err;
-    if (r->t->subscribe(r, pattern ? pattern : "*", json_object_get(args, "filter"), from, answer,
-                        &err) < 0)
+    if (stream_subscribe(s, pattern ? pattern : "*", json_object_get(args, "filter"), from, &start,
+                         &err) < 0) {
         r->t->fail(r, &err);
+        return;
+    }
+    r->t->reply_json(r, json_pack("{s:I, s:b}", "seq", (json_int_t)start.seq, "gap",
+                                  start.has_gap)); /* frees `r`; the stream stays */
+    stream_replay(s, from);
 }
 
 static bool is_about(const json_t *rec, const char *plugin)
@@ -394,7 +398,8 @@ static void cmd_logs(struct cmd_request *r, json_t *args)
         return;
     /* follow before the answer: the answer may free `r` */
     struct plugd_error err;
-    if (json_is_true(json_object_get(args, "follow")) && r->t->follow_logs(r, plugin, &err) < 0) {
+    if (json_is_true(json_object_get(args, "follow")) &&
+        stream_follow_logs(r->t->stream(r), plugin, &err) < 0) {
         r->t->fail(r, &err);
         return;
     }

@@ -23,15 +23,8 @@ struct cmd_transport {
     void (*reply_json)(struct cmd_request *r, json_t *result); /* takes `result` (NULL: nil) */
     void (*reply_msgpack)(struct cmd_request *r, const msgpack_object *result);
     void (*fail)(struct cmd_request *r, const struct plugd_error *err);
-    /* Starts streaming events matching `pattern`/`filter` (borrowed) to the
-     * client, after the kept events newer than `since` (< 0: none). Sets
-     * *has_gap when some of those were forgotten. 0 or -1 with err. The
-     * answer to the request must leave before the first event: the
-     * transport sends it (reply_json) itself, with `answer`. */
-    int (*subscribe)(struct cmd_request *r, const char *pattern, json_t *filter, int64_t since,
-                     json_t *answer, struct plugd_error *err);
-    /* Starts streaming log records (of `plugin`, NULL: all) to the client. */
-    int (*follow_logs)(struct cmd_request *r, const char *plugin, struct plugd_error *err);
+    /* The client's streams (stream.c): subscribe and logs --follow go there. */
+    struct stream *(*stream)(struct cmd_request *r);
 };
 
 struct cmd_request {

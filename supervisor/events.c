@@ -118,6 +118,8 @@ static void check_row(enum evt_type t, const char *plugin, const json_t *payload
 {
     char why[160];
     json_t *none = payload ? NULL : json_object();
+    if (payload == NULL && none == NULL)
+        return; /* out of memory: nothing to check against */
     int rc = evt_check_payload(t, payload ? payload : none, why, sizeof(why));
     json_decref(none);
     if (rc == 0)
@@ -326,30 +328,41 @@ int ev_bus_sub_add(struct ev_bus_sub *s, const char *pattern, json_t *filter,
                    struct plugd_error *err)
 {
     if (s->n_patterns == EV_BUS_MAX_PATTERNS)
-        return plugd_error_set(err, PLUGD_E_INVALID_REQUEST,
-                               "events.subscribe: at most %d patterns per subscriber",
+        return plugd_error_set(err, PLUGD_E_LIMIT_REACHED,
+                               "subscribe: a subscription takes at most %d patterns "
+                               "(EV_BUS_MAX_PATTERNS); this one has them all",
                                EV_BUS_MAX_PATTERNS);
     size_t n = strlen(pattern);
     if (n == 0 || n > EV_BUS_MAX_NAME)
         return plugd_error_set(err, PLUGD_E_INVALID_REQUEST,
-                               "events.subscribe: \"pattern\" must be 1 to %d bytes",
-                               EV_BUS_MAX_NAME);
+                               "subscribe: \"pattern\" must be 1 to %d bytes", EV_BUS_MAX_NAME);
     if (filter != NULL && !json_is_object(filter))
         return plugd_error_set(err, PLUGD_E_INVALID_REQUEST,
-                               "events.subscribe: \"filter\" must be a map of field to value");
+                               "subscribe: \"filter\" must be a map of field to value");
     char *glob = strdup(pattern);
     if (glob == NULL)
-        return plugd_error_set(err, PLUGD_E_NO_MEMORY, "events.subscribe: no memory");
+        return plugd_error_set(err, PLUGD_E_NO_MEMORY, "subscribe: no memory for a pattern");
     s->patterns[s->n_patterns++] =
         (struct sub_pattern){.glob = glob, .filter = filter ? json_incref(filter) : NULL};
     return 0;
 }
 
+/* The oldest event still kept (1 before any is forgotten). */
+static uint64_t oldest_kept(const struct ev_bus *b)
+{
+    return b->seq > EV_BUS_HISTORY ? b->seq - EV_BUS_HISTORY + 1 : 1;
+}
+
+bool ev_bus_has_forgotten(const struct ev_bus *b, uint64_t since)
+{
+    return since + 1 < oldest_kept(b);
+}
+
 bool ev_bus_sub_replay(struct ev_bus_sub *s, uint64_t since)
 {
     struct ev_bus *b = s->bus;
-    uint64_t oldest = b->seq > EV_BUS_HISTORY ? b->seq - EV_BUS_HISTORY + 1 : 1;
-    bool has_gap = since + 1 < oldest;
+    uint64_t oldest = oldest_kept(b);
+    bool has_gap = ev_bus_has_forgotten(b, since);
     b->publishing++;
     for (uint64_t seq = has_gap ? oldest : since + 1; seq <= b->seq && !s->is_dropped; seq++) {
         struct ev_bus_event *e = b->history[seq % EV_BUS_HISTORY];

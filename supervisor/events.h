@@ -80,9 +80,9 @@ uint64_t ev_bus_last_seq(const struct ev_bus *b);
 struct ev_bus_sub *ev_bus_subscribe(struct ev_bus *b, ev_bus_deliver_fn deliver,
                                     ev_bus_drop_fn on_drop, void *ud);
 
-/* Adds a name pattern (glob: "*" matches any run of characters, "?" one)
- * and an optional filter (a JSON object, borrowed: every key must equal the
- * event's field of that name: "name", "plugin", or a payload field). */
+/* Adds a name pattern (glob: "*" matches any run of characters, "?" one;
+ * at most EV_BUS_MAX_PATTERNS, then limit_reached) and an optional filter (a JSON object, borrowed:
+ * every key must equal the event's field of that name: "name", "plugin", or a payload field). */
 int ev_bus_sub_add(struct ev_bus_sub *s, const char *pattern, json_t *filter,
                    struct plugd_error *err);
 
@@ -90,6 +90,10 @@ int ev_bus_sub_add(struct ev_bus_sub *s, const char *pattern, json_t *filter,
  * are added). Returns true when events after `since` were already
  * forgotten (a gap), false when the replay is complete. */
 bool ev_bus_sub_replay(struct ev_bus_sub *s, uint64_t since);
+
+/* True when events newer than `since` were already forgotten: a replay
+ * from `since` would have a gap. */
+bool ev_bus_has_forgotten(const struct ev_bus *b, uint64_t since);
 
 /* The subscriber's channel can take more: offers queued events in order. */
 void ev_bus_sub_drain(struct ev_bus_sub *s);

@@ -52,76 +52,17 @@ static void host_fail(struct cmd_request *r, const struct plugd_error *err)
     free(hr);
 }
 
-static int deliver_to_host(const struct ev_bus_event *e, void *ud)
+/* The host's streams, behind the msgpack-rpc sink (stream.c). */
+static struct stream *host_stream(struct cmd_request *r)
 {
-    return services_send_event(((struct plugd *)ud)->host, e);
-}
-
-static void on_host_sub_dropped(struct ev_bus_sub *s, const char *why, void *ud)
-{
-    (void)s;
-    struct plugd *d = ud;
-    log_plugd("warn", NULL, "host event subscription dropped: %s", why);
-    services_send_drop_notice(d->host, why, ev_bus_last_seq(d->bus));
-    d->host_sub = NULL;
-}
-
-static int host_subscribe(struct cmd_request *r, const char *pattern, json_t *filter, int64_t since,
-                          json_t *answer, struct plugd_error *err)
-{
-    struct plugd *d = r->d;
-    if (d->host_sub == NULL &&
-        (d->host_sub = ev_bus_subscribe(d->bus, deliver_to_host, on_host_sub_dropped, d)) == NULL) {
-        json_decref(answer);
-        return plugd_error_set(err, PLUGD_E_NO_MEMORY, "subscribe: no memory");
-    }
-    if (ev_bus_sub_add(d->host_sub, pattern, filter, err) < 0) {
-        json_decref(answer);
-        return -1;
-    }
-    host_reply_json(r, answer); /* the answer leaves before the replayed events */
-    if (since >= 0)
-        ev_bus_sub_replay(d->host_sub, (uint64_t)since);
-    return 0;
-}
-
-/* Followed log records go to the host as plugd.log notifications. */
-static void on_log_record(const json_t *rec, void *ud)
-{
-    struct plugd *d = ud;
-    const char *plugin = json_string_value(json_object_get(rec, "plugin"));
-    if (d->host == NULL ||
-        (d->host_log_plugin[0] != 0 && (plugin == NULL || strcmp(plugin, d->host_log_plugin) != 0)))
-        return;
-    if (ipc_conn_is_congested(d->host))
-        return; /* log lines to a host that does not read are dropped, never queued */
-    msgpack_packer *pk = ipc_conn_begin_notify(d->host, "plugd.log");
-    msgpack_pack_array(pk, 1);
-    jsonpack_pack(pk, rec);
-    ipc_conn_end(d->host, NULL);
-}
-
-static int host_follow_logs(struct cmd_request *r, const char *plugin, struct plugd_error *err)
-{
-    struct plugd *d = r->d;
-    snprintf(d->host_log_plugin, sizeof(d->host_log_plugin), "%s", plugin ? plugin : "");
-    if (d->is_host_following_logs)
-        return 0;
-    if (log_add_listener(on_log_record, d) < 0)
-        return plugd_error_set(err, PLUGD_E_LIMIT_REACHED,
-                               "logs: at most %d clients follow the log at once; "
-                               "end another follower first",
-                               LOG_LISTENERS);
-    d->is_host_following_logs = true;
-    return 0;
+    return &r->d->host_stream;
 }
 
 static const struct cmd_transport host_transport = {
     .reply_json = host_reply_json,
     .reply_msgpack = host_reply_msgpack,
     .fail = host_fail,
-    .subscribe = host_subscribe,
-    .follow_logs = host_follow_logs,
+    .stream = host_stream,
 };
 
 /* serve {methods: [name, ...]} → nil: the host's services from now on
@@ -207,11 +148,7 @@ static void on_host_close(struct ipc_conn *c, const struct plugd_error *why, voi
     struct plugd *d = ud;
     log_plugd("info", NULL, "host channel closed (%s): stopping",
               why ? why->message : "closed locally");
-    ev_bus_unsubscribe(d->host_sub);
-    d->host_sub = NULL;
-    if (d->is_host_following_logs)
-        log_remove_listener(on_log_record, d);
-    d->is_host_following_logs = false;
+    stream_close(&d->host_stream);
     release_host(d);
     plugd_stop_all(d);
 }
@@ -219,9 +156,7 @@ static void on_host_close(struct ipc_conn *c, const struct plugd_error *why, voi
 static void on_host_drain(struct ipc_conn *c, void *ud)
 {
     (void)c;
-    struct plugd *d = ud;
-    if (d->host_sub != NULL)
-        ev_bus_sub_drain(d->host_sub);
+    stream_drain(&((struct plugd *)ud)->host_stream);
 }
 
 int host_channel_open(struct plugd *d, int fd, struct plugd_error *err)
@@ -232,6 +167,7 @@ int host_channel_open(struct plugd *d, int fd, struct plugd_error *err)
                              .on_drain = on_host_drain};
     d->host = ipc_conn_new(d->loop, fd, fd, NULL, &h, d, err);
     d->services.host = d->host;
+    stream_init(&d->host_stream, d->bus, &stream_ipc_sink, &d->host, "the host", NULL);
     return d->host ? 0 : -1;
 }
 
@@ -240,5 +176,6 @@ void host_channel_close(struct plugd *d)
     if (d->host == NULL)
         return;
     ipc_conn_flush(d->host, NULL); /* answers queued in the last iteration */
+    stream_close(&d->host_stream);
     release_host(d);
 }

@@ -107,6 +107,8 @@ void log_plugd(const char *level, const char *plugin, const char *fmt, ...)
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     json_t *rec = json_object();
+    if (rec == NULL)
+        return; /* out of memory: the line is lost, plugd goes on */
     json_object_set_new(rec, "time", now_iso8601());
     json_object_set_new(rec, "level", json_string(level));
     json_object_set_new(rec, "source", json_string("plugd"));
@@ -183,6 +185,7 @@ void log_worker_line(const struct log_source *src, struct log_budget *budget, st
     }
     if (budget->dropped > 0) {
         json_t *note = worker_record(src, "plugd", "warn");
+        /* jansson's setters refuse a NULL object; log_record drops it */
         json_object_set_new(note, "message", json_string("log lines dropped: over the rate limit"));
         json_object_set_new(note, "dropped", json_integer((json_int_t)budget->dropped));
         log_record(note);

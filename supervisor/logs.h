@@ -15,14 +15,15 @@
 #define LOG_RATE       2000.0 /* lines per second a worker may log ... */
 #define LOG_BURST      4000.0 /* ... with bursts up to this many */
 #define LOG_RECENT     1000   /* records kept in memory for the `logs` command */
-#define LOG_LISTENERS  64     /* clients following the log */
+#define LOG_LISTENERS  64     /* streams following the log (stream.c), every transport's */
 
 /* Where records go (stderr by default). The stream stays the caller's. */
 void log_set_output(FILE *out);
 
-/* Hears every record right after it is written (`logs --follow`); a record
- * logged by a listener reaches no listener. At most LOG_LISTENERS; -1 when
- * full. */
+/* Hears every record right after it is written (stream.c, for `logs
+ * --follow`); a record logged by a listener reaches no listener. A listener
+ * may remove itself or another while it runs. At most LOG_LISTENERS; -1
+ * when full. */
 typedef void (*log_listener_fn)(const json_t *rec, void *ud);
 int log_add_listener(log_listener_fn fn, void *ud);
 void log_remove_listener(log_listener_fn fn, void *ud);

@@ -14,6 +14,7 @@
 #include "plugd/ipc.h"
 #include "registry.h"
 #include "services.h"
+#include "stream.h"
 #include "worker.h"
 
 #define PLUGD_MAX_PLUGINS      1024
@@ -62,11 +63,9 @@ struct plugd {
     ev_idle start_w;  /* brings back the restored plugins' workers, a batch a turn */
     size_t n_started; /* restored plugins applied so far */
 
-    struct ipc_conn *host; /* NULL without --host-fd */
-    struct ev_bus_sub *host_sub;
-    bool is_host_following_logs;
-    char host_log_plugin[64]; /* the followed plugin's records only; "" for all */
-    bool is_stopping;         /* every worker is being stopped; exit when all are */
+    struct ipc_conn *host;     /* NULL without --host-fd */
+    struct stream host_stream; /* its events and followed log records */
+    bool is_stopping;          /* every worker is being stopped; exit when all are */
     int exit_status;
 };
 

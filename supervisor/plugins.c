@@ -944,8 +944,7 @@ void plugd_close(struct plugd *d)
     for (size_t i = 0; i < d->n_plugins; i++)
         free_plugin(d->plugins[i]);
     d->n_plugins = 0;
-    ev_bus_unsubscribe(d->host_sub);
-    d->host_sub = NULL;
+    stream_close(&d->host_stream);
     ev_bus_free(d->bus);
     d->bus = NULL;
     services_fini(&d->services);

@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,48 +127,6 @@ static void reply_map_end(struct worker *w)
     ipc_conn_end(w->conn, NULL);
 }
 
-int services_send_event(struct ipc_conn *c, const struct ev_bus_event *e)
-{
-    if (c == NULL || !ipc_conn_is_open(c))
-        return -1;
-    if (ipc_conn_is_congested(c))
-        return 1;
-    msgpack_packer *pk = ipc_conn_begin_notify(c, "plugd.event");
-    msgpack_pack_array(pk, 1);
-    pk->callback(pk->data, e->packed, e->packed_len); /* the map packed once by the bus */
-    return ipc_conn_end(c, NULL) == 0 ? 0 : -1;
-}
-
-void services_send_drop_notice(struct ipc_conn *c, const char *why, uint64_t seq)
-{
-    if (c == NULL || !ipc_conn_is_open(c))
-        return;
-    struct ev_bus_event *e =
-        ev_bus_notice_new(seq, EVT_SUBSCRIBER_OVERFLOW, json_pack("{s:s}", "reason", why));
-    if (e == NULL)
-        return;
-    /* sent even when the channel is congested: it is why it is dropped */
-    msgpack_packer *pk = ipc_conn_begin_notify(c, "plugd.event");
-    msgpack_pack_array(pk, 1);
-    pk->callback(pk->data, e->packed, e->packed_len);
-    ipc_conn_end(c, NULL);
-    ev_bus_event_unref(e);
-}
-
-static int deliver_to_worker(const struct ev_bus_event *e, void *ud)
-{
-    return services_send_event(((struct worker *)ud)->conn, e);
-}
-
-static void on_worker_sub_dropped(struct ev_bus_sub *s, const char *why, void *ud)
-{
-    (void)s;
-    struct worker *w = ud;
-    log_plugd("warn", w->m->name, "event subscription dropped: %s", why);
-    services_send_drop_notice(w->conn, why, ev_bus_last_seq(w->services->bus));
-    w->sub = NULL;
-}
-
 /* events.emit {name, payload?} → {seq}: only in the plugin's own namespace
  * plugin.<name>.<event>. */
 static void serve_emit(struct worker *w, const struct ipc_message *msg, const uint32_t *msgid)
@@ -218,30 +177,32 @@ static void serve_subscribe(struct worker *w, const struct ipc_message *msg, con
                "events.subscribe: \"filter\" must be a map and \"since\" a sequence number");
         return;
     }
-    if (w->sub == NULL &&
-        (w->sub = ev_bus_subscribe(sv->bus, deliver_to_worker, on_worker_sub_dropped, w)) == NULL) {
-        refuse(w, msgid, PLUGD_E_NO_MEMORY, "events.subscribe: no memory");
-        return;
+    if (w->stream.ops == NULL) { /* its first subscription */
+        char who[STREAM_WHO_MAX];
+        snprintf(who, sizeof(who), "the worker of %s", w->m->name);
+        stream_init(&w->stream, sv->bus, &stream_ipc_sink, &w->conn, who, w->m->name);
     }
     json_t *jfilter = filter ? jsonpack_from_msgpack(filter) : NULL;
+    int64_t from =
+        since == NULL ? -1 : (int64_t)(since->via.u64 < INT64_MAX ? since->via.u64 : INT64_MAX);
+    struct stream_start start;
     struct plugd_error err;
-    int rc = ev_bus_sub_add(w->sub, pattern, jfilter, &err);
+    int rc = stream_subscribe(&w->stream, pattern, jfilter, from, &start, &err);
     json_decref(jfilter);
     if (rc < 0) {
         answer_error(w, msgid, &err);
         return;
     }
-    uint64_t seq = ev_bus_last_seq(sv->bus);
-    bool has_gap = since != NULL && ev_bus_sub_replay(w->sub, since->via.u64);
-    if (msgid == NULL)
-        return;
-    msgpack_packer *pk = ipc_conn_begin_reply(w->conn, *msgid);
-    msgpack_pack_map(pk, 2);
-    ipc_pack_str(pk, "seq");
-    msgpack_pack_uint64(pk, seq);
-    ipc_pack_str(pk, "gap");
-    has_gap ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
-    reply_map_end(w);
+    if (msgid != NULL) { /* the answer goes before the replayed events */
+        msgpack_packer *pk = ipc_conn_begin_reply(w->conn, *msgid);
+        msgpack_pack_map(pk, 2);
+        ipc_pack_str(pk, "seq");
+        msgpack_pack_uint64(pk, start.seq);
+        ipc_pack_str(pk, "gap");
+        start.has_gap ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+        reply_map_end(w);
+    }
+    stream_replay(&w->stream, from);
 }
 
 /* The namespace and key every state.* call names. */

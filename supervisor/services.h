@@ -59,12 +59,4 @@ void services_handle(struct worker *w, const struct ipc_message *msg, const uint
 void services_note_dropped(struct log_budget *pace, uint64_t *count, const char *plugin,
                            const char *from, const struct plugd_error *why);
 
-/* Sends `e` as a plugd.event notification on `c`: 0 sent, 1 the channel is
- * congested (try again on drain), -1 it is closed. An ev_bus_deliver_fn
- * body for every channel. */
-int services_send_event(struct ipc_conn *c, const struct ev_bus_event *e);
-
-/* Sends the `subscriber.overflow` notice that ends a subscription. */
-void services_send_drop_notice(struct ipc_conn *c, const char *why, uint64_t seq);
-
 #endif

@@ -211,8 +211,7 @@ static void on_worker_drain(struct ipc_conn *c, void *ud)
 {
     (void)c;
     struct worker *w = ud;
-    if (w->sub != NULL)
-        ev_bus_sub_drain(w->sub);
+    stream_drain(&w->stream);
 }
 
 static void on_worker_close(struct ipc_conn *c, const struct plugd_error *why, void *ud)
@@ -451,8 +450,7 @@ static void release_run(struct worker *w)
     }
     log_stream_stop(w->loop, &w->out);
     log_stream_stop(w->loop, &w->err);
-    ev_bus_unsubscribe(w->sub);
-    w->sub = NULL;
+    stream_close(&w->stream);
     services_release_worker(w);
     confine_release(&w->confine, w->loop);
     if (w->conn != NULL) {

@@ -18,6 +18,7 @@
 #include "plugd/ipc.h"
 #include "restart.h"
 #include "spawn.h"
+#include "stream.h"
 
 #define PLUGD_VERSION      "0.1.0"
 #define WK_LATENCY_SAMPLES 256 /* routed calls kept for the latency percentiles */
@@ -82,7 +83,7 @@ struct worker {
     void *ud;
 
     struct services *services;     /* what host services stand on; NULL: none */
-    struct ev_bus_sub *sub;        /* this run's event subscription, or NULL */
+    struct stream stream;          /* this run's events (events.subscribe), stream.c */
     struct wk_confinement confine; /* the sandbox of this run */
     struct spawn_result spawn;     /* what this run's child reported */
     bool is_violation;             /* this run ended for a refused system call */
