@@ -522,6 +522,21 @@ Test(command_table, plugctl_takes_arguments_as_the_table_says)
                           "JSON] [--since SEQ]  # follow the event stream\n");
 }
 
+/* A word that is not UTF-8 is a usage error naming it: it was dropped
+ * before (a call went out without that parameter; a plugin name came out
+ * as "PLUGIN is missing"). No plugd is needed: nothing is sent. */
+Test(command_table, plugctl_refuses_a_word_that_is_not_utf8)
+{
+    char out[1024], err[1024];
+    cr_assert_eq(plugctl((const char *[]){"call", "hello", "echo", "\xff", NULL}, out, sizeof(out),
+                         err, sizeof(err)),
+                 2, "%s", err);
+    cr_expect_not_null(strstr(err, "call: ARG: \"\xff\" is not UTF-8 text"), "%s", err);
+    cr_assert_eq(
+        plugctl((const char *[]){"enable", "h\xff", NULL}, out, sizeof(out), err, sizeof(err)), 2);
+    cr_expect_not_null(strstr(err, "enable: PLUGIN: \"h\xff\" is not UTF-8 text"), "%s", err);
+}
+
 /* The ranges of the table are plugd's: checked before any command runs,
  * with the field named. */
 Test(command_table, plugd_refuses_arguments_out_of_the_range_of_the_table)
