@@ -105,6 +105,16 @@ static const struct doc_row *row_of(const struct doc_row *rows, int n, const cha
     return found;
 }
 
+/* The row of "## Commands" that documents `c` (the first, of *count). */
+static const struct doc_row *command_row(const struct ct_command *c, int *count)
+{
+    static struct doc_row rows[MAX_ROWS];
+    static int n = -1;
+    if (n < 0)
+        n = doc_rows("## Commands", rows, MAX_ROWS);
+    return row_of(rows, n, c->name, count);
+}
+
 /* The arguments a row's cell documents: "`plugin` string, `reason?`
  * string (...)": each backquoted name outside parentheses, then its type. */
 struct doc_arg {
@@ -252,12 +262,10 @@ Test(command_table, printed_columns_are_fields_of_the_result)
 
 Test(command_table, docs_control_md_documents_every_command_with_its_arguments_and_synopsis)
 {
-    static struct doc_row rows[MAX_ROWS];
-    int n = doc_rows("## Commands", rows, MAX_ROWS);
     for (size_t i = 0; i < CT_COUNT; i++) {
         const struct ct_command *c = &ct_commands[i];
         int count;
-        const struct doc_row *r = row_of(rows, n, c->name, &count);
+        const struct doc_row *r = command_row(c, &count);
         cr_expect_eq(count, 1, "docs/control.md documents command %s %d times (once wanted)",
                      c->name, count);
         if (r == NULL)
@@ -325,12 +333,10 @@ Test(command_table, docs_control_md_documents_no_command_the_table_lacks)
  * for another command's list. */
 Test(command_table, docs_control_md_lists_the_result_fields_of_the_table)
 {
-    static struct doc_row rows[MAX_ROWS];
-    int n = doc_rows("## Commands", rows, MAX_ROWS);
     for (size_t i = 0; i < CT_COUNT; i++) {
         const struct ct_command *c = &ct_commands[i];
         int count;
-        const struct doc_row *r = row_of(rows, n, c->name, &count);
+        const struct doc_row *r = command_row(c, &count);
         if (c->fields == NULL || r == NULL || r->n_cells < 4)
             continue;
         const char *as = strstr(r->cell[3], "as `");
