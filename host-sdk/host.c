@@ -59,8 +59,6 @@ static void on_reply(struct ipc_conn *c, const struct plugd_error *err,
 {
     (void)c;
     struct pending *p = ud;
-    if (p == NULL)
-        return; /* begun without memory for its pending record */
     if (p->reply != NULL)
         p->reply(p->h, err, result, p->ud);
     free(p);
@@ -97,11 +95,15 @@ static void on_request(struct ipc_conn *c, const struct ipc_message *msg, void *
         ipc_conn_reply_error(c, msg->msgid, &e, NULL);
         return;
     }
-    struct plugd_host_request *req = malloc(sizeof(*req));
     if (plugin == NULL || plugin->type != MSGPACK_OBJECT_STR || params == NULL ||
-        params->type != MSGPACK_OBJECT_ARRAY || req == NULL) {
-        free(req);
+        params->type != MSGPACK_OBJECT_ARRAY) {
         plugd_error_set(&e, PLUGD_E_INVALID_REQUEST, "a host service takes [plugin, [params]]");
+        ipc_conn_reply_error(c, msg->msgid, &e, NULL);
+        return;
+    }
+    struct plugd_host_request *req = malloc(sizeof(*req));
+    if (req == NULL) {
+        plugd_error_set(&e, PLUGD_E_NO_MEMORY, "the host has no memory for the request");
         ipc_conn_reply_error(c, msg->msgid, &e, NULL);
         return;
     }
@@ -161,8 +163,12 @@ struct plugd_host *plugd_host_spawn(struct ev_loop *loop, const struct plugd_hos
         return NULL;
     }
     struct plugd_host *h = calloc(1, sizeof(*h));
+    if (h == NULL) {
+        plugd_error_set(err, PLUGD_E_NO_MEMORY, "plugd_host_spawn: no memory");
+        return NULL;
+    }
     int sv[2];
-    if (h == NULL || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
         plugd_error_set(err, PLUGD_E_IO, "plugd_host_spawn: %s", strerror(errno));
         free(h);
         return NULL;
@@ -209,7 +215,7 @@ msgpack_packer *plugd_host_begin(struct plugd_host *h, const char *cmd, plugd_ho
     if (p != NULL)
         *p = (struct pending){.h = h, .reply = reply, .ud = ud};
     h->begun = p;
-    /* without memory the call still packs (and is dropped by end) */
+    /* without memory the call still packs, and end drops it unsent */
     msgpack_packer *pk = ipc_conn_begin_call(h->conn, cmd, COMMAND_TIMEOUT, on_reply, p);
     msgpack_pack_array(pk, 1);
     return pk;
@@ -234,7 +240,7 @@ int plugd_host_end(struct plugd_host *h, struct plugd_error *err)
     struct pending *p = h->begun;
     h->begun = NULL;
     if (p == NULL) {
-        ipc_conn_end(h->conn, NULL);
+        ipc_conn_cancel(h->conn); /* sent, plugd would run a command its caller was told failed */
         return plugd_error_set(err, PLUGD_E_NO_MEMORY, "no memory for a command");
     }
     if (ipc_conn_end(h->conn, err) < 0) {

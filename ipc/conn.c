@@ -373,6 +373,21 @@ int ipc_conn_end(struct ipc_conn *c, struct plugd_error *err)
     return 0;
 }
 
+void ipc_conn_cancel(struct ipc_conn *c)
+{
+    enum building kind = c->building;
+    struct pending_call *call = c->building_call;
+    c->building = BUILD_NONE;
+    c->building_call = NULL;
+    if (kind == BUILD_NONE)
+        abort();
+    if (kind == BUILD_DISCARD)
+        return;
+    ob_rollback(&c->out);
+    if (call != NULL)
+        call_remove(c, call);
+}
+
 static void pack_params(msgpack_packer *pk, const msgpack_object *params)
 {
     if (params != NULL)

@@ -273,12 +273,17 @@ void confine_prepare(struct wk_confinement *c, const struct manifest *m, struct 
     p->on_violation = m->is_violation_eperm ? SB_VIOLATION_EPERM : SB_VIOLATION_KILL;
 }
 
-/* NAME=VALUE of plugd's `name` onto envp, when set. */
-static void keep(char **envp, size_t *n, const char *name)
+/* NAME=VALUE of plugd's `name` onto envp, when set. -1 when out of memory
+ * (the variable would be missing without a word). */
+static int keep(char **envp, size_t *n, const char *name)
 {
     const char *v = getenv(name);
-    if (v != NULL && asprintf(&envp[*n], "%s=%s", name, v) >= 0)
-        (*n)++;
+    if (v == NULL)
+        return 0;
+    if (asprintf(&envp[*n], "%s=%s", name, v) < 0)
+        return -1;
+    (*n)++;
+    return 0;
 }
 
 int confine_set_env(const struct wk_confinement *c, const struct manifest *m)
@@ -287,10 +292,11 @@ int confine_set_env(const struct wk_confinement *c, const struct manifest *m)
     char *envp[3 + MANIFEST_MAX_ENV];
     size_t n = 0;
     for (size_t i = 0; i < sizeof(inherited) / sizeof(inherited[0]); i++)
-        keep(envp, &n, inherited[i]);
+        if (keep(envp, &n, inherited[i]) < 0)
+            return -1;
     for (size_t i = 0; i < m->n_env; i++)
-        if (is_passable(m->env[i]))
-            keep(envp, &n, m->env[i]);
+        if (is_passable(m->env[i]) && keep(envp, &n, m->env[i]) < 0)
+            return -1;
     if (clearenv() != 0 || setenv("PATH", CONFINE_PATH, 1) < 0)
         return -1;
     for (size_t i = 0; i < n; i++)

@@ -77,7 +77,8 @@ void confine_restore_fd_limit(void);
 /* The child's pidfd is no longer needed (its report came). */
 void confine_forget_child(struct wk_confinement *c);
 
-/* The notification fd the child sent: watched until release. */
+/* The child's seccomp notification fd, taken by plugd (pidfd_getfd) or
+ * sent by the child: watched, and owned, until confine_release. */
 void confine_watch(struct wk_confinement *c, struct ev_loop *loop, int notify_fd);
 
 /* True when the kernel's OOM killer ended a process of this run. */

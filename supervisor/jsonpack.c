@@ -5,46 +5,54 @@
 #include <stdlib.h>
 #include <string.h>
 
-void jsonpack_pack(msgpack_packer *pk, const json_t *v)
+int jsonpack_pack(msgpack_packer *pk, const json_t *v)
 {
+    int rc = 0;
     switch (json_typeof(v)) {
     case JSON_OBJECT: {
         const char *key;
         json_t *val;
-        msgpack_pack_map(pk, json_object_size(v));
+        rc = msgpack_pack_map(pk, json_object_size(v));
         json_object_foreach((json_t *)v, key, val)
         {
-            msgpack_pack_str_with_body(pk, key, strlen(key));
-            jsonpack_pack(pk, val);
+            if (rc == 0)
+                rc = msgpack_pack_str_with_body(pk, key, strlen(key));
+            if (rc == 0)
+                rc = jsonpack_pack(pk, val);
         }
         break;
     }
     case JSON_ARRAY: {
         size_t i;
         json_t *val;
-        msgpack_pack_array(pk, json_array_size(v));
-        json_array_foreach((json_t *)v, i, val) jsonpack_pack(pk, val);
+        rc = msgpack_pack_array(pk, json_array_size(v));
+        json_array_foreach((json_t *)v, i, val)
+        {
+            if (rc == 0)
+                rc = jsonpack_pack(pk, val);
+        }
         break;
     }
     case JSON_STRING:
-        msgpack_pack_str_with_body(pk, json_string_value(v), json_string_length(v));
+        rc = msgpack_pack_str_with_body(pk, json_string_value(v), json_string_length(v));
         break;
     case JSON_INTEGER:
-        msgpack_pack_int64(pk, json_integer_value(v));
+        rc = msgpack_pack_int64(pk, json_integer_value(v));
         break;
     case JSON_REAL:
-        msgpack_pack_double(pk, json_real_value(v));
+        rc = msgpack_pack_double(pk, json_real_value(v));
         break;
     case JSON_TRUE:
-        msgpack_pack_true(pk);
+        rc = msgpack_pack_true(pk);
         break;
     case JSON_FALSE:
-        msgpack_pack_false(pk);
+        rc = msgpack_pack_false(pk);
         break;
     case JSON_NULL:
-        msgpack_pack_nil(pk);
+        rc = msgpack_pack_nil(pk);
         break;
     }
+    return rc == 0 ? 0 : -1;
 }
 
 json_t *jsonpack_string_lossy(const char *s, size_t len)
@@ -52,7 +60,7 @@ json_t *jsonpack_string_lossy(const char *s, size_t len)
     json_t *v = json_stringn(s, len);
     if (v != NULL)
         return v;
-    /* Not UTF-8 (or has NUL): keep ASCII, replace every other byte. */
+    /* Not UTF-8: keep ASCII but NUL, replace every other byte. */
     char *copy = malloc(len + 1);
     if (copy == NULL)
         return NULL;
@@ -64,19 +72,43 @@ json_t *jsonpack_string_lossy(const char *s, size_t len)
     return v;
 }
 
-static json_t *json_from_map(const msgpack_object_map *map)
+/* A JSON object for `map`: a str key cut to 255 bytes and made UTF-8 as
+ * jsonpack_string_lossy does, any other key "<key I>"; NULL when out of
+ * memory. */
+static json_t *object_from_map(const msgpack_object_map *map)
 {
     json_t *obj = json_object();
     for (uint32_t i = 0; obj != NULL && i < map->size; i++) {
         const msgpack_object *k = &map->ptr[i].key;
-        char key[256];
-        if (k->type == MSGPACK_OBJECT_STR)
-            snprintf(key, sizeof(key), "%.*s", (int)k->via.str.size, k->via.str.ptr);
-        else
-            snprintf(key, sizeof(key), "<key %u>", i);
-        json_object_set_new(obj, key, jsonpack_from_msgpack(&map->ptr[i].val));
+        char tag[32];
+        snprintf(tag, sizeof(tag), "<key %u>", i);
+        json_t *key = k->type == MSGPACK_OBJECT_STR
+                          ? jsonpack_string_lossy(k->via.str.ptr,
+                                                  k->via.str.size < 255 ? k->via.str.size : 255)
+                          : json_string(tag);
+        json_t *val = key ? jsonpack_from_msgpack(&map->ptr[i].val) : NULL;
+        int rc = val ? json_object_set_new(obj, json_string_value(key), val) : -1;
+        json_decref(key);
+        if (rc < 0) { /* set_new has released val */
+            json_decref(obj);
+            return NULL;
+        }
     }
     return obj;
+}
+
+/* A JSON array for `array`; NULL when out of memory. */
+static json_t *array_from_msgpack(const msgpack_object_array *array)
+{
+    json_t *arr = json_array();
+    for (uint32_t i = 0; arr != NULL && i < array->size; i++) {
+        json_t *val = jsonpack_from_msgpack(&array->ptr[i]);
+        if (val == NULL || json_array_append_new(arr, val) < 0) {
+            json_decref(arr);
+            return NULL;
+        }
+    }
+    return arr;
 }
 
 json_t *jsonpack_from_msgpack(const msgpack_object *o)
@@ -102,14 +134,10 @@ json_t *jsonpack_from_msgpack(const msgpack_object *o)
         return json_real(o->via.f64);
     case MSGPACK_OBJECT_STR:
         return jsonpack_string_lossy(o->via.str.ptr, o->via.str.size);
-    case MSGPACK_OBJECT_ARRAY: {
-        json_t *arr = json_array();
-        for (uint32_t i = 0; arr != NULL && i < o->via.array.size; i++)
-            json_array_append_new(arr, jsonpack_from_msgpack(&o->via.array.ptr[i]));
-        return arr;
-    }
+    case MSGPACK_OBJECT_ARRAY:
+        return array_from_msgpack(&o->via.array);
     case MSGPACK_OBJECT_MAP:
-        return json_from_map(&o->via.map);
+        return object_from_map(&o->via.map);
     case MSGPACK_OBJECT_BIN:
         snprintf(tag, sizeof(tag), "<bin %u>", o->via.bin.size);
         return json_string(tag);

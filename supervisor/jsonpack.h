@@ -6,17 +6,21 @@
 #include <jansson.h>
 #include <msgpack.h>
 
-/* Packs `v` as the equivalent msgpack value. */
-void jsonpack_pack(msgpack_packer *pk, const json_t *v);
+/* Packs `v` as the equivalent msgpack value. 0, or -1 when the packer's
+ * writer failed (an sbuffer out of memory): what it holds is then cut off. */
+int jsonpack_pack(msgpack_packer *pk, const json_t *v);
 
-/* A new jansson value for `o` (bin and ext become base-less strings of
- * their length, "<bin 32>"; an unsigned integer past 2^63-1, which jansson
- * cannot hold, the string of its decimal digits, "18446744073709551615");
- * NULL when out of memory. */
+/* A new jansson value for `o`, whole or NULL when out of memory. What JSON
+ * cannot hold becomes a string: bin "<bin SIZE>", ext "<ext TYPE SIZE>", an
+ * unsigned integer past 2^63-1 its decimal digits ("18446744073709551615"),
+ * a map key that is not a str "<key INDEX>"; a str key is cut to 255 bytes;
+ * strs that are not UTF-8 as jsonpack_string_lossy makes them. */
 json_t *jsonpack_from_msgpack(const msgpack_object *o);
 
-/* A JSON string of `len` bytes; bytes that are not valid UTF-8 (or NUL)
- * become '?', so text from a worker always serializes. */
+/* A JSON string of `len` bytes, as they are when they are UTF-8 (a NUL
+ * byte too: JSON writes \u0000); when not, every byte but ASCII other than
+ * NUL becomes '?', so text from a worker always serializes. NULL when out
+ * of memory. */
 json_t *jsonpack_string_lossy(const char *s, size_t len);
 
 #endif

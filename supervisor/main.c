@@ -1,5 +1,7 @@
-/* plugd: starts every plugin found in --plugins-dir, supervises their
- * workers, serves the host channel, and stops gracefully on SIGTERM/SIGINT. */
+/* plugd's entry: the flags, the state folder and its lock, then on one
+ * loop plugd_open (the registry's plugins back, --plugins-dir installed and
+ * watched), the control socket, the host channel (--host-fd) and the
+ * signals: SIGTERM/SIGINT stop every worker gracefully, SIGHUP rescans. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -35,7 +37,8 @@ static const char usage[] =
     "                     STATE/plugd.sock, mode 0660; docs/control.md)\n"
     "  --allow-uid N      a user allowed on the control socket besides root and\n"
     "                     plugd's own user (repeatable, up to 32)\n"
-    "  --allow-gid N      a group allowed on the control socket (repeatable)\n"
+    "  --allow-gid N      a group allowed on the control socket (repeatable, up\n"
+    "                     to 32)\n"
     "  --sandbox MODE     on (default): every layer the kernel allows, a refused\n"
     "                     one logged; strict: a worker whose layer is refused does\n"
     "                     not start; off: no sandbox (docs/sandbox.md)\n"
@@ -47,9 +50,9 @@ static const char usage[] =
     "                     plugd stops when that channel closes\n"
     "  --log-file PATH    append JSON log records here instead of stderr\n"
     "  --help             this text\n"
+    "  --version          plugd's version and protocol version\n"
     "\n"
-    "SIGHUP makes plugd look at --plugins-dir at once.\n"
-    "  --version          plugd's version and protocol version\n";
+    "SIGHUP makes plugd look at --plugins-dir at once.\n";
 
 struct options {
     const char *plugins_dir;
@@ -160,9 +163,13 @@ static int parse_args(int argc, char **argv, struct options *o)
         case 'g': {
             bool is_uid = c == 'u';
             size_t *n = is_uid ? &o->control.n_allow_uids : &o->control.n_allow_gids;
-            if (*n == CONTROL_MAX_ALLOW ||
-                parse_number(optarg, is_uid ? "--allow-uid" : "--allow-gid", 0, INT_MAX, &number) <
-                    0)
+            if (*n == CONTROL_MAX_ALLOW) {
+                fprintf(stderr, "plugd: %s: at most %d\n", is_uid ? "--allow-uid" : "--allow-gid",
+                        CONTROL_MAX_ALLOW);
+                return 2;
+            }
+            if (parse_number(optarg, is_uid ? "--allow-uid" : "--allow-gid", 0, INT_MAX, &number) <
+                0)
                 return 2;
             if (is_uid)
                 o->control.allow_uids[(*n)++] = (uid_t)number;

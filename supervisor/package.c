@@ -127,7 +127,9 @@ fail:
     return -1;
 }
 
-static void remove_tree(const char *dir, const char **files, size_t n)
+/* Removes the package files `files` under `dir`, then `dir` if that
+ * leaves it empty (not confine.c's remove_tree: only what a copy wrote). */
+static void remove_copy(const char *dir, const char **files, size_t n)
 {
     char path[PATH_MAX * 2];
     for (size_t i = 0; i < n; i++) {
@@ -137,11 +139,12 @@ static void remove_tree(const char *dir, const char **files, size_t n)
     rmdir(dir);
 }
 
-/* Copies the files into `tmp` and renames it to `final`. */
+/* Copies the files into `tmp` and renames it to `final`; a `final` that is
+ * there already (another copy won the rename) counts as done. */
 static int copy_package(const struct manifest *m, const char **files, size_t n, const char *tmp,
                         const char *final, struct plugd_error *err)
 {
-    remove_tree(tmp, files, n); /* a leftover of an interrupted copy */
+    remove_copy(tmp, files, n); /* a leftover of an interrupted copy */
     if (make_dirs((char *)tmp, 0755) < 0)
         return plugd_error_set(err, PLUGD_E_IO, "package: cannot create %s: %s", tmp,
                                strerror(errno));
@@ -167,23 +170,27 @@ static int copy_package(const struct manifest *m, const char **files, size_t n, 
 int pkg_store(const char *state_dir, const struct manifest *m, const char *digest, char *out,
               size_t out_size, struct plugd_error *err)
 {
-    char final[PATH_MAX], tmp[PATH_MAX + 32], probe[PATH_MAX + 16];
+    char final[PATH_MAX], tmp[PATH_MAX + 32], probe[PATH_MAX + 16], resolved[PATH_MAX];
     snprintf(final, sizeof(final), "%s/packages/%s/%s-%.12s", state_dir, m->name, m->version,
              digest);
     snprintf(probe, sizeof(probe), "%s/plugin.json", final);
-    if (realpath(final, out) != NULL && strlen(out) < out_size && access(probe, R_OK) == 0)
+    if (realpath(final, resolved) != NULL && strlen(resolved) < out_size &&
+        access(probe, R_OK) == 0) {
+        memcpy(out, resolved, strlen(resolved) + 1);
         return 0; /* this exact package is stored already */
+    }
     snprintf(tmp, sizeof(tmp), "%s.tmp%ld", final, (long)getpid());
     size_t n;
     const char **files = package_files(m, &n);
     if (files == NULL)
         return plugd_error_set(err, PLUGD_E_NO_MEMORY, "package: no memory");
     int rc = copy_package(m, files, n, tmp, final, err);
-    remove_tree(tmp, files, n); /* left on failure, or when another copy won the rename */
+    remove_copy(tmp, files, n); /* left on failure, or when another copy won the rename */
     free(files);
     if (rc < 0)
         return -1;
-    if (realpath(final, out) == NULL || strlen(out) >= out_size)
+    if (realpath(final, resolved) == NULL || strlen(resolved) >= out_size)
         return plugd_error_set(err, PLUGD_E_IO, "package: %s is not reachable", final);
+    memcpy(out, resolved, strlen(resolved) + 1);
     return 0;
 }

@@ -12,12 +12,14 @@
 
 #define PKG_DIGEST_HEX 65 /* SHA-256 in hex, with its NUL */
 
-/* The SHA-256 of `m`'s package files (in `m->dir`), in hex. */
+/* The SHA-256, in hex, of `m`'s package files (in `m->dir`): each one's
+ * relative name, size and bytes, in the manifest's order. */
 int pkg_digest(const struct manifest *m, char out[PKG_DIGEST_HEX], struct plugd_error *err);
 
 /* Copies `m`'s package into STATE_DIR/packages (unless a copy with this
- * digest is there already) and writes its folder to `out`. Atomic: the copy
- * appears complete or not at all. */
+ * digest is there already) and writes its folder's real path to `out`
+ * (`out_size` bytes; a longer path is an error). Atomic: the copy appears
+ * complete or not at all. */
 int pkg_store(const char *state_dir, const struct manifest *m, const char *digest, char *out,
               size_t out_size, struct plugd_error *err);
 

@@ -87,9 +87,13 @@ static int connect_to(const char *path)
     return fd;
 }
 
+/* The request as one line. -1 when it could not be written (or, out of
+ * memory, not even encoded). */
 static int send_request(int fd, json_t *req)
 {
     char *text = json_dumps(req, JSON_COMPACT);
+    if (text == NULL)
+        return -1;
     size_t n = strlen(text);
     int rc = 0;
     for (size_t off = 0; off < n && rc == 0;) {
@@ -121,6 +125,15 @@ static char *read_line(FILE *in)
 }
 
 /* ------------------------------------------------------------ printing */
+
+/* `v` as JSON text on a line of its own; "?" when it cannot be encoded
+ * (out of memory). */
+static void put_json(const json_t *v, size_t flags)
+{
+    char *text = json_dumps(v, flags | JSON_ENCODE_ANY);
+    puts(text ? text : "?");
+    free(text);
+}
 
 static const char *s(json_t *o, const char *key)
 {
@@ -183,22 +196,16 @@ static void print_fields(json_t *result)
         json_object_foreach(result, key, v)
         {
             char *text = json_is_string(v) ? NULL : json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-            printf("%-18s %s\n", key, text ? text : json_string_value(v));
+            const char *value = json_is_string(v) ? json_string_value(v) : text;
+            printf("%-18s %s\n", key, value ? value : "?");
             free(text);
         }
     } else if (json_is_array(result)) {
         size_t i;
         json_t *v;
-        json_array_foreach(result, i, v)
-        {
-            char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-            puts(text);
-            free(text);
-        }
+        json_array_foreach(result, i, v) put_json(v, JSON_COMPACT);
     } else if (!json_is_null(result)) {
-        char *text = json_dumps(result, JSON_ENCODE_ANY);
-        puts(text);
-        free(text);
+        put_json(result, 0);
     }
 }
 
@@ -208,9 +215,7 @@ static void print_result(const struct ct_command *c, json_t *result, const struc
     size_t i;
     json_t *row;
     if (o->is_json) {
-        char *text = json_dumps(result, JSON_COMPACT | JSON_ENCODE_ANY);
-        puts(text);
-        free(text);
+        put_json(result, JSON_COMPACT);
         return;
     }
     switch (c->output) {
@@ -241,8 +246,9 @@ static void print_result(const struct ct_command *c, json_t *result, const struc
 
 /* ------------------------------------------------------------ commands */
 
-/* A JSON argument; a bare word that is not JSON is a string. */
-static json_t *json_arg(const char *text)
+/* A word as JSON; a bare word that is not JSON is a string. NULL when it
+ * is neither (not UTF-8) or out of memory. */
+static json_t *word_value(const char *text)
 {
     json_t *v = json_loads(text, JSON_DECODE_ANY, NULL);
     return v ? v : json_string(text);
@@ -351,7 +357,9 @@ static int set_arg(json_t *req, const struct ct_command *c, const struct ct_arg 
         }
         break;
     case CT_ARRAY:
-        json_array_append_new(json_object_get(req, a->name), json_arg(text));
+        if (json_array_append_new(json_object_get(req, a->name), word_value(text)) < 0)
+            return usage_error(c, "%s: %s: \"%s\" is not UTF-8 text", ct_cli_name(c),
+                               arg_word(a, word, sizeof(word)), text);
         return 0;
     case CT_BOOLEAN:
         v = json_true();
@@ -360,7 +368,9 @@ static int set_arg(json_t *req, const struct ct_command *c, const struct ct_arg 
         /* plugd resolves paths in its own folder: send an absolute one */
         v = json_string((a->hints & CT_HINT_PATH) && realpath(text, path) ? path : text);
     }
-    json_object_set_new(req, a->name, v);
+    if (json_object_set_new(req, a->name, v) < 0) /* v NULL: the string is not UTF-8 */
+        return usage_error(c, "%s: %s: \"%s\" is not UTF-8 text", ct_cli_name(c),
+                           arg_word(a, word, sizeof(word)), text);
     return 0;
 }
 
@@ -371,13 +381,20 @@ static int set_arg(json_t *req, const struct ct_command *c, const struct ct_arg 
 static json_t *build_request(const struct ct_command *c, int argc, char **argv, bool *is_stream)
 {
     json_t *req = json_pack("{s:i, s:s}", "id", 1, "cmd", c->name);
+    if (req == NULL) {
+        fprintf(stderr, "plugctl: out of memory\n");
+        return NULL;
+    }
     const struct ct_arg *next = next_positional(c->args);
     bool is_flagged = has_flags(c); /* else a word starting with '-' is a value: call x add -1 */
     char word[64];
     *is_stream = (c->flags & CT_STREAMS) != 0;
     for (const struct ct_arg *a = c->args; a->name != NULL; a++)
-        if (a->type == CT_ARRAY && a->cli == CT_POSITIONAL)
-            json_object_set_new(req, a->name, json_array());
+        if (a->type == CT_ARRAY && a->cli == CT_POSITIONAL &&
+            json_object_set_new(req, a->name, json_array()) < 0) {
+            fprintf(stderr, "plugctl: out of memory\n");
+            goto fail;
+        }
     for (int i = 0; i < argc; i++) {
         const struct ct_arg *a;
         const char *text = argv[i];
@@ -442,10 +459,8 @@ static int follow(FILE *in, const struct options *o)
         free(line);
         json_t *event = json_object_get(msg, "event"), *rec = json_object_get(msg, "log");
         if (o->is_json && (event || rec)) {
-            char *text = json_dumps(event ? event : rec, JSON_COMPACT);
-            puts(text);
+            put_json(event ? event : rec, JSON_COMPACT);
             fflush(stdout);
-            free(text);
         } else if (event || rec) {
             print_row(event ? event : rec, event ? ct_event_columns : ct_log_columns);
             fflush(stdout);
@@ -513,6 +528,12 @@ int main(int argc, char **argv)
         return EXIT_UNREACHABLE;
     }
     FILE *in = fdopen(fd, "r");
+    if (in == NULL) {
+        fprintf(stderr, "plugctl: %s\n", strerror(errno));
+        close(fd);
+        json_decref(req);
+        return EXIT_UNREACHABLE;
+    }
     char *line = NULL;
     int status = EXIT_UNREACHABLE;
     if (send_request(fd, req) == 0 && (line = read_line(in)) != NULL) {

@@ -210,10 +210,18 @@ static void bind_text(sqlite3_stmt *st, int i, const char *s)
         sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
 }
 
-static char *column_text(sqlite3_stmt *st, int i)
+/* A copy of text column `i` into *out (NULL for a NULL column). -1 when
+ * out of memory. */
+static int copy_column(sqlite3_stmt *st, int i, char **out)
 {
     const unsigned char *s = sqlite3_column_text(st, i);
-    return s ? strdup((const char *)s) : NULL;
+    *out = s ? strdup((const char *)s) : NULL;
+    return s != NULL && *out == NULL ? -1 : 0;
+}
+
+static int no_memory(struct plugd_error *err, const char *doing)
+{
+    return plugd_error_set(err, PLUGD_E_NO_MEMORY, "registry: %s: no memory", doing);
 }
 
 #define PLUGIN_COLUMNS                                                                             \
@@ -221,10 +229,13 @@ static char *column_text(sqlite3_stmt *st, int i)
     " pending_version, pending_digest, pending_dir, pending_manifest, diff, installed_at,"         \
     " updated_at, uninstalled_at"
 
-static void read_plugin(sqlite3_stmt *st, struct reg_plugin *p)
+/* The row under `st` into `p` (which the caller clears, also on failure).
+ * -1 when out of memory. */
+static int read_plugin(sqlite3_stmt *st, struct reg_plugin *p)
 {
     memset(p, 0, sizeof(*p));
-    p->name = column_text(st, 0);
+    if (copy_column(st, 0, &p->name) < 0)
+        return -1;
     const char *status = (const char *)sqlite3_column_text(st, 1);
     if (status == NULL || lc_status_from_name(status, &p->status) < 0)
         p->status = LC_ERROR; /* the CHECK constraint makes this unreachable */
@@ -240,10 +251,12 @@ static void read_plugin(sqlite3_stmt *st, struct reg_plugin *p)
                        &p->pending_manifest,
                        &p->diff};
     for (int i = 0; i < (int)(sizeof(fields) / sizeof(fields[0])); i++)
-        *fields[i] = column_text(st, 2 + i);
+        if (copy_column(st, 2 + i, fields[i]) < 0)
+            return -1;
     p->installed_at = sqlite3_column_double(st, 13);
     p->updated_at = sqlite3_column_double(st, 14);
     p->uninstalled_at = sqlite3_column_double(st, 15);
+    return 0;
 }
 
 int reg_each_plugin(struct registry *r, void (*fn)(const struct reg_plugin *p, void *ud), void *ud,
@@ -256,12 +269,19 @@ int reg_each_plugin(struct registry *r, void (*fn)(const struct reg_plugin *p, v
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         struct reg_plugin p;
-        read_plugin(st, &p);
-        fn(&p, ud);
+        bool is_read = read_plugin(st, &p) == 0;
+        if (is_read)
+            fn(&p, ud);
         reg_plugin_clear(&p);
+        if (!is_read) {
+            sqlite3_finalize(st);
+            return no_memory(err, "listing plugins");
+        }
     }
+    if (rc != SQLITE_DONE)
+        db_fail(r, err, "listing plugins");
     sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : db_fail(r, err, "listing plugins");
+    return rc == SQLITE_DONE ? 0 : -1;
 }
 
 static int put_version(struct registry *r, const char *plugin, const char *version,
@@ -404,8 +424,12 @@ char *reg_audit_json(struct registry *r, const char *plugin, int n, struct plugd
     }
     bind_text(st, 1, plugin);
     sqlite3_bind_int(st, 2, n);
-    char *out = sqlite3_step(st) == SQLITE_ROW ? column_text(st, 0) : NULL;
-    if (out == NULL)
+    char *out = NULL;
+    if (sqlite3_step(st) != SQLITE_ROW)
+        db_fail(r, err, "reading the audit");
+    else if (copy_column(st, 0, &out) < 0)
+        no_memory(err, "reading the audit");
+    else if (out == NULL) /* coalesce(..., '[]') makes it unreachable */
         db_fail(r, err, "reading the audit");
     sqlite3_finalize(st);
     return out;
@@ -429,12 +453,17 @@ int reg_state_get(struct registry *r, const char *plugin, const char *ns, const 
     int rc = sqlite3_step(r->state_get);
     if (rc == SQLITE_DONE)
         return 0;
-    if (rc != SQLITE_ROW)
-        return db_fail(r, err, "state.get");
+    if (rc != SQLITE_ROW) {
+        db_fail(r, err, "state.get");
+        sqlite3_reset(r->state_get);
+        return -1;
+    }
     *len = (size_t)sqlite3_column_bytes(r->state_get, 0);
     *value = malloc(*len ? *len : 1);
-    if (*value == NULL)
+    if (*value == NULL) {
+        sqlite3_reset(r->state_get); /* a stepped statement holds its read transaction */
         return plugd_error_set(err, PLUGD_E_NO_MEMORY, "state.get: no memory");
+    }
     if (*len)
         memcpy(*value, sqlite3_column_blob(r->state_get, 0), *len);
     sqlite3_reset(r->state_get);

@@ -43,7 +43,9 @@ struct reg_audit {
 struct registry *reg_open(const char *path, struct plugd_error *err);
 void reg_close(struct registry *r);
 
-/* Calls `fn` for every plugin row, in name order. */
+/* Calls `fn` for every plugin row, in name order. -1 with err
+ * (storage_error, or no_memory for a row it could not copy) when it could
+ * not go through them all; `fn` has seen the rows before. */
 int reg_each_plugin(struct registry *r, void (*fn)(const struct reg_plugin *p, void *ud), void *ud,
                     struct plugd_error *err);
 
@@ -57,13 +59,15 @@ int reg_save_transition(struct registry *r, const struct reg_plugin *p, int from
 /* flags of reg_save_transition */
 #define REG_PURGE_DATA 1u /* delete the plugin's state in the same transaction */
 
-/* 1 when the registry has seen this package of `plugin`, 0 when not. */
+/* 1 when the registry has seen this package of `plugin`, 0 when not or
+ * when it cannot tell (the query failed). */
 int reg_has_version(struct registry *r, const char *plugin, const char *digest);
 
 /* Deletes the plugin's state rows (purge, or data past its retention). */
 int reg_purge_data(struct registry *r, const char *plugin, struct plugd_error *err);
 
-/* The `n` newest audit rows of `plugin` as a JSON array text (caller frees). */
+/* The `n` newest audit rows of `plugin` as a JSON array text (caller
+ * frees); NULL with err (storage_error, no_memory). */
 char *reg_audit_json(struct registry *r, const char *plugin, int n, struct plugd_error *err);
 
 /* ---------------------------------------------------------- plugin state
@@ -82,7 +86,7 @@ int reg_state_delete(struct registry *r, const char *plugin, const char *ns, con
 int reg_state_list(struct registry *r, const char *plugin, const char *ns, const char *after,
                    int limit, void (*fn)(const char *key, void *ud), void *ud,
                    struct plugd_error *err);
-/* Number of state rows of `plugin`. */
+/* Number of state rows of `plugin`; -1 when it cannot count them. */
 int64_t reg_state_count(struct registry *r, const char *plugin);
 
 /* Deep copy of `src` into `dst` (cleared first). -1 on no memory. */

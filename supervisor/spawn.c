@@ -143,9 +143,10 @@ static void set_up(struct child *ch, int channel, int out, int err)
 }
 
 /* In the child: the channel at fd 3, stdout and stderr to plugd's pipes,
- * the sandbox, nothing else inherited. The sandbox report (with the
- * seccomp notification fd) goes to plugd on SPAWN_REPORT_FD before the
- * exec. Never returns. */
+ * the sandbox, nothing else inherited. The sandbox report goes to plugd on
+ * SPAWN_REPORT_FD before the exec; then the child waits while plugd takes
+ * the seccomp notification fd (pidfd_getfd), or sends it when asked. Never
+ * returns. */
 static void run_child(struct child *ch, int channel, int out, int err) __attribute__((noreturn));
 static void run_child(struct child *ch, int channel, int out, int err)
 {

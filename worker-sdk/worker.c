@@ -49,6 +49,7 @@ struct plugd_worker {
     ev_timer shutdown_deadline;
     bool is_done;
     int exit_status;
+    struct host_call *begun_host_call; /* between begin_host_call and end_host_call */
 };
 
 struct plugd_request {
@@ -595,15 +596,33 @@ static void on_host_answer(struct ipc_conn *c, const struct plugd_error *err,
     free(hc);
 }
 
-/* Starts a host call; the caller packs params[0] into the returned packer
- * and ends it with end_host_call. */
+/* Starts a host call; the caller packs the params into the returned
+ * packer and ends it with end_host_call. */
 static msgpack_packer *begin_host_call(struct plugd_worker *w, const char *method, double timeout,
                                        plugd_host_reply_fn on_reply, void *ud)
 {
     struct host_call *hc = malloc(sizeof(*hc));
     if (hc != NULL)
         *hc = (struct host_call){.w = w, .on_reply = on_reply, .ud = ud};
-    return ipc_conn_begin_call(w->conn, method, timeout, hc ? on_host_answer : NULL, hc);
+    w->begun_host_call = hc;
+    return ipc_conn_begin_call(w->conn, method, timeout, on_host_answer, hc);
+}
+
+/* Sends the call begun. Without memory for its record it is dropped, not
+ * sent: on_reply could never run for it. */
+static int end_host_call(struct plugd_worker *w, struct plugd_error *err)
+{
+    struct host_call *hc = w->begun_host_call;
+    w->begun_host_call = NULL;
+    if (hc == NULL) {
+        ipc_conn_cancel(w->conn);
+        return plugd_error_set(err, PLUGD_E_NO_MEMORY, "no memory for a host call");
+    }
+    if (ipc_conn_end(w->conn, err) < 0) {
+        free(hc); /* on_reply never runs for a call that was not sent */
+        return -1;
+    }
+    return 0;
 }
 
 int plugd_worker_call_host(struct plugd_worker *w, const char *method, const msgpack_object *params,
@@ -640,7 +659,7 @@ int plugd_worker_emit(struct plugd_worker *w, const char *event, const msgpack_o
         msgpack_pack_object(pk, *payload);
     else
         msgpack_pack_nil(pk);
-    return ipc_conn_end(w->conn, err);
+    return end_host_call(w, err);
 }
 
 int plugd_worker_subscribe(struct plugd_worker *w, const char *pattern,
@@ -668,7 +687,7 @@ int plugd_worker_subscribe_filtered(struct plugd_worker *w, const char *pattern,
         ipc_pack_str(pk, "since");
         msgpack_pack_uint64(pk, since);
     }
-    return ipc_conn_end(w->conn, err);
+    return end_host_call(w, err);
 }
 
 void plugd_worker_log(struct plugd_worker *w, enum plugd_log_level level,

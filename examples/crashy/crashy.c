@@ -143,6 +143,11 @@ static void emit_many(struct plugd_request *req, const msgpack_object *params, v
     (void)ud;
     int64_t n = int_arg(params, "n", 100), size = int_arg(params, "size", 16);
     char *pad = malloc(size > 0 ? (size_t)size : 1);
+    if (pad == NULL) {
+        plugd_request_fail(req, PLUGD_E_NO_MEMORY, "no memory for a pad of %lld bytes",
+                           (long long)size);
+        return;
+    }
     memset(pad, 'x', size > 0 ? (size_t)size : 1);
     msgpack_object_kv kv[2] = {{str_object("i", 1), {.type = MSGPACK_OBJECT_POSITIVE_INTEGER}},
                                {str_object("pad", 3), str_object(pad, (size_t)size)}};
@@ -184,6 +189,10 @@ static void delay(struct plugd_request *req, const msgpack_object *params, void 
 {
     (void)ud;
     struct delayed *d = malloc(sizeof(*d));
+    if (d == NULL) {
+        plugd_request_fail(req, PLUGD_E_NO_MEMORY, "no memory for the delay");
+        return;
+    }
     d->req = req;
     ev_timer_init(&d->timer, on_delay_done, (double)int_arg(params, "ms", 100) / 1000.0, 0.);
     ev_timer_start(plugd_worker_loop(plugd_request_worker(req)), &d->timer);

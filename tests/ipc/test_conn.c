@@ -187,6 +187,26 @@ Test(conn, notifications_arrive_in_order)
     cr_assert(run_until(&notes, 100, 5));
 }
 
+/* A message begun and cancelled is never sent and its call never
+ * answered; the next one goes out whole. */
+Test(conn, a_cancelled_call_is_not_sent_and_never_completes)
+{
+    make_pair(NULL, false);
+    mode = HOLD;
+    msgpack_packer *pk = ipc_conn_begin_call(client, "echo", 5, on_reply, (void *)(uintptr_t)1);
+    msgpack_pack_array(pk, 1);
+    ipc_conn_cancel(client);
+    cr_assert_eq(ipc_conn_calls_pending(client), 0);
+    cr_assert_eq(ipc_conn_out_pending(client), 0);
+    cr_assert_eq(call_number(client, 2, 5), 0);
+    wait_for_held(1);
+    mode = ECHO;
+    ipc_conn_reply(server, held[0], NULL, NULL);
+    int never = 0;
+    run_until(&never, 1, 0.2);
+    cr_expect_eq(t.replies + t.errors, 1, "only the call that was ended is answered");
+}
+
 Test(conn, ten_thousand_pipelined_calls_answered_out_of_order)
 {
     make_pair(NULL, false);

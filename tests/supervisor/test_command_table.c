@@ -105,6 +105,16 @@ static const struct doc_row *row_of(const struct doc_row *rows, int n, const cha
     return found;
 }
 
+/* The row of "## Commands" that documents `c` (the first, of *count). */
+static const struct doc_row *command_row(const struct ct_command *c, int *count)
+{
+    static struct doc_row rows[MAX_ROWS];
+    static int n = -1;
+    if (n < 0)
+        n = doc_rows("## Commands", rows, MAX_ROWS);
+    return row_of(rows, n, c->name, count);
+}
+
 /* The arguments a row's cell documents: "`plugin` string, `reason?`
  * string (...)": each backquoted name outside parentheses, then its type. */
 struct doc_arg {
@@ -252,12 +262,10 @@ Test(command_table, printed_columns_are_fields_of_the_result)
 
 Test(command_table, docs_control_md_documents_every_command_with_its_arguments_and_synopsis)
 {
-    static struct doc_row rows[MAX_ROWS];
-    int n = doc_rows("## Commands", rows, MAX_ROWS);
     for (size_t i = 0; i < CT_COUNT; i++) {
         const struct ct_command *c = &ct_commands[i];
         int count;
-        const struct doc_row *r = row_of(rows, n, c->name, &count);
+        const struct doc_row *r = command_row(c, &count);
         cr_expect_eq(count, 1, "docs/control.md documents command %s %d times (once wanted)",
                      c->name, count);
         if (r == NULL)
@@ -325,12 +333,10 @@ Test(command_table, docs_control_md_documents_no_command_the_table_lacks)
  * for another command's list. */
 Test(command_table, docs_control_md_lists_the_result_fields_of_the_table)
 {
-    static struct doc_row rows[MAX_ROWS];
-    int n = doc_rows("## Commands", rows, MAX_ROWS);
     for (size_t i = 0; i < CT_COUNT; i++) {
         const struct ct_command *c = &ct_commands[i];
         int count;
-        const struct doc_row *r = row_of(rows, n, c->name, &count);
+        const struct doc_row *r = command_row(c, &count);
         if (c->fields == NULL || r == NULL || r->n_cells < 4)
             continue;
         const char *as = strstr(r->cell[3], "as `");
@@ -520,6 +526,21 @@ Test(command_table, plugctl_takes_arguments_as_the_table_says)
         plugctl((const char *[]){"help", "events", NULL}, out, sizeof(out), err, sizeof(err)), 0);
     cr_expect_str_eq(out, "usage: plugctl [--socket PATH] [--json] events [PATTERN] [--filter "
                           "JSON] [--since SEQ]  # follow the event stream\n");
+}
+
+/* A word that is not UTF-8 is a usage error naming it: it was dropped
+ * before (a call went out without that parameter; a plugin name came out
+ * as "PLUGIN is missing"). No plugd is needed: nothing is sent. */
+Test(command_table, plugctl_refuses_a_word_that_is_not_utf8)
+{
+    char out[1024], err[1024];
+    cr_assert_eq(plugctl((const char *[]){"call", "hello", "echo", "\xff", NULL}, out, sizeof(out),
+                         err, sizeof(err)),
+                 2, "%s", err);
+    cr_expect_not_null(strstr(err, "call: ARG: \"\xff\" is not UTF-8 text"), "%s", err);
+    cr_assert_eq(
+        plugctl((const char *[]){"enable", "h\xff", NULL}, out, sizeof(out), err, sizeof(err)), 2);
+    cr_expect_not_null(strstr(err, "enable: PLUGIN: \"h\xff\" is not UTF-8 text"), "%s", err);
 }
 
 /* The ranges of the table are plugd's: checked before any command runs,

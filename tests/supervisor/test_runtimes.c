@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "plugd_harness.h"
+#include "probe_checks.h"
 
 HARNESS_TEST_SUITE(runtimes, 120);
 
@@ -16,18 +17,6 @@ HARNESS_TEST_SUITE(runtimes, 120);
 static const char *const every_layer[] = {
     "pid_namespace", "cgroup", "namespaces",   "mount_namespace", "rlimits", "fds",
     "no_new_privs",  "user",   "capabilities", "landlock",        "seccomp"};
-
-static bool has_layer(json_t *sandbox, const char *layer)
-{
-    size_t i;
-    json_t *v;
-    json_array_foreach(json_object_get(sandbox, "active"), i, v)
-    {
-        if (strcmp(json_string_value(v), layer) == 0)
-            return true;
-    }
-    return false;
-}
 
 /* The worker of `plugin` is running, confined, and never hit the
  * allow-list; it echoes a string and adds two integers. */

@@ -350,6 +350,16 @@ Test(sandbox, plugd_refuses_an_unknown_sandbox_mode)
     expect_usage_error("--sandbox loose", "plugd: --sandbox: \"loose\" is not on, strict or off\n");
 }
 
+/* One flag past the allow list's room is said, not an exit 2 without a
+ * word. */
+Test(sandbox, plugd_says_when_there_are_too_many_allow_uids)
+{
+    char args[33 * 24] = "";
+    for (int i = 0; i < 33; i++)
+        snprintf(args + strlen(args), sizeof(args) - strlen(args), "--allow-uid %d ", 1000 + i);
+    expect_usage_error(args, "plugd: --allow-uid: at most 32\n");
+}
+
 /* ------------------------------------------------------------ pid 1, the user */
 
 Test(sandbox, a_worker_that_is_pid_1_still_ends_at_the_sigterm_step)

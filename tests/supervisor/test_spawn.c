@@ -36,15 +36,20 @@ static json_t *restart_without(const char *what, char *package, size_t size)
     return st;
 }
 
+/* last_error of `st` names the failed step `want` and not `other`. */
+static void expect_named_step(json_t *st, const char *want, const char *other)
+{
+    const char *last = json_string_value(json_object_get(st, "last_error")) ?: "";
+    cr_expect(strstr(last, want) != NULL, "last_error: %s (want %s)", last, want);
+    cr_expect(strstr(last, other) == NULL, "read as another step (%s): %s", other, last);
+}
+
 Test(spawn, a_package_folder_that_is_gone_fails_the_start_naming_the_chdir)
 {
-    char package[PATH_MAX];
+    char package[PATH_MAX], want[PATH_MAX + 64];
     json_t *st = restart_without("", package, sizeof(package));
-    const char *last = json_string_value(json_object_get(st, "last_error")) ?: "";
-    char want[PATH_MAX + 64];
     snprintf(want, sizeof(want), "cannot chdir to %s: No such file or directory", package);
-    cr_expect(strstr(last, want) != NULL, "last_error: %s", last);
-    cr_expect(strstr(last, "cannot start") == NULL, "not read as a bad entrypoint: %s", last);
+    expect_named_step(st, want, "cannot start"); /* not read as a bad entrypoint */
     cr_expect_eq(json_integer_value(json_object_get(st, "restarts")), 1, "no retry of ENOENT");
     json_decref(st);
     cr_expect_geq(harness_log_count(&h, "cannot chdir to"), 1);
@@ -52,12 +57,9 @@ Test(spawn, a_package_folder_that_is_gone_fails_the_start_naming_the_chdir)
 
 Test(spawn, an_entrypoint_that_is_gone_fails_the_start_naming_the_exec)
 {
-    char package[PATH_MAX];
+    char package[PATH_MAX], want[PATH_MAX + 64];
     json_t *st = restart_without("crashy", package, sizeof(package));
-    const char *last = json_string_value(json_object_get(st, "last_error")) ?: "";
-    char want[PATH_MAX + 64];
     snprintf(want, sizeof(want), "cannot start %s/crashy: No such file or directory", package);
-    cr_expect(strstr(last, want) != NULL, "last_error: %s", last);
-    cr_expect(strstr(last, "chdir") == NULL, "%s", last);
+    expect_named_step(st, want, "chdir");
     json_decref(st);
 }

@@ -433,39 +433,47 @@ bool harness_pid_gone(pid_t pid)
     return pid > 0 && kill(pid, 0) < 0 && errno == ESRCH;
 }
 
+/* The fields of /proc/PID_DIR/stat after the command's closing paren
+ * (" S PPID ...": the command may hold spaces and parens), read into
+ * `buf`; NULL when the process is gone. */
+static const char *stat_fields(const char *pid_dir, char *buf, size_t size)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "/proc/%s/stat", pid_dir);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    ssize_t n = read(fd, buf, size - 1);
+    close(fd);
+    if (n <= 0)
+        return NULL;
+    buf[n] = '\0';
+    char *paren = strrchr(buf, ')');
+    return paren ? paren + 1 : NULL;
+}
+
+static const char *stat_fields_of(pid_t pid, char *buf, size_t size)
+{
+    char pid_dir[16];
+    snprintf(pid_dir, sizeof(pid_dir), "%d", (int)pid);
+    return stat_fields(pid_dir, buf, size);
+}
+
 bool harness_pid_dead(pid_t pid)
 {
     if (harness_pid_gone(pid))
         return true;
-    char path[64], buf[512];
-    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return true;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    char *paren = strrchr(buf, ')');
-    return paren != NULL && paren[1] == ' ' && paren[2] == 'Z';
+    char buf[512];
+    const char *fields = stat_fields_of(pid, buf, sizeof(buf));
+    return fields == NULL || strncmp(fields, " Z", 2) == 0;
 }
 
-/* The parent pid field of /proc/PID/stat (after the command's closing paren). */
 static pid_t parent_of(const char *pid_dir)
 {
-    char path[PATH_MAX], buf[512];
-    snprintf(path, sizeof(path), "/proc/%s/stat", pid_dir);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return -1;
-    buf[n] = '\0';
-    char *paren = strrchr(buf, ')');
-    char state;
+    char buf[512], state;
+    const char *fields = stat_fields(pid_dir, buf, sizeof(buf));
     int ppid;
-    if (paren == NULL || sscanf(paren + 1, " %c %d", &state, &ppid) != 2)
+    if (fields == NULL || sscanf(fields, " %c %d", &state, &ppid) != 2)
         return -1;
     return ppid;
 }
@@ -729,21 +737,12 @@ long harness_proc_kib(pid_t pid, const char *field)
 
 double harness_cpu_seconds(pid_t pid)
 {
-    char path[64], buf[1024];
-    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return -1;
-    buf[n] = '\0';
-    /* after the command's closing paren: state, then fields 4..13, then utime, stime */
-    char *p = strrchr(buf, ')');
+    char buf[1024];
+    const char *fields = stat_fields_of(pid, buf, sizeof(buf));
+    /* state, then fields 4..13, then utime, stime */
     unsigned long utime, stime;
-    if (p == NULL ||
-        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime) != 2)
+    if (fields == NULL ||
+        sscanf(fields, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime) != 2)
         return -1;
     return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
 }

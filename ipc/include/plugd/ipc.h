@@ -159,6 +159,11 @@ msgpack_packer *ipc_conn_begin_call(struct ipc_conn *c, const char *method, doub
 msgpack_packer *ipc_conn_begin_notify(struct ipc_conn *c, const char *method);
 msgpack_packer *ipc_conn_begin_reply(struct ipc_conn *c, uint32_t msgid);
 int ipc_conn_end(struct ipc_conn *c, struct plugd_error *err);
+/* Instead of ipc_conn_end: drops the message begun, nothing of it is sent
+ * and its call (if one) is forgotten, its on_reply never run. For a caller
+ * that finds, after begin, that it cannot go on (out of memory for its own
+ * record of the call). */
+void ipc_conn_cancel(struct ipc_conn *c);
 
 /* One-shot forms. `params` NULL means an empty array; `result` NULL means nil. */
 int ipc_conn_call(struct ipc_conn *c, const char *method, const msgpack_object *params,
