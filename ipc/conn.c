@@ -383,7 +383,7 @@ void ipc_conn_cancel(struct ipc_conn *c)
         abort();
     if (kind == BUILD_DISCARD)
         return;
-    ob_rollback(&c->out);
+    ipc_outbuf_rollback(&c->out);
     if (call != NULL)
         call_remove(c, call);
 }
