@@ -350,11 +350,15 @@ int ipc_conn_end(struct ipc_conn *c, struct plugd_error *err)
         return plugd_error_set(err, PLUGD_E_CONNECTION_CLOSED, "connection is closed");
 
     size_t size = ipc_outbuf_message_size(&c->out);
+    bool is_out_of_memory = c->out.is_out_of_memory;
     if (ipc_outbuf_commit(&c->out) < 0) {
         if (call != NULL)
             call_remove(c, call);
         if (kind == BUILD_CALL && call == NULL)
             return plugd_error_set(err, PLUGD_E_NO_MEMORY, "no memory for another call");
+        if (is_out_of_memory)
+            return plugd_error_set(err, PLUGD_E_NO_MEMORY, "no memory to queue a %zu-byte message",
+                                   size);
         if (size >= c->opt.max_message)
             return plugd_error_set(err, PLUGD_E_MESSAGE_TOO_LARGE,
                                    "message exceeds the %zu-byte limit", c->opt.max_message);

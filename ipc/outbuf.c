@@ -41,6 +41,7 @@ void ipc_outbuf_destroy(struct ipc_outbuf *ob)
     ob->head = ob->tail = ob->spare = ob->mark_tail = NULL;
     ob->pending = ob->mark_pending = ob->mark_tail_len = 0;
     ob->overflow = false;
+    ob->is_out_of_memory = false;
 }
 
 /* A chunk with room for at least `want` bytes, from the spare when it fits. */
@@ -78,6 +79,7 @@ void ipc_outbuf_mark(struct ipc_outbuf *ob)
     ob->mark_tail_len = ob->tail ? ob->tail->len : 0;
     ob->mark_pending = ob->pending;
     ob->overflow = false;
+    ob->is_out_of_memory = false;
 }
 
 size_t ipc_outbuf_message_size(const struct ipc_outbuf *ob)
@@ -98,7 +100,7 @@ int ipc_outbuf_append(struct ipc_outbuf *ob, const char *data, size_t len)
         if (t == NULL || t->len == t->cap) {
             struct ob_chunk *c = new_chunk(ob, len);
             if (c == NULL) {
-                ob->overflow = true;
+                ob->overflow = ob->is_out_of_memory = true;
                 return -1;
             }
             if (t == NULL)

@@ -25,6 +25,7 @@ struct ipc_outbuf {
     size_t mark_tail_len;
     size_t mark_pending;
     bool overflow;
+    bool is_out_of_memory; /* the message overflowed for want of memory, not of room */
 };
 
 void ipc_outbuf_init(struct ipc_outbuf *ob, size_t limit, size_t max_message);
@@ -35,7 +36,7 @@ void ipc_outbuf_destroy(struct ipc_outbuf *ob);
 /* Starts a message. */
 void ipc_outbuf_mark(struct ipc_outbuf *ob);
 /* Appends to the current message; after an overflow, appends nothing.
- * Returns 0 or -1 (overflow or no memory). */
+ * Returns 0 or -1 (overflow, or no memory: is_out_of_memory tells which). */
 int ipc_outbuf_append(struct ipc_outbuf *ob, const char *data, size_t len);
 /* Size of the message appended since ipc_outbuf_mark. */
 size_t ipc_outbuf_message_size(const struct ipc_outbuf *ob);
