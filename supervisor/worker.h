@@ -1,6 +1,8 @@
-/* One plugin's worker process: spawn, handshake, health, routed calls,
- * restart with backoff, graceful stop, log capture. docs/protocol.md is the
- * contract with the worker; docs/supervision.md the policy. */
+/* One plugin's worker process: its public face (worker.c: create, start,
+ * stop, routed calls, config changes). What it does is the action table of
+ * worker_table.c; the actions are worker_run.c's, the libev callbacks that
+ * feed it worker_events.c's. docs/protocol.md is the contract with the
+ * worker; docs/supervision.md the policy. */
 #ifndef PLUGD_WORKER_H
 #define PLUGD_WORKER_H
 
@@ -18,12 +20,10 @@
 #include "plugd/ipc.h"
 #include "restart.h"
 #include "spawn.h"
+#include "worker_table.h"
 
 #define PLUGD_VERSION      "0.1.0"
 #define WK_LATENCY_SAMPLES 256 /* routed calls kept for the latency percentiles */
-
-/* Worker states (in memory; the persisted plugin status is the lifecycle's). */
-enum wk_state { WK_STOPPED, WK_STARTING, WK_RUNNING, WK_STOPPING, WK_BACKOFF };
 
 struct worker;
 struct services;
@@ -44,19 +44,20 @@ typedef void (*wk_reply_fn)(const struct plugd_error *err, const msgpack_object 
 struct worker {
     struct manifest *m;
     struct ev_loop *loop;
-    enum wk_state state;
-    bool want_running; /* false once stopped on purpose or given up */
-    bool is_failed;    /* gave up: crash loop or a start that can never work */
-    bool is_healthy;   /* last health answer was "ok" */
-    pid_t pid;
+    enum wk_phase phase; /* where it is in worker_table.c; changed by wk_dispatch only */
+    enum wk_state state; /* the owner's view: wk_phases[phase].state */
+    bool is_failed;      /* wk_phases[phase].is_failed: given up (crash loop, a start
+                            that can never work); the next worker_start clears it */
+    bool is_dispatching; /* an action runs: events it causes itself are dropped */
+    bool is_healthy;     /* last health answer was "ok" */
+    pid_t pid;           /* > 0 exactly while the phase has a process */
     struct ipc_conn *conn;
     ev_child child_w;
-    ev_io exec_w; /* the sandbox report, then EOF (exec succeeded) or an errno */
-    ev_timer handshake_t, health_t, stop_t, backoff_t;
-    int stop_phase; /* 0 drain after plugd.shutdown, 1 after SIGTERM, 2 after SIGKILL */
-    bool is_health_pending;
-    bool has_config_hook;                /* the worker applies config changes itself */
-    bool has_validate_hook;              /* the worker validates configs */
+    ev_io exec_w;           /* the sandbox report, then EOF (exec succeeded) or an errno */
+    ev_timer deadline_t;    /* the phase's deadline: handshake, drain, term, backoff */
+    ev_timer health_t;      /* running: the next plugd.health */
+    bool has_config_hook;   /* the worker applies config changes itself */
+    bool has_validate_hook; /* the worker validates configs */
     char fault[PLUGD_ERROR_MESSAGE_MAX]; /* why plugd killed it, if it did */
 
     struct log_source src;
