@@ -24,11 +24,14 @@
 
 #define PLUGD_VERSION      "0.1.0"
 #define WK_LATENCY_SAMPLES 256 /* routed calls kept for the latency percentiles */
+#define WK_DEFERRED_MAX    4   /* owner requests kept while an action runs */
 
 struct worker;
 struct services;
 
-/* Tells the owner that a worker changed state (stopped, running, ...). */
+/* Tells the owner that a worker changed state (stopped, running, ...),
+ * once the change is complete; it may start or stop the worker again, but
+ * not free it. */
 typedef void (*wk_state_fn)(struct worker *w, enum wk_state from, void *ud);
 
 /* Tells the owner that the worker's health changed: `why` is the worker's
@@ -49,8 +52,10 @@ struct worker {
     bool is_failed;      /* wk_phases[phase].is_failed: given up (crash loop, a start
                             that can never work); the next worker_start clears it */
     bool is_dispatching; /* an action runs: events it causes itself are dropped */
-    bool is_healthy;     /* last health answer was "ok" */
-    pid_t pid;           /* > 0 exactly while the phase has a process */
+    enum wk_event deferred[WK_DEFERRED_MAX]; /* owner requests made meanwhile, in order */
+    unsigned n_deferred;
+    bool is_healthy; /* last health answer was "ok" */
+    pid_t pid;       /* > 0 exactly while the phase has a process */
     struct ipc_conn *conn;
     ev_child child_w;
     ev_io exec_w;           /* the sandbox report, then EOF (exec succeeded) or an errno */
@@ -98,8 +103,9 @@ void worker_free(struct worker *w);
 /* Starts the worker (clears a failed state). 0, or -1 with err. */
 int worker_start(struct worker *w, struct plugd_error *err);
 
-/* Begins the graceful stop: plugd.shutdown, drain, SIGTERM, SIGKILL. The
- * state reaches WK_STOPPED through on_state. */
+/* Begins the graceful stop: plugd.shutdown, drain, SIGTERM, SIGKILL (a
+ * worker not speaking the protocol yet gets SIGTERM at once); a restart to
+ * come is cancelled. The state reaches WK_STOPPED through on_state. */
 void worker_stop(struct worker *w);
 
 /* Routes a call to the running worker; `timeout` <= 0 takes the manifest's

@@ -1,5 +1,7 @@
 #include "worker_table.h"
 
+#include <string.h>
+
 #include "logs.h"
 #include "worker.h"
 
@@ -318,22 +320,43 @@ static void enter(struct worker *w, enum wk_phase to)
     w->is_failed = wk_phases[to].is_failed;
 }
 
+/* The owner's requests carry no input: one made while an action runs (a
+ * callback of that action asked it) waits for the action to end, so that
+ * no stop is lost. */
+static bool is_owner_event(enum wk_event ev)
+{
+    return ev == WK_EV_START || ev == WK_EV_STOP || ev == WK_EV_CONFIG_RESTART;
+}
+
+static void run_deferred(struct worker *w)
+{
+    while (w->n_deferred > 0 && !w->is_dispatching) {
+        enum wk_event ev = w->deferred[0];
+        w->n_deferred--;
+        memmove(w->deferred, w->deferred + 1, w->n_deferred * sizeof(w->deferred[0]));
+        wk_dispatch(w, ev, NULL);
+    }
+}
+
 void wk_dispatch(struct worker *w, enum wk_event ev, const struct wk_input *in)
 {
     static const struct wk_input none;
+    if (w->is_dispatching) {
+        /* an event the running action caused itself (a flush that found
+         * the channel closed): the action sees that result on its own */
+        if (is_owner_event(ev) && w->n_deferred < WK_DEFERRED_MAX)
+            w->deferred[w->n_deferred++] = ev;
+        else
+            log_plugd("info", w->m->name, "worker table: %s during an action (dropped)",
+                      wk_event_names[ev]);
+        return;
+    }
     const struct wk_transition *t = &wk_table[w->phase][ev];
     if (t->action == WK_ACT_IGNORE)
         return;
     if (t->action == WK_ACT_IMPOSSIBLE || t->action == WK_ACT_UNSET) {
         log_plugd("error", w->m->name, "worker table: %s cannot happen while %s (ignored)",
                   wk_event_names[ev], wk_phases[w->phase].name);
-        return;
-    }
-    if (w->is_dispatching) {
-        /* an action's own call reported back at once (a flush that found
-         * the channel closed): the action sees that result itself */
-        log_plugd("info", w->m->name, "worker table: %s during an action (dropped)",
-                  wk_event_names[ev]);
         return;
     }
     enum wk_phase from = w->phase;
@@ -350,5 +373,6 @@ void wk_dispatch(struct worker *w, enum wk_event ev, const struct wk_input *in)
     }
     enter(w, to);
     if (w->state != was && w->on_state != NULL)
-        w->on_state(w, was, w->ud); /* last: the owner may start or stop it again */
+        w->on_state(w, was, w->ud); /* the owner may start or stop it again */
+    run_deferred(w);
 }

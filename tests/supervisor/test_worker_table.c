@@ -8,8 +8,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "worker.h"
+#include "worker_events.h"
 
 #define PH(p) (1u << (p))
 
@@ -484,5 +487,36 @@ Test(worker_table, a_fault_then_a_stop_forgets_the_restart)
     cr_expect_eq(w->state, WK_STOPPING);
     w->pid = 0;
     worker_free(w);
+    ev_loop_destroy(loop);
+}
+
+static void stop_when_degraded(struct worker *w, const char *why, void *ud)
+{
+    (void)why;
+    (void)ud;
+    worker_stop(w); /* an owner that stops a degraded worker, from inside the action */
+}
+
+Test(worker_table, a_stop_asked_while_an_action_runs_is_kept_until_it_ends)
+{
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    struct worker *w = new_worker(loop);
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    struct plugd_error err;
+    w->conn = ipc_conn_new(loop, sv[0], sv[0], NULL, &wk_channel_handlers, w, &err);
+    cr_assert_not_null(w->conn, "%s", err.message);
+    put(w, WK_PH_RUNNING);
+    w->is_healthy = true;
+    w->on_health = stop_when_degraded;
+    wk_dispatch(w, WK_EV_HEALTH_DEGRADED, &(struct wk_input){.why = "slow disk"});
+    cr_expect_not(w->is_healthy);
+    cr_expect_eq(w->phase, WK_PH_DRAINING, "the stop was lost: %s", wk_phase_name(w->phase));
+    cr_expect(ev_is_active(&w->deadline_t), "no drain deadline");
+    cr_expect_eq(n_state_calls, 1);
+    cr_expect_eq(last_from, WK_RUNNING);
+    w->pid = 0;
+    worker_free(w);
+    close(sv[1]);
     ev_loop_destroy(loop);
 }
