@@ -24,7 +24,7 @@
 
 #define PLUGD_VERSION      "0.1.0"
 #define WK_LATENCY_SAMPLES 256 /* routed calls kept for the latency percentiles */
-#define WK_DEFERRED_MAX    4   /* owner requests kept while an action runs */
+#define WK_DEFERRED_MAX    4   /* events kept while an action runs */
 
 struct worker;
 struct services;
@@ -44,6 +44,13 @@ typedef void (*wk_done_fn)(const struct plugd_error *err, void *ud);
 /* Completes a routed call: exactly once, err NULL on success. */
 typedef void (*wk_reply_fn)(const struct plugd_error *err, const msgpack_object *result, void *ud);
 
+/* An event that came while an action ran, with its reason. */
+struct wk_deferred {
+    enum wk_event ev;
+    bool has_why;
+    char why[PLUGD_ERROR_MESSAGE_MAX + 64];
+};
+
 struct worker {
     struct manifest *m;
     struct ev_loop *loop;
@@ -51,8 +58,8 @@ struct worker {
     enum wk_state state; /* the owner's view: wk_phases[phase].state */
     bool is_failed;      /* wk_phases[phase].is_failed: given up (crash loop, a start
                             that can never work); the next worker_start clears it */
-    bool is_dispatching; /* an action runs: events it causes itself are dropped */
-    enum wk_event deferred[WK_DEFERRED_MAX]; /* owner requests made meanwhile, in order */
+    bool is_dispatching; /* an action runs: events meanwhile wait in `deferred` */
+    struct wk_deferred deferred[WK_DEFERRED_MAX]; /* in order */
     unsigned n_deferred;
     bool is_healthy; /* last health answer was "ok" */
     pid_t pid;       /* > 0 exactly while the phase has a process */

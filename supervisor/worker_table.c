@@ -1,5 +1,6 @@
 #include "worker_table.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "logs.h"
@@ -320,21 +321,33 @@ static void enter(struct worker *w, enum wk_phase to)
     w->is_failed = wk_phases[to].is_failed;
 }
 
-/* The owner's requests carry no input: one made while an action runs (a
- * callback of that action asked it) waits for the action to end, so that
- * no stop is lost. */
-static bool is_owner_event(enum wk_event ev)
+/* An event that happens while an action runs (a flush that finds the
+ * channel closed, a callback of the action that stops the worker) waits
+ * for the action to end, with its reason copied: one dispatch at a time,
+ * and nothing lost. Only the reason can come with such an event (the
+ * messages and answers of the channel come from its reads, never from
+ * inside an action). */
+static void defer(struct worker *w, enum wk_event ev, const struct wk_input *in)
 {
-    return ev == WK_EV_START || ev == WK_EV_STOP || ev == WK_EV_CONFIG_RESTART;
+    if (w->n_deferred == WK_DEFERRED_MAX ||
+        (in != NULL && (in->msg != NULL || in->result != NULL))) {
+        log_plugd("error", w->m->name, "worker table: %s during an action (dropped)",
+                  wk_event_names[ev]);
+        return;
+    }
+    struct wk_deferred *d = &w->deferred[w->n_deferred++];
+    d->ev = ev;
+    d->has_why = in != NULL && in->why != NULL;
+    snprintf(d->why, sizeof(d->why), "%s", d->has_why ? in->why : "");
 }
 
 static void run_deferred(struct worker *w)
 {
     while (w->n_deferred > 0 && !w->is_dispatching) {
-        enum wk_event ev = w->deferred[0];
+        struct wk_deferred d = w->deferred[0];
         w->n_deferred--;
         memmove(w->deferred, w->deferred + 1, w->n_deferred * sizeof(w->deferred[0]));
-        wk_dispatch(w, ev, NULL);
+        wk_dispatch(w, d.ev, &(struct wk_input){.why = d.has_why ? d.why : NULL});
     }
 }
 
@@ -342,13 +355,7 @@ void wk_dispatch(struct worker *w, enum wk_event ev, const struct wk_input *in)
 {
     static const struct wk_input none;
     if (w->is_dispatching) {
-        /* an event the running action caused itself (a flush that found
-         * the channel closed): the action sees that result on its own */
-        if (is_owner_event(ev) && w->n_deferred < WK_DEFERRED_MAX)
-            w->deferred[w->n_deferred++] = ev;
-        else
-            log_plugd("info", w->m->name, "worker table: %s during an action (dropped)",
-                      wk_event_names[ev]);
+        defer(w, ev, in);
         return;
     }
     const struct wk_transition *t = &wk_table[w->phase][ev];

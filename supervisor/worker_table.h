@@ -131,8 +131,8 @@ struct wk_input {
 /* Runs wk_table[w->phase][ev] on `w`: the action, then the phase it chose
  * (one the cell allows). A phase change stops the deadline first (the
  * action arms the new one) and the health timer outside running; the
- * owner's on_state runs when the projection changed, then the owner's
- * requests made while the action ran. */
+ * owner's on_state runs when the projection changed, then the events that
+ * came while the action ran. */
 void wk_dispatch(struct worker *w, enum wk_event ev, const struct wk_input *in);
 
 /* The action `a` on `w` (worker_run.c): the phase to enter, `next` or one
