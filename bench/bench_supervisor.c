@@ -1,4 +1,4 @@
-/* bench_supervisor: the worker manager of plugd (supervisor/worker.c, in
+/* bench_supervisor: the worker manager of plugd (supervisor/worker*.c, in
  * this process) with real hello workers, each figure beside its reference
  * from the same run:
  *

@@ -1,6 +1,8 @@
-/* One plugin's worker process: spawn, handshake, health, routed calls,
- * restart with backoff, graceful stop, log capture. docs/protocol.md is the
- * contract with the worker; docs/supervision.md the policy. */
+/* One plugin's worker process: its public face (worker.c: create, start,
+ * stop, routed calls, config changes). What it does is the action table of
+ * worker_table.c; the actions are worker_run.c's, the libev callbacks that
+ * feed it worker_events.c's. docs/protocol.md is the contract with the
+ * worker; docs/supervision.md the policy. */
 #ifndef PLUGD_WORKER_H
 #define PLUGD_WORKER_H
 
@@ -19,17 +21,18 @@
 #include "restart.h"
 #include "spawn.h"
 #include "stream.h"
+#include "worker_table.h"
 
 #define PLUGD_VERSION      "0.1.0"
 #define WK_LATENCY_SAMPLES 256 /* routed calls kept for the latency percentiles */
-
-/* Worker states (in memory; the persisted plugin status is the lifecycle's). */
-enum wk_state { WK_STOPPED, WK_STARTING, WK_RUNNING, WK_STOPPING, WK_BACKOFF };
+#define WK_DEFERRED_MAX    4   /* events kept while an action runs */
 
 struct worker;
 struct services;
 
-/* Tells the owner that a worker changed state (stopped, running, ...). */
+/* Tells the owner that a worker changed state (stopped, running, ...),
+ * once the change is complete; it may start or stop the worker again, but
+ * not free it. */
 typedef void (*wk_state_fn)(struct worker *w, enum wk_state from, void *ud);
 
 /* Tells the owner that the worker's health changed: `why` is the worker's
@@ -42,22 +45,32 @@ typedef void (*wk_done_fn)(const struct plugd_error *err, void *ud);
 /* Completes a routed call: exactly once, err NULL on success. */
 typedef void (*wk_reply_fn)(const struct plugd_error *err, const msgpack_object *result, void *ud);
 
+/* An event that came while an action ran, with its reason. */
+struct wk_deferred {
+    enum wk_event ev;
+    bool has_why;
+    char why[PLUGD_ERROR_MESSAGE_MAX + 64];
+};
+
 struct worker {
     struct manifest *m;
     struct ev_loop *loop;
-    enum wk_state state;
-    bool want_running; /* false once stopped on purpose or given up */
-    bool is_failed;    /* gave up: crash loop or a start that can never work */
-    bool is_healthy;   /* last health answer was "ok" */
-    pid_t pid;
+    enum wk_phase phase; /* where it is in worker_table.c; changed by wk_dispatch only */
+    enum wk_state state; /* the owner's view: wk_phases[phase].state */
+    bool is_failed;      /* wk_phases[phase].is_failed: given up (crash loop, a start
+                            that can never work); the next worker_start clears it */
+    bool is_dispatching; /* an action runs: events meanwhile wait in `deferred` */
+    struct wk_deferred deferred[WK_DEFERRED_MAX]; /* in order */
+    unsigned n_deferred;
+    bool is_healthy; /* last health answer was "ok" */
+    pid_t pid;       /* > 0 exactly while the phase has a process */
     struct ipc_conn *conn;
     ev_child child_w;
-    ev_io exec_w; /* the sandbox report, then EOF (exec succeeded) or an errno */
-    ev_timer handshake_t, health_t, stop_t, backoff_t;
-    int stop_phase; /* 0 drain after plugd.shutdown, 1 after SIGTERM, 2 after SIGKILL */
-    bool is_health_pending;
-    bool has_config_hook;                /* the worker applies config changes itself */
-    bool has_validate_hook;              /* the worker validates configs */
+    ev_io exec_w;           /* the sandbox report, then EOF (exec succeeded) or an errno */
+    ev_timer deadline_t;    /* the phase's deadline: handshake, drain, term, backoff */
+    ev_timer health_t;      /* running: the next plugd.health */
+    bool has_config_hook;   /* the worker applies config changes itself */
+    bool has_validate_hook; /* the worker validates configs */
     char fault[PLUGD_ERROR_MESSAGE_MAX]; /* why plugd killed it, if it did */
 
     struct log_source src;
@@ -98,8 +111,9 @@ void worker_free(struct worker *w);
 /* Starts the worker (clears a failed state). 0, or -1 with err. */
 int worker_start(struct worker *w, struct plugd_error *err);
 
-/* Begins the graceful stop: plugd.shutdown, drain, SIGTERM, SIGKILL. The
- * state reaches WK_STOPPED through on_state. */
+/* Begins the graceful stop: plugd.shutdown, drain, SIGTERM, SIGKILL (a
+ * worker not speaking the protocol yet gets SIGTERM at once); a restart to
+ * come is cancelled. The state reaches WK_STOPPED through on_state. */
 void worker_stop(struct worker *w);
 
 /* Routes a call to the running worker; `timeout` <= 0 takes the manifest's
