@@ -1,11 +1,36 @@
 #include "restart.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 void restart_reset(struct restart_history *h)
 {
+    h->n_times = 0; /* the array stays for the next restarts */
+    h->step = 0;
+}
+
+void restart_free(struct restart_history *h)
+{
+    free(h->times);
     memset(h, 0, sizeof(*h));
+}
+
+/* Room for one more time, growing toward `limit`; false when it cannot
+ * grow. */
+static bool make_room(struct restart_history *h, unsigned limit)
+{
+    if (h->n_times < h->cap)
+        return true;
+    unsigned cap = h->cap < 8 ? 8 : h->cap * 2;
+    if (cap > limit)
+        cap = limit;
+    double *grown = cap > h->cap ? realloc(h->times, cap * sizeof(*grown)) : NULL;
+    if (grown == NULL)
+        return false;
+    h->times = grown;
+    h->cap = cap;
+    return true;
 }
 
 double restart_backoff(unsigned step, double draw)
@@ -33,8 +58,13 @@ bool restart_count(struct restart_history *h, const struct restart_limits *l, do
     h->n_times = kept;
     if ((int)kept >= l->max_restarts)
         return false;
-    if (kept < RESTART_HISTORY)
-        h->times[h->n_times++] = now;
+    if (!make_room(h, (unsigned)l->max_restarts)) {
+        if (h->n_times == 0)
+            return true; /* nothing to give way: counted as none */
+        memmove(h->times, h->times + 1, (h->n_times - 1) * sizeof(*h->times));
+        h->n_times--;
+    }
+    h->times[h->n_times++] = now;
     return true;
 }
 

@@ -174,6 +174,7 @@ void worker_free(struct worker *w)
     worker_release_run(w);
     ev_timer_stop(w->loop, &w->deadline_t);
     ev_timer_stop(w->loop, &w->health_t);
+    restart_free(&w->restart);
     manifest_free(w->m);
     free(w);
 }

@@ -57,6 +57,7 @@ Test(restart, a_crash_loop_gives_up_once_the_window_holds_max_restarts)
     cr_expect(d.is_crash_loop);
     cr_expect_eq(h.n_times, 5, "a crash loop counts no restart");
     cr_expect_eq(h.step, 5, "nor moves the backoff");
+    restart_free(&h);
 }
 
 Test(restart, the_delays_of_successive_restarts_follow_the_backoff)
@@ -67,6 +68,7 @@ Test(restart, the_delays_of_successive_restarts_follow_the_backoff)
         double delay = restart_decide(&h, &five_in_60, 10.0 + i, 0, 0.5).delay;
         cr_expect_float_eq(delay, want[i], 1e-9, "restart %d", i);
     }
+    restart_free(&h);
 }
 
 Test(restart, restarts_older_than_the_window_are_forgotten)
@@ -80,6 +82,7 @@ Test(restart, restarts_older_than_the_window_are_forgotten)
     cr_expect_eq(h.n_times, 5);
     cr_expect_float_eq(h.times[0], 101.0, 1e-9);
     cr_expect_float_eq(h.times[4], 160.0, 1e-9);
+    restart_free(&h);
 }
 
 Test(restart, one_restart_allowed_gives_up_at_the_second_crash)
@@ -88,6 +91,7 @@ Test(restart, one_restart_allowed_gives_up_at_the_second_crash)
     struct restart_history h = {0};
     cr_expect_not(restart_decide(&h, &one, 1.0, 0, 0.5).is_crash_loop);
     cr_expect(restart_decide(&h, &one, 2.0, 0, 0.5).is_crash_loop);
+    restart_free(&h);
 }
 
 Test(restart, a_run_stable_for_a_whole_window_starts_the_backoff_over)
@@ -125,15 +129,32 @@ Test(restart, reset_forgets_every_restart_and_the_backoff)
     struct restart_decision d = restart_decide(&h, &five_in_60, 6.0, 0, 0.5);
     cr_expect_not(d.is_crash_loop);
     cr_expect_eq(d.delay, 0.0);
+    restart_free(&h);
 }
 
-Test(restart, the_history_never_holds_more_than_its_size)
+Test(restart, the_largest_limit_a_manifest_may_set_is_reached)
 {
     const struct restart_limits many = {.window = 1e9, .max_restarts = 1000};
     struct restart_history h = {0};
-    for (int i = 0; i < 3 * RESTART_HISTORY; i++)
-        restart_count(&h, &many, 1.0 + i);
-    cr_expect_eq(h.n_times, RESTART_HISTORY);
+    for (int i = 0; i < 1000; i++)
+        cr_assert(restart_count(&h, &many, 1.0 + i), "restart %d refused", i + 1);
+    cr_expect_not(restart_count(&h, &many, 2000.0), "1,000 restarts within the window, and more");
+    cr_expect_eq(h.n_times, 1000);
+    cr_expect_leq(h.cap, 1000, "the history grew past the limit");
+    restart_free(&h);
+}
+
+Test(restart, a_reset_forgets_the_count_but_keeps_the_room)
+{
+    struct restart_history h = {0};
+    for (int i = 0; i < 5; i++)
+        cr_assert(restart_count(&h, &five_in_60, 1.0 + i));
+    restart_reset(&h);
+    cr_expect_eq(h.n_times, 0);
+    cr_expect_eq(h.step, 0);
+    cr_expect(restart_count(&h, &five_in_60, 7.0), "a reset history still counted old restarts");
+    restart_free(&h);
+    cr_expect_null(h.times);
 }
 
 Test(restart, errnos_that_waiting_can_change_are_transient)
