@@ -101,6 +101,7 @@ Test(restart, a_run_stable_for_a_whole_window_starts_the_backoff_over)
     cr_expect_not(d.is_crash_loop);
     cr_expect_eq(d.delay, 0.0, "immediate again");
     cr_expect_eq(h.step, 1);
+    restart_free(&h);
 }
 
 Test(restart, a_run_shorter_than_a_window_keeps_the_backoff_going)
@@ -109,6 +110,7 @@ Test(restart, a_run_shorter_than_a_window_keeps_the_backoff_going)
     struct restart_decision d = restart_decide(&h, &five_in_60, 200.0, 140.5, 0.5);
     cr_expect_float_eq(d.delay, 0.4, 1e-9);
     cr_expect_eq(h.step, 4);
+    restart_free(&h);
 }
 
 Test(restart, a_start_that_never_ran_keeps_the_backoff_going)
@@ -116,6 +118,7 @@ Test(restart, a_start_that_never_ran_keeps_the_backoff_going)
     struct restart_history h = {.step = 2};
     double delay = restart_decide(&h, &five_in_60, 1e6, 0, 0.5).delay;
     cr_expect_float_eq(delay, 0.2, 1e-9);
+    restart_free(&h);
 }
 
 Test(restart, reset_forgets_every_restart_and_the_backoff)
