@@ -1,4 +1,4 @@
-/* bench_lifecycle: plugd's lifecycle layer (supervisor/plugins.c with its
+/* bench_lifecycle: plugd's lifecycle layer (supervisor/operations.c and daemon.c with their
  * SQLite registry and event bus, in this process) with real workers, each
  * figure beside its reference from the same run:
  *
@@ -50,7 +50,7 @@ static void run_until(bool (*done)(void *), void *ud)
 static bool is_running(void *ud)
 {
     struct plugin *p = ud;
-    return p->w != NULL && p->w->state == WK_RUNNING && p->row.status == LC_READY;
+    return p->w != NULL && p->w->state == WK_RUNNING && lc_serves_calls(p->row.status);
 }
 
 static bool is_stopped(void *ud)

@@ -254,7 +254,7 @@ static void cmd_purge(struct cmd_request *r, json_t *args)
     struct plugin *p = find_plugin(r, "purge", str(args, "plugin"));
     if (p == NULL)
         return;
-    if (p->row.status != LC_UNINSTALLED) {
+    if (!lc_is_removed(p->row.status)) {
         cmd_fail(r, PLUGD_E_INVALID_TRANSITION,
                  "purge: %s is %s; only an uninstalled plugin's data can be purged (uninstall "
                  "it with remove_data to do both)",
@@ -305,7 +305,7 @@ static void cmd_call(struct cmd_request *r, json_t *args)
     struct plugin *p = find_plugin(r, "call", str(args, "plugin"));
     if (p == NULL)
         return;
-    if (p->w == NULL || p->row.status != LC_READY) {
+    if (p->w == NULL || !lc_serves_calls(p->row.status)) {
         cmd_fail(r, PLUGD_E_WORKER_UNAVAILABLE, "call: %s is %s", p->row.name,
                  lc_status_name(p->row.status));
         return;

@@ -1,6 +1,8 @@
 /* The daemon's state and its in-process API: the registry, the event bus,
  * one struct plugin per registered plugin (its committed registry row and
- * its worker), the plugins folder scan, the host channel. The operations
+ * its worker), the plugins folder scan, the host channel. daemon.c opens,
+ * restores and closes; operations.c runs the lifecycle operations; scan.c
+ * watches the plugins folder and the data retention. The operations
  * below are what the host channel (and the control socket) expose; tests
  * call them directly. docs/lifecycle.md describes them. */
 #ifndef PLUGD_PLUGD_H
@@ -88,11 +90,12 @@ void plugd_close(struct plugd *d);
 struct plugin *plugd_find(struct plugd *d, const char *name, size_t len);
 struct worker *plugd_find_worker(struct plugd *d, const char *name, size_t len);
 
-/* Lifecycle operations. Each checks the transition table first and changes
- * nothing when refused (invalid_transition, plugin_not_found,
- * invalid_manifest); a transition is committed with its audit row before
- * its events are published and before the worker is started or stopped.
- * `actor` is recorded in the audit ("host", "uid:1000", "plugd"). */
+/* Lifecycle operations (operations.c), each a row of lc_ops (lifecycle.c).
+ * Each checks the row's from-statuses first and changes nothing when
+ * refused (invalid_transition, plugin_not_found, invalid_manifest); the
+ * new row is committed with its audit row before its events are published
+ * and before the worker is started or stopped. `actor` is recorded in the
+ * audit ("host", "uid:1000", "plugd"). */
 int plugd_install(struct plugd *d, const char *src_dir, const char *actor, struct plugd_error *err);
 int plugd_upgrade(struct plugd *d, const char *src_dir, const char *actor, struct plugd_error *err);
 int plugd_enable(struct plugd *d, const char *name, const char *actor, struct plugd_error *err);
