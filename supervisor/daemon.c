@@ -25,7 +25,8 @@ struct plugin *plugd_find(struct plugd *d, const char *name, size_t len)
 struct worker *plugd_find_worker(struct plugd *d, const char *name, size_t len)
 {
     struct plugin *p = plugd_find(d, name, len);
-    return p ? p->w : NULL;
+    struct instance *i = p ? plugin_serving_instance(p) : NULL;
+    return i ? i->w : NULL;
 }
 
 struct plugin *plugd_add_plugin(struct plugd *d, struct plugd_error *err)
@@ -52,8 +53,7 @@ void plugd_remove_last_plugin(struct plugd *d)
 
 static void free_plugin(struct plugin *p)
 {
-    worker_free(p->w);
-    manifest_free(p->next);
+    plugin_free_instances(p);
     reg_plugin_clear(&p->row);
     free(p);
 }
@@ -63,7 +63,7 @@ static void free_plugin(struct plugin *p)
 static bool all_stopped(const struct plugd *d)
 {
     for (size_t i = 0; i < d->n_plugins; i++)
-        if (d->plugins[i]->w != NULL && d->plugins[i]->w->state != WK_STOPPED)
+        if (!plugin_is_stopped(d->plugins[i]))
             return false;
     return true;
 }
@@ -81,8 +81,7 @@ void plugd_stop_all(struct plugd *d)
     d->is_stopping = true;
     scan_timers_stop(d);
     for (size_t i = 0; i < d->n_plugins; i++)
-        if (d->plugins[i]->w != NULL)
-            worker_stop(d->plugins[i]->w);
+        plugin_stop_instances(d->plugins[i]);
     plugd_note_stopped(d);
 }
 
@@ -148,6 +147,7 @@ int plugd_open(struct plugd *d, struct ev_loop *loop, const struct plugd_options
     scan_timers_init(d, o->scan_interval > 0 ? o->scan_interval : PLUGD_SCAN_INTERVAL);
     ev_idle_init(&d->start_w, on_start_batch);
     d->start_w.data = d;
+    instances_init(d);
     if (!has_memory || (d->reg = reg_open(path, err)) == NULL) {
         if (!has_memory)
             plugd_error_set(err, PLUGD_E_NO_MEMORY, "no memory to open plugd");
@@ -176,6 +176,7 @@ void plugd_close(struct plugd *d)
         ev_idle_stop(d->loop, &d->start_w);
         scan_timers_stop(d);
     }
+    instances_fini(d);
     for (size_t i = 0; i < d->n_plugins; i++)
         free_plugin(d->plugins[i]);
     d->n_plugins = 0;

@@ -42,59 +42,33 @@ static int begin_change(const struct plugin *p, struct reg_plugin *next, struct 
 
 /* A start that fails at once (the entrypoint cannot be run) is reported
  * here, not through on_worker_state. */
-static void start_worker(struct plugin *p)
+static void start_worker(struct plugin *p, struct instance *i)
 {
     struct plugd_error err;
-    if (p->w == NULL || p->d->is_stopping)
+    if (p->d->is_stopping)
         return;
-    if (worker_start(p->w, &err) < 0) {
+    if (worker_start(i->w, &err) < 0) {
         log_plugd("error", p->row.name, "cannot start: %s", err.message);
         mark_error(p, err.message);
     }
 }
 
-/* Runs `m` as the plugin's worker: now when it is stopped, else once the
- * running one has drained and stopped (takes ownership of `m`). */
-static void replace_worker_manifest(struct plugin *p, struct manifest *m)
-{
-    if (p->w == NULL) {
-        p->w = worker_new(p->d->loop, m, on_worker_state, p);
-        if (p->w == NULL) {
-            log_plugd("error", p->row.name, "no memory for a worker");
-            manifest_free(m);
-            return;
-        }
-        p->w->on_health = on_worker_health;
-        p->w->services = &p->d->services;
-        p->w->confine.system = &p->d->sandbox;
-        p->w->confine.state_dir = p->d->state_dir;
-        return;
-    }
-    manifest_free(p->next);
-    p->next = NULL;
-    if (p->w->state == WK_STOPPED) {
-        worker_set_manifest(p->w, m);
-        return;
-    }
-    p->next = m;
-    worker_stop(p->w);
-}
-
 void ops_apply_status(struct plugin *p)
 {
-    if (p->w == NULL)
+    struct instance *i = plugin_serving_instance(p);
+    if (i == NULL)
         return;
     bool should_run = lc_runs_worker(p->row.status);
-    if (should_run && p->next == NULL)
-        start_worker(p);
+    if (should_run && !plugin_is_draining(p))
+        start_worker(p, i); /* else once the old instance has stopped */
     else if (!should_run)
-        worker_stop(p->w);
+        worker_stop(i->w);
 }
 
-/* Points the plugin's worker at the package its row names (the running
- * one, if any, drains first and loses the capabilities the new one lacks
- * at once); false, with the plugin marked error, when that package cannot
- * be loaded. */
+/* A new instance runs the package the plugin's row names; the one that
+ * served before retires (drains, losing at once the capabilities the new
+ * one lacks, and stops; the new one starts after it). False, with the
+ * plugin marked error, when that package cannot be loaded. */
 static bool load_row_package(struct plugin *p)
 {
     struct plugd_error err;
@@ -105,9 +79,13 @@ static bool load_row_package(struct plugin *p)
         mark_error(p, err.message);
         return false;
     }
-    if (p->w != NULL)
-        pkg_revoke_capabilities(p->w->m, m);
-    replace_worker_manifest(p, m);
+    struct instance *old = plugin_serving_instance(p);
+    if (old != NULL)
+        pkg_revoke_capabilities(old->w->m, m);
+    if (instance_add(p, m, p->row.digest, on_worker_state, on_worker_health) == NULL)
+        return false; /* the old one keeps serving */
+    if (old != NULL)
+        instance_retire(old);
     return true;
 }
 
@@ -119,7 +97,8 @@ void ops_restore(struct plugin *p)
 
 static void do_worker_action(struct plugin *p, enum lc_worker_action a)
 {
-    if ((a == LC_WORKER_LOAD || (a == LC_WORKER_START && p->w == NULL)) && !load_row_package(p))
+    if ((a == LC_WORKER_LOAD || (a == LC_WORKER_START && p->instances == NULL)) &&
+        !load_row_package(p))
         return; /* the fail operation ran meanwhile */
     ops_apply_status(p);
 }
@@ -226,17 +205,18 @@ static void mark_loaded(struct plugin *p)
 static void on_worker_state(struct worker *w, enum wk_state from, void *ud)
 {
     (void)from;
-    struct plugin *p = ud;
+    struct instance *i = ud;
+    struct plugin *p = i->p;
     struct plugd *d = p->d;
     const char *name = p->row.name;
     switch (w->state) {
     case WK_RUNNING:
         ev_bus_emit(d->bus, EVT_WORKER_STARTED, name,
                     json_pack("{s:i, s:s}", "pid", (json_int_t)w->pid, "version", w->m->version));
-        if (w->restarts > p->restarts_seen)
+        if (w->restarts > i->restarts_seen)
             ev_bus_emit(d->bus, EVT_WORKER_RESTARTED, name,
                         json_pack("{s:I}", "restarts", (json_int_t)w->restarts));
-        p->restarts_seen = w->restarts;
+        i->restarts_seen = w->restarts;
         mark_loaded(p);
         break;
     case WK_BACKOFF:
@@ -247,13 +227,12 @@ static void on_worker_state(struct worker *w, enum wk_state from, void *ud)
         ev_bus_emit(d->bus, EVT_WORKER_STOPPED, name,
                     json_pack("{s:s, s:s}", "exit", w->last_exit, "reason",
                               w->is_failed ? w->last_error.message : "stopped"));
-        if (p->next == NULL && w->is_failed) {
+        if (i->is_retiring) {
+            instances_reap_later(d); /* the old version is gone, however it ended */
+            ops_apply_status(p);
+        } else if (w->is_failed) {
             mark_error(p, w->last_error.message); /* given up: it stays stopped */
         } else {
-            if (p->next != NULL) {
-                worker_set_manifest(w, p->next); /* the old version is gone, however it ended */
-                p->next = NULL;
-            }
             /* the status decides, whatever was asked while it stopped: an
              * enable or a config restart starts it again, a disable not */
             ops_apply_status(p);
@@ -268,7 +247,7 @@ static void on_worker_state(struct worker *w, enum wk_state from, void *ud)
 static void on_worker_health(struct worker *w, const char *why, void *ud)
 {
     (void)w;
-    struct plugin *p = ud;
+    struct plugin *p = ((struct instance *)ud)->p;
     if (why != NULL)
         ev_bus_emit(p->d->bus, EVT_HEALTH_DEGRADED, p->row.name, json_pack("{s:s}", "reason", why));
     else
@@ -336,14 +315,15 @@ static json_t *upgrade_payload(const char *from, const char *to, const char *dif
     return v;
 }
 
-/* The manifest `pkg` is diffed against: the running worker's, else the
+/* The manifest `pkg` is diffed against: the serving instance's, else the
  * row's package (`*loaded`, for the caller to free). */
 static const struct manifest *upgrade_base(struct plugin *p, struct manifest **loaded,
                                            struct plugd_error *err)
 {
     *loaded = NULL;
-    if (p->w != NULL)
-        return p->w->m;
+    struct instance *i = plugin_serving_instance(p);
+    if (i != NULL)
+        return i->w->m;
     return *loaded = pkg_load(p->row.package_dir, NULL, err);
 }
 
@@ -552,7 +532,8 @@ void plugd_set_config(struct plugd *d, const char *name, json_t *config, const c
     struct config_change *cc = NULL;
     if (p != NULL && lc_op_check(LC_OP_CONFIG, (int)p->row.status, &err) < 0)
         p = NULL;
-    if (p != NULL && p->w == NULL)
+    struct instance *i = p ? plugin_serving_instance(p) : NULL;
+    if (p != NULL && i == NULL)
         plugd_error_set(&err, PLUGD_E_WORKER_UNAVAILABLE, "config: %s has no loadable package",
                         name);
     else if (p != NULL &&
@@ -567,5 +548,5 @@ void plugd_set_config(struct plugd *d, const char *name, json_t *config, const c
     cc->config = json_incref(config);
     cc->done = done;
     cc->ud = ud;
-    worker_set_config(p->w, config, on_config_applied, cc);
+    worker_set_config(i->w, config, on_config_applied, cc);
 }

@@ -1,6 +1,6 @@
 /* The daemon's state and its in-process API: the registry, the event bus,
  * one struct plugin per registered plugin (its committed registry row and
- * its worker), the plugins folder scan, the host channel. daemon.c opens,
+ * its worker instances, instance.h), the plugins folder scan, the host channel. daemon.c opens,
  * restores and closes; operations.c runs the lifecycle operations; scan.c
  * watches the plugins folder and the data retention. The operations
  * below are what the host channel (and the control socket) expose; tests
@@ -13,6 +13,7 @@
 #include <stddef.h>
 
 #include "events.h"
+#include "instance.h"
 #include "plugd/ipc.h"
 #include "registry.h"
 #include "services.h"
@@ -35,10 +36,9 @@ struct plugd_options {
 
 struct plugin {
     struct plugd *d;
-    struct reg_plugin row;  /* as committed to the registry */
-    struct worker *w;       /* NULL while the package cannot be loaded */
-    struct manifest *next;  /* to run once the worker has stopped (upgrade, approve, reject) */
-    uint64_t restarts_seen; /* of w, to tell a restart from a first start */
+    struct reg_plugin row;      /* as committed to the registry */
+    struct instance *instances; /* newest first (instance.c); none while no package of
+                                   the plugin could be loaded */
 };
 
 /* One folder of the plugins folder as last seen, so unchanged ones are
@@ -63,6 +63,7 @@ struct plugd {
     ev_timer scan_t, retention_t;
     ev_idle start_w;  /* brings back the restored plugins' workers, a batch a turn */
     size_t n_started; /* restored plugins applied so far */
+    ev_idle reap_w;   /* frees the retired instances that have stopped */
 
     struct ipc_conn *host; /* NULL without --host-fd */
     struct ev_bus_sub *host_sub;
@@ -88,6 +89,8 @@ void plugd_remove_data_folder(const struct plugd *d, const char *name);
 void plugd_close(struct plugd *d);
 
 struct plugin *plugd_find(struct plugd *d, const char *name, size_t len);
+/* The worker of the named plugin's serving instance (plugin_serving_instance),
+ * or NULL. */
 struct worker *plugd_find_worker(struct plugd *d, const char *name, size_t len);
 
 /* Lifecycle operations (operations.c), each a row of lc_ops (lifecycle.c).
