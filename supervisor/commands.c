@@ -154,11 +154,11 @@ static json_t *sandbox_json(const struct worker *w)
                                                        : json_null());
 }
 
-/* The worker of p's serving instance (the top-level figures of status,
- * stats and doctor are its), or NULL. */
-static const struct worker *serving_worker(const struct plugin *p)
+/* The worker whose figures status, stats and doctor show at the top level
+ * (plugin_shown_instance), or NULL. */
+static const struct worker *shown_worker(const struct plugin *p)
 {
-    const struct instance *i = plugin_serving_instance(p);
+    const struct instance *i = plugin_shown_instance(p);
     return i ? i->w : NULL;
 }
 
@@ -173,7 +173,7 @@ static json_t *instances_json(const struct plugin *p)
 
 static json_t *plugin_status(const struct plugin *p)
 {
-    const struct worker *w = serving_worker(p);
+    const struct worker *w = shown_worker(p);
     json_t *diff = p->row.diff ? json_loads(p->row.diff, 0, NULL) : NULL;
     uint64_t late = w ? w->late_replies + (w->conn ? ipc_conn_stats(w->conn)->late_replies : 0) : 0;
     return json_pack(
@@ -366,8 +366,8 @@ static void cmd_config(struct cmd_request *r, json_t *args)
     json_t *manifest = json_loads(p->row.manifest, 0, NULL);
     json_t *defaults = json_incref(json_object_get(manifest, "config"));
     json_t *stored = p->row.config ? json_loads(p->row.config, 0, NULL) : NULL;
-    const struct worker *w = serving_worker(p);
-    json_t *effective = w ? json_deep_copy(w->m->config) : json_null();
+    const struct instance *serving = plugin_serving_instance(p);
+    json_t *effective = serving ? json_deep_copy(serving->w->m->config) : json_null();
     json_decref(manifest);
     r->t->reply_json(r,
                      json_pack("{s:o, s:o, s:o}", "defaults", defaults ? defaults : json_object(),
@@ -456,7 +456,7 @@ static void call_latency(const struct worker *w, double *p50, double *p99)
 
 static json_t *plugin_stats(const struct plugin *p)
 {
-    const struct worker *w = serving_worker(p);
+    const struct worker *w = shown_worker(p);
     double p50 = 0, p99 = 0;
     if (w != NULL)
         call_latency(w, &p50, &p99);
@@ -509,7 +509,7 @@ static void cmd_doctor(struct cmd_request *r, json_t *args)
                                               string_list(c->services), "sandbox",
                                               string_list(c->sandbox)));
     }
-    const struct worker *w = serving_worker(p);
+    const struct worker *w = shown_worker(p);
     r->t->reply_json(r, json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:s, s:o, s:s, s:s, s:I, s:o}",
                                   "plugin", p->row.name, "status", lc_status_name(p->row.status),
                                   "version", p->row.version, "package", p->row.package_dir,

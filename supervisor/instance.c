@@ -35,6 +35,14 @@ struct instance *plugin_serving_instance(const struct plugin *p)
     return NULL;
 }
 
+struct instance *plugin_shown_instance(const struct plugin *p)
+{
+    for (struct instance *i = p->instances; i != NULL; i = i->next)
+        if (i->is_retiring && i->w->state != WK_STOPPED)
+            return i;
+    return plugin_serving_instance(p);
+}
+
 void plugin_route_call(struct plugin *p, const char *method, const msgpack_object *params,
                        double timeout, wk_reply_fn reply, void *ud)
 {

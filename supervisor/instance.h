@@ -38,6 +38,13 @@ struct instance *instance_add(struct plugin *p, struct manifest *m, const char *
  * that decides where a call goes. */
 struct instance *plugin_serving_instance(const struct plugin *p);
 
+/* The instance whose worker status, stats and doctor show at the top
+ * level: the one draining while the serving one waits for it (an
+ * upgrade), else the serving one; so the top-level state reads "stopping"
+ * until the old version has gone, as it did when a plugin had one worker.
+ * Display only: calls go by plugin_serving_instance. */
+struct instance *plugin_shown_instance(const struct plugin *p);
+
 /* Routes a call to p's serving instance; `reply` runs exactly once
  * (worker_unavailable when p's status serves no calls or no instance
  * runs). Every call path (control socket, host channel) comes here. */
