@@ -1,4 +1,4 @@
-/* bench_lifecycle: plugd's lifecycle layer (supervisor/plugins.c with its
+/* bench_lifecycle: plugd's lifecycle layer (supervisor/operations.c and daemon.c with their
  * SQLite registry and event bus, in this process) with real workers, each
  * figure beside its reference from the same run:
  *
@@ -47,16 +47,23 @@ static void run_until(bool (*done)(void *), void *ud)
     }
 }
 
+/* The worker of the plugin's serving instance, NULL when it has none. */
+static struct worker *worker_of(const struct plugin *p)
+{
+    struct instance *i = plugin_serving_instance(p);
+    return i ? i->w : NULL;
+}
+
 static bool is_running(void *ud)
 {
     struct plugin *p = ud;
-    return p->w != NULL && p->w->state == WK_RUNNING && p->row.status == LC_READY;
+    return worker_of(p) != NULL && worker_of(p)->state == WK_RUNNING &&
+           lc_serves_calls(p->row.status);
 }
 
 static bool is_stopped(void *ud)
 {
-    struct plugin *p = ud;
-    return p->w == NULL || p->w->state == WK_STOPPED;
+    return plugin_is_stopped(ud);
 }
 
 static struct plugin *install(const char *example, const char *name, const char *caps)
@@ -314,11 +321,11 @@ static void bench_state(void)
     struct plugin *p =
         install("crashy", "stateful", "\"plugin.state.read\", \"plugin.state.write\"");
     double echo50, echo99, get50, get99, set50, set99;
-    time_calls(p->w, "echo", "[\"0123456789abcdef0123456789abcdef\"]", &echo50, &echo99);
-    time_calls(p->w, "call_host",
+    time_calls(worker_of(p), "echo", "[\"0123456789abcdef0123456789abcdef\"]", &echo50, &echo99);
+    time_calls(worker_of(p), "call_host",
                "[\"state.set\", {\"key\": \"k\", \"value\": \"0123456789abcdef0123456789abcdef\"}]",
                &set50, &set99);
-    time_calls(p->w, "call_host", "[\"state.get\", {\"key\": \"k\"}]", &get50, &get99);
+    time_calls(worker_of(p), "call_host", "[\"state.get\", {\"key\": \"k\"}]", &get50, &get99);
     printf("{\"bench\":\"state_rtt\",\"get_p50_us\":%.1f,\"get_p99_us\":%.1f,\"set_p50_us\":%.1f,"
            "\"set_p99_us\":%.1f,\"baseline\":\"echo_rtt\",\"baseline_p50_us\":%.1f,"
            "\"baseline_p99_us\":%.1f,\"get_ratio\":%.2f,\"set_ratio\":%.2f}\n",

@@ -89,6 +89,7 @@ static const char *const status_fields[] = {"plugin",
                                             "last_error",
                                             "last_exit",
                                             "sandbox",
+                                            "instances",
                                             NULL};
 
 static const char *const stats_fields[] = {"plugin",

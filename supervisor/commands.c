@@ -154,14 +154,31 @@ static json_t *sandbox_json(const struct worker *w)
                                                        : json_null());
 }
 
+/* The worker whose figures status, stats and doctor show at the top level
+ * (plugin_shown_instance), or NULL. */
+static const struct worker *shown_worker(const struct plugin *p)
+{
+    const struct instance *i = plugin_shown_instance(p);
+    return i ? i->w : NULL;
+}
+
+static json_t *instances_json(const struct plugin *p)
+{
+    json_t *list = json_array();
+    for (const struct instance *i = p->instances; i != NULL; i = i->next)
+        if (instance_is_listed(i))
+            json_array_append_new(list, instance_json(i));
+    return list;
+}
+
 static json_t *plugin_status(const struct plugin *p)
 {
-    const struct worker *w = p->w;
+    const struct worker *w = shown_worker(p);
     json_t *diff = p->row.diff ? json_loads(p->row.diff, 0, NULL) : NULL;
     uint64_t late = w ? w->late_replies + (w->conn ? ipc_conn_stats(w->conn)->late_replies : 0) : 0;
     return json_pack(
         "{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:s, s:I, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:s, "
-        "s:s, s:o}",
+        "s:s, s:o, s:o}",
         "plugin", p->row.name, "status", lc_status_name(p->row.status), "version", p->row.version,
         "digest", p->row.digest, "pending_version", nullable(p->row.pending_version), "diff",
         diff ? diff : json_null(), "error", nullable(p->row.last_error), "state",
@@ -171,7 +188,7 @@ static json_t *plugin_status(const struct plugin *p)
         "faults", (json_int_t)(w ? w->faults : 0), "late_replies", (json_int_t)late,
         "dropped_notifications", (json_int_t)(w ? w->dropped_notifications : 0), "last_error",
         w ? w->last_error.message : "", "last_exit", w ? w->last_exit : "", "sandbox",
-        sandbox_json(w));
+        sandbox_json(w), "instances", instances_json(p));
 }
 
 /* status / list {plugin?} → [status, ...] */
@@ -254,7 +271,7 @@ static void cmd_purge(struct cmd_request *r, json_t *args)
     struct plugin *p = find_plugin(r, "purge", str(args, "plugin"));
     if (p == NULL)
         return;
-    if (p->row.status != LC_UNINSTALLED) {
+    if (!lc_is_removed(p->row.status)) {
         cmd_fail(r, PLUGD_E_INVALID_TRANSITION,
                  "purge: %s is %s; only an uninstalled plugin's data can be purged (uninstall "
                  "it with remove_data to do both)",
@@ -305,11 +322,6 @@ static void cmd_call(struct cmd_request *r, json_t *args)
     struct plugin *p = find_plugin(r, "call", str(args, "plugin"));
     if (p == NULL)
         return;
-    if (p->w == NULL || p->row.status != LC_READY) {
-        cmd_fail(r, PLUGD_E_WORKER_UNAVAILABLE, "call: %s is %s", p->row.name,
-                 lc_status_name(p->row.status));
-        return;
-    }
     /* params as the transport got them (msgpack keeps bin and ext), else
      * packed from JSON */
     const msgpack_object *params = r->raw ? ipc_map_get(r->raw, "params") : NULL;
@@ -325,7 +337,8 @@ static void cmd_call(struct cmd_request *r, json_t *args)
         msgpack_unpack(sb.data, sb.size, NULL, &zone, &from_json);
         params = &from_json;
     }
-    worker_call(p->w, method, params, timeout ? (double)timeout / 1000.0 : 0, on_call_answered, r);
+    plugin_route_call(p, method, params, timeout ? (double)timeout / 1000.0 : 0, on_call_answered,
+                      r);
     msgpack_zone_destroy(&zone);
     msgpack_sbuffer_destroy(&sb);
 }
@@ -353,7 +366,8 @@ static void cmd_config(struct cmd_request *r, json_t *args)
     json_t *manifest = json_loads(p->row.manifest, 0, NULL);
     json_t *defaults = json_incref(json_object_get(manifest, "config"));
     json_t *stored = p->row.config ? json_loads(p->row.config, 0, NULL) : NULL;
-    json_t *effective = p->w ? json_deep_copy(p->w->m->config) : json_null();
+    const struct instance *serving = plugin_serving_instance(p);
+    json_t *effective = serving ? json_deep_copy(serving->w->m->config) : json_null();
     json_decref(manifest);
     r->t->reply_json(r,
                      json_pack("{s:o, s:o, s:o}", "defaults", defaults ? defaults : json_object(),
@@ -447,7 +461,7 @@ static void call_latency(const struct worker *w, double *p50, double *p99)
 
 static json_t *plugin_stats(const struct plugin *p)
 {
-    const struct worker *w = p->w;
+    const struct worker *w = shown_worker(p);
     double p50 = 0, p99 = 0;
     if (w != NULL)
         call_latency(w, &p50, &p99);
@@ -500,7 +514,7 @@ static void cmd_doctor(struct cmd_request *r, json_t *args)
                                               string_list(c->services), "sandbox",
                                               string_list(c->sandbox)));
     }
-    const struct worker *w = p->w;
+    const struct worker *w = shown_worker(p);
     r->t->reply_json(r, json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:s, s:o, s:s, s:s, s:I, s:o}",
                                   "plugin", p->row.name, "status", lc_status_name(p->row.status),
                                   "version", p->row.version, "package", p->row.package_dir,

@@ -194,3 +194,89 @@ int pkg_store(const char *state_dir, const struct manifest *m, const char *diges
     memcpy(out, resolved, strlen(resolved) + 1);
     return 0;
 }
+
+/* ------------------------------------------------------------ reading */
+
+void pkg_clear(struct pkg *pkg)
+{
+    manifest_free(pkg->m);
+    free(pkg->manifest_json);
+    memset(pkg, 0, sizeof(*pkg));
+}
+
+int pkg_read(const char *state_dir, const char *src_dir, struct pkg *pkg, struct plugd_error *err)
+{
+    memset(pkg, 0, sizeof(*pkg));
+    pkg->m = manifest_load(src_dir, err);
+    if (pkg->m == NULL || pkg_digest(pkg->m, pkg->digest, err) < 0 ||
+        pkg_store(state_dir, pkg->m, pkg->digest, pkg->dir, sizeof(pkg->dir), err) < 0)
+        goto fail;
+    if ((pkg->manifest_json = json_dumps(pkg->m->json, JSON_COMPACT | JSON_SORT_KEYS)) == NULL) {
+        plugd_error_set(err, PLUGD_E_NO_MEMORY, "no memory for a manifest");
+        goto fail;
+    }
+    return 0;
+
+fail:
+    pkg_clear(pkg);
+    return -1;
+}
+
+struct manifest *pkg_load(const char *dir, const char *config, struct plugd_error *err)
+{
+    struct manifest *m = manifest_load(dir, err);
+    if (m == NULL || config == NULL)
+        return m;
+    json_t *operator_config = json_loads(config, 0, NULL);
+    json_t *effective = manifest_config_with(m, operator_config);
+    json_decref(operator_config);
+    if (effective == NULL) {
+        plugd_error_set(err, PLUGD_E_NO_MEMORY, "no memory for the config of %s", m->name);
+        manifest_free(m);
+        return NULL;
+    }
+    json_decref(m->config);
+    m->config = effective;
+    return m;
+}
+
+/* ------------------------------------------------------------ capabilities */
+
+/* The capabilities of `b` that `a` lacks; with `protocol`, a protocol
+ * change counts as "protocol:N". */
+static int append_missing(json_t *out, const struct manifest *a, const struct manifest *b,
+                          bool protocol)
+{
+    for (size_t i = 0; i < b->n_capabilities; i++)
+        if (!manifest_has_capability(a, b->capabilities[i]) &&
+            json_array_append_new(out, json_string(b->capabilities[i])) < 0)
+            return -1;
+    if (protocol && a->protocol != b->protocol &&
+        json_array_append_new(out, json_sprintf("protocol:%d", b->protocol)) < 0)
+        return -1;
+    return 0;
+}
+
+json_t *pkg_capability_diff(const struct manifest *running, const struct manifest *next)
+{
+    json_t *added = json_array(), *removed = json_array();
+    if (added == NULL || removed == NULL || append_missing(added, running, next, true) < 0 ||
+        append_missing(removed, next, running, false) < 0) {
+        json_decref(added);
+        json_decref(removed);
+        return NULL;
+    }
+    return json_pack("{s:o, s:o}", "added", added, "removed", removed);
+}
+
+void pkg_revoke_capabilities(struct manifest *running, const struct manifest *next)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < running->n_capabilities; i++) {
+        if (manifest_has_capability(next, running->capabilities[i]))
+            running->capabilities[kept++] = running->capabilities[i];
+        else
+            free(running->capabilities[i]);
+    }
+    running->n_capabilities = kept;
+}

@@ -1,6 +1,8 @@
 /* The daemon's state and its in-process API: the registry, the event bus,
  * one struct plugin per registered plugin (its committed registry row and
- * its worker), the plugins folder scan, the host channel. The operations
+ * its worker instances, instance.h), the plugins folder scan, the host channel. daemon.c opens,
+ * restores and closes; operations.c runs the lifecycle operations; scan.c
+ * watches the plugins folder and the data retention. The operations
  * below are what the host channel (and the control socket) expose; tests
  * call them directly. docs/lifecycle.md describes them. */
 #ifndef PLUGD_PLUGD_H
@@ -11,6 +13,7 @@
 #include <stddef.h>
 
 #include "events.h"
+#include "instance.h"
 #include "plugd/ipc.h"
 #include "registry.h"
 #include "services.h"
@@ -34,10 +37,9 @@ struct plugd_options {
 
 struct plugin {
     struct plugd *d;
-    struct reg_plugin row;  /* as committed to the registry */
-    struct worker *w;       /* NULL while the package cannot be loaded */
-    struct manifest *next;  /* to run once the worker has stopped (upgrade, approve, reject) */
-    uint64_t restarts_seen; /* of w, to tell a restart from a first start */
+    struct reg_plugin row;      /* as committed to the registry */
+    struct instance *instances; /* newest first (instance.c); none while no package of
+                                   the plugin could be loaded */
 };
 
 /* One folder of the plugins folder as last seen, so unchanged ones are
@@ -62,6 +64,7 @@ struct plugd {
     ev_timer scan_t, retention_t;
     ev_idle start_w;  /* brings back the restored plugins' workers, a batch a turn */
     size_t n_started; /* restored plugins applied so far */
+    ev_idle reap_w;   /* frees the retired instances that have stopped */
 
     struct ipc_conn *host;     /* NULL without --host-fd */
     struct stream host_stream; /* its events and followed log records */
@@ -85,13 +88,16 @@ void plugd_remove_data_folder(const struct plugd *d, const char *name);
 void plugd_close(struct plugd *d);
 
 struct plugin *plugd_find(struct plugd *d, const char *name, size_t len);
+/* The worker of the named plugin's serving instance (plugin_serving_instance),
+ * or NULL. */
 struct worker *plugd_find_worker(struct plugd *d, const char *name, size_t len);
 
-/* Lifecycle operations. Each checks the transition table first and changes
- * nothing when refused (invalid_transition, plugin_not_found,
- * invalid_manifest); a transition is committed with its audit row before
- * its events are published and before the worker is started or stopped.
- * `actor` is recorded in the audit ("host", "uid:1000", "plugd"). */
+/* Lifecycle operations (operations.c), each a row of lc_ops (lifecycle.c).
+ * Each checks the row's from-statuses first and changes nothing when
+ * refused (invalid_transition, plugin_not_found, invalid_manifest); the
+ * new row is committed with its audit row before its events are published
+ * and before the worker is started or stopped. `actor` is recorded in the
+ * audit ("host", "uid:1000", "plugd"). */
 int plugd_install(struct plugd *d, const char *src_dir, const char *actor, struct plugd_error *err);
 int plugd_upgrade(struct plugd *d, const char *src_dir, const char *actor, struct plugd_error *err);
 int plugd_enable(struct plugd *d, const char *name, const char *actor, struct plugd_error *err);

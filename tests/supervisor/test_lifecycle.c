@@ -776,3 +776,111 @@ Test(lifecycle, kill9_during_upgrades_leaves_a_consistent_registry)
         expect_consistent_registry();
     }
 }
+
+/* ------------------------------------------------------------ instances */
+
+/* The plugin's one instance in status (asserted to be the only one). */
+static json_t *only_instance(const char *plugin, json_t **status)
+{
+    *status = harness_status(&h, plugin);
+    cr_assert_not_null(*status);
+    json_t *list = json_object_get(*status, "instances");
+    cr_assert(json_is_array(list), "status has no instances array");
+    cr_assert_eq(json_array_size(list), 1, "%s has %zu instances, not 1", plugin,
+                 json_array_size(list));
+    return json_array_get(list, 0);
+}
+
+static json_int_t int_field(const json_t *o, const char *key)
+{
+    json_t *v = json_object_get(o, key);
+    cr_assert(json_is_integer(v), "\"%s\" is not an integer", key);
+    return json_integer_value(v);
+}
+
+Test(lifecycle, status_shows_one_instance_with_its_version_pid_and_call_counts)
+{
+    start_empty();
+    install_ready("hello", "hello", NULL);
+    json_t *st;
+    json_t *one = only_instance("hello", &st);
+    cr_assert_str_eq(json_string_value(json_object_get(one, "version")),
+                     json_string_value(json_object_get(st, "version")));
+    cr_assert_str_eq(json_string_value(json_object_get(one, "digest")),
+                     json_string_value(json_object_get(st, "digest")));
+    cr_assert(json_is_true(json_object_get(one, "serving")));
+    cr_assert_str_eq(json_string_value(json_object_get(one, "state")), "running");
+    cr_assert_eq(int_field(one, "pid"), harness_worker_pid(&h, "hello"));
+    cr_assert_gt(json_number_value(json_object_get(one, "started_at")), 0);
+    json_int_t calls = int_field(one, "calls"), errors = int_field(one, "call_errors");
+    json_decref(st);
+
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(harness_call(&h, "hello", "echo", "[1]", 0, NULL), PLUGD_OK);
+    cr_assert_neq(harness_call(&h, "hello", "no_such_method", "[]", 0, NULL), PLUGD_OK);
+    one = only_instance("hello", &st);
+    cr_assert_eq(int_field(one, "calls"), calls + 4, "every routed call is counted");
+    cr_assert_eq(int_field(one, "call_errors"), errors + 1, "the failed one as an error");
+    cr_assert_eq(int_field(one, "calls"), int_field(st, "calls"),
+                 "the top-level figures are the serving instance's");
+    json_decref(st);
+}
+
+Test(lifecycle, an_upgrade_leaves_one_instance_of_the_new_version)
+{
+    start_empty();
+    install_ready("counter", "counter", NULL);
+    pid_t old = harness_worker_pid(&h, "counter");
+    char *v2 = package("counter", "counter-2", "counter",
+                       "{\"version\": \"1.1.0\", \"capabilities\": [\"events.emit\"]}");
+    size_t from = json_array_size(h.events);
+    expect_op("upgrade", v2, PLUGD_OK);
+    free(v2);
+    cr_assert_geq(harness_wait_event(&h, "plugin.worker_started", "counter", from, 10.0), 0);
+    cr_assert(harness_wait_state(&h, "counter", "running", -1, 10.0));
+    cr_assert(harness_pid_dead(old));
+    cr_assert_eq(harness_call(&h, "counter", "increment", "[]", 0, NULL), PLUGD_OK);
+    json_t *st;
+    json_t *one = NULL;
+    /* the old instance is freed from the loop once it has stopped */
+    for (int i = 0; i < 100; i++) {
+        st = harness_status(&h, "counter");
+        size_t n = json_array_size(json_object_get(st, "instances"));
+        json_decref(st);
+        if (n == 1)
+            break;
+        harness_sleep(&h, 0.02);
+    }
+    one = only_instance("counter", &st);
+    cr_assert_str_eq(json_string_value(json_object_get(one, "version")), "1.1.0");
+    cr_assert_eq(int_field(one, "pid"), harness_worker_pid(&h, "counter"));
+    cr_assert_neq(int_field(one, "pid"), old);
+    cr_assert(json_is_true(json_object_get(one, "serving")));
+    cr_assert_eq(int_field(one, "calls"), 1, "a new instance counts its own calls");
+    json_decref(st);
+}
+
+Test(lifecycle, an_approved_upgrade_leaves_one_instance_of_the_new_version)
+{
+    start_pending_upgrade();
+    json_t *st;
+    json_t *one = only_instance("hello", &st);
+    cr_assert_str_eq(json_string_value(json_object_get(one, "version")), "1.0.0",
+                     "while the upgrade waits, the old version's instance is the one");
+    json_decref(st);
+    expect_op("approve", "hello", PLUGD_OK);
+    expect_status("hello", "ready");
+    cr_assert(harness_wait_state(&h, "hello", "running", -1, 10.0));
+    for (int i = 0; i < 100; i++) {
+        st = harness_status(&h, "hello");
+        size_t n = json_array_size(json_object_get(st, "instances"));
+        json_decref(st);
+        if (n == 1)
+            break;
+        harness_sleep(&h, 0.02);
+    }
+    one = only_instance("hello", &st);
+    cr_assert_str_eq(json_string_value(json_object_get(one, "version")), "1.1.0");
+    cr_assert_eq(int_field(one, "pid"), harness_worker_pid(&h, "hello"));
+    json_decref(st);
+}

@@ -38,9 +38,16 @@ static void setup(void)
 static bool is_any_running(void)
 {
     for (size_t i = 0; i < d.n_plugins; i++)
-        if (d.plugins[i]->w != NULL && d.plugins[i]->w->state != WK_STOPPED)
+        if (!plugin_is_stopped(d.plugins[i]))
             return true;
     return false;
+}
+
+/* The plugin's serving worker, NULL when it has none. */
+static struct worker *worker_of(const struct plugin *p)
+{
+    struct instance *i = plugin_serving_instance(p);
+    return i ? i->w : NULL;
 }
 
 static void teardown(void)
@@ -59,9 +66,9 @@ TestSuite(plugins_api, .init = setup, .fini = teardown, .timeout = 60);
 static bool run_until_state(struct plugin *p, enum wk_state state)
 {
     double until = ev_time() + 10.0;
-    while (!(p->w != NULL && p->w->state == state) && ev_time() < until)
+    while (!(worker_of(p) != NULL && worker_of(p)->state == state) && ev_time() < until)
         ev_run(loop, EVRUN_ONCE);
-    return p->w != NULL && p->w->state == state;
+    return worker_of(p) != NULL && worker_of(p)->state == state;
 }
 
 struct collector {

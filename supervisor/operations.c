@@ -1,0 +1,552 @@
+/* The lifecycle operations, executed from their rows of lc_ops
+ * (lifecycle.c): each operator command checks the row's from-statuses,
+ * builds the plugin's next registry row and its events' payloads, and
+ * hands them to run(), the one path every operation takes: commit the row
+ * with its audit row (registry.c), publish plugin.status_changed and the
+ * row's events (events.c), then do the row's worker action and apply the
+ * status (worker.c). Worker outcomes come back through on_worker_state and
+ * run rows too (load, fail). docs/lifecycle.md describes them. */
+#include "operations.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "package.h"
+
+static void on_worker_state(struct worker *w, enum wk_state from, void *ud);
+static void on_worker_health(struct worker *w, const char *why, void *ud);
+static void mark_error(struct plugin *p, const char *why);
+
+/* ------------------------------------------------------------ lookup */
+
+static struct plugin *find_or_fail(struct plugd *d, const char *op, const char *name,
+                                   struct plugd_error *err)
+{
+    struct plugin *p = plugd_find(d, name, strlen(name));
+    if (p == NULL)
+        plugd_error_set(err, PLUGD_E_PLUGIN_NOT_FOUND, "%s: no plugin named \"%s\"", op, name);
+    return p;
+}
+
+/* A copy of the plugin's row to change, or -1 (no memory). */
+static int begin_change(const struct plugin *p, struct reg_plugin *next, struct plugd_error *err)
+{
+    memset(next, 0, sizeof(*next));
+    if (reg_plugin_copy(next, &p->row) < 0)
+        return plugd_error_set(err, PLUGD_E_NO_MEMORY, "no memory for a transition");
+    return 0;
+}
+
+/* ------------------------------------------------------------ workers */
+
+/* A start that fails at once (the entrypoint cannot be run) is reported
+ * here, not through on_worker_state. */
+static void start_worker(struct plugin *p, struct instance *i)
+{
+    struct plugd_error err;
+    if (p->d->is_stopping)
+        return;
+    if (worker_start(i->w, &err) < 0) {
+        log_plugd("error", p->row.name, "cannot start: %s", err.message);
+        mark_error(p, err.message);
+    }
+}
+
+void ops_apply_status(struct plugin *p)
+{
+    struct instance *i = plugin_serving_instance(p);
+    if (i == NULL)
+        return;
+    bool should_run = lc_runs_worker(p->row.status);
+    if (should_run && !plugin_is_draining(p))
+        start_worker(p, i); /* else once the old instance has stopped */
+    else if (!should_run)
+        worker_stop(i->w);
+}
+
+/* A new instance runs the package the plugin's row names; the one that
+ * served before retires (drains, losing at once the capabilities the new
+ * one lacks, and stops; the new one starts after it). False, with the
+ * plugin marked error, when that package cannot be loaded. */
+static bool load_row_package(struct plugin *p)
+{
+    struct plugd_error err;
+    struct manifest *m = pkg_load(p->row.package_dir, p->row.config, &err);
+    if (m == NULL) {
+        log_plugd("error", p->row.name, "package %s cannot be loaded: %s", p->row.package_dir,
+                  err.message);
+        mark_error(p, err.message);
+        return false;
+    }
+    struct instance *old = plugin_serving_instance(p);
+    if (old != NULL)
+        pkg_revoke_capabilities(old->w->m, m);
+    if (instance_add(p, m, p->row.digest, on_worker_state, on_worker_health) == NULL)
+        return false; /* the old one keeps serving */
+    if (old != NULL)
+        instance_retire(old);
+    return true;
+}
+
+void ops_restore(struct plugin *p)
+{
+    if (!lc_is_removed(p->row.status))
+        load_row_package(p);
+}
+
+static void do_worker_action(struct plugin *p, enum lc_worker_action a)
+{
+    if ((a == LC_WORKER_LOAD || (a == LC_WORKER_START && p->instances == NULL)) &&
+        !load_row_package(p))
+        return; /* the fail operation ran meanwhile */
+    ops_apply_status(p);
+}
+
+/* ------------------------------------------------------------ run */
+
+/* One operation on one plugin, as run() takes it. */
+struct op_run {
+    enum lc_op op;
+    const char *actor, *reason;
+    unsigned flags;                 /* of reg_save_transition */
+    json_t *payloads[LC_OP_EVENTS]; /* of the row's events, in order (owned) */
+};
+
+static void publish_status_change(struct plugd *d, const char *plugin, int from, enum lc_status to)
+{
+    if (from == (int)to)
+        return;
+    ev_bus_emit(
+        d->bus, EVT_STATUS_CHANGED, plugin,
+        json_pack("{s:o, s:s}", "previous_status",
+                  from < 0 ? json_null() : json_string(lc_status_name((enum lc_status)from)),
+                  "new_status", lc_status_name(to)));
+}
+
+/* The one path of every operation: commits `next` (the plugin's row after
+ * it, taken over; its status is set from the row of lc_ops) with its
+ * audit row; then makes it the plugin's row, publishes
+ * plugin.status_changed (when the status changed) and the row's events,
+ * does the row's worker action and applies the status. On failure nothing
+ * changed. The caller has checked the row's from-statuses. */
+static int run(struct plugin *p, struct reg_plugin *next, struct op_run *r, struct plugd_error *err)
+{
+    const struct lc_op_row *op = &lc_ops[r->op];
+    int from = p->row.name ? (int)p->row.status : -1;
+    int rc = -1;
+    if (op->to != LC_TO_KEEP)
+        next->status = (enum lc_status)op->to;
+    if (from >= 0 && from != (int)next->status &&
+        lc_check(op->command, (enum lc_status)from, next->status, err) < 0)
+        goto out;
+    next->updated_at = reg_now();
+    struct reg_audit a = {.actor = r->actor, .action = op->audit, .reason = r->reason};
+    if (reg_save_transition(p->d->reg, next, from, &a, r->flags, err) < 0) {
+        log_plugd("error", next->name, "%s: %s", op->audit, err->message);
+        goto out;
+    }
+    log_plugd("info", next->name, "%s by %s: %s -> %s%s%s", op->audit, r->actor,
+              from < 0 ? "new" : lc_status_name((enum lc_status)from), lc_status_name(next->status),
+              r->reason ? ": " : "", r->reason ? r->reason : "");
+    reg_plugin_clear(&p->row);
+    p->row = *next;
+    memset(next, 0, sizeof(*next));
+    if (r->flags & REG_PURGE_DATA)
+        plugd_remove_data_folder(p->d, p->row.name);
+    publish_status_change(p->d, p->row.name, from, p->row.status);
+    for (size_t i = 0; i < op->n_events; i++) {
+        ev_bus_emit(p->d->bus, op->events[i], p->row.name, r->payloads[i]);
+        r->payloads[i] = NULL;
+    }
+    do_worker_action(p, op->worker);
+    rc = 0;
+out:
+    reg_plugin_clear(next);
+    for (size_t i = 0; i < LC_OP_EVENTS; i++)
+        json_decref(r->payloads[i]);
+    return rc;
+}
+
+/* ------------------------------------------------------------ worker outcomes */
+
+/* → error, when the status still allows it (a disable or uninstall that
+ * came meanwhile makes the failure moot). */
+static void mark_error(struct plugin *p, const char *why)
+{
+    struct plugd_error err;
+    struct reg_plugin next;
+    if (!lc_op_runs_from(LC_OP_FAIL, p->row.status) || begin_change(p, &next, &err) < 0)
+        return;
+    struct op_run r = {.op = LC_OP_FAIL, .actor = "plugd", .reason = why};
+    r.payloads[0] = json_pack("{s:s}", "error", why);
+    if (reg_set_str(&next.last_error, why) < 0) {
+        log_plugd("error", p->row.name, "fail: no memory for the reason %s", why);
+        reg_plugin_clear(&next);
+        json_decref(r.payloads[0]);
+        return;
+    }
+    run(p, &next, &r, &err);
+}
+
+/* installed → ready once the worker has initialized. */
+static void mark_loaded(struct plugin *p)
+{
+    struct plugd_error err;
+    struct reg_plugin next;
+    if (!lc_op_runs_from(LC_OP_LOAD, p->row.status) || begin_change(p, &next, &err) < 0)
+        return;
+    reg_set_str(&next.last_error, NULL);
+    struct op_run r = {.op = LC_OP_LOAD, .actor = "plugd"};
+    r.payloads[0] = json_pack("{s:s}", "version", next.version);
+    run(p, &next, &r, &err);
+}
+
+static void on_worker_state(struct worker *w, enum wk_state from, void *ud)
+{
+    (void)from;
+    struct instance *i = ud;
+    struct plugin *p = i->p;
+    struct plugd *d = p->d;
+    const char *name = p->row.name;
+    switch (w->state) {
+    case WK_RUNNING:
+        ev_bus_emit(d->bus, EVT_WORKER_STARTED, name,
+                    json_pack("{s:i, s:s}", "pid", (json_int_t)w->pid, "version", w->m->version));
+        if (w->restarts > i->restarts_seen)
+            ev_bus_emit(d->bus, EVT_WORKER_RESTARTED, name,
+                        json_pack("{s:I}", "restarts", (json_int_t)w->restarts));
+        i->restarts_seen = w->restarts;
+        mark_loaded(p);
+        break;
+    case WK_BACKOFF:
+        ev_bus_emit(d->bus, EVT_WORKER_CRASHED, name,
+                    json_pack("{s:s, s:s}", "reason", w->last_error.message, "exit", w->last_exit));
+        break;
+    case WK_STOPPED:
+        ev_bus_emit(d->bus, EVT_WORKER_STOPPED, name,
+                    json_pack("{s:s, s:s}", "exit", w->last_exit, "reason",
+                              w->is_failed ? w->last_error.message : "stopped"));
+        if (i->is_retiring) {
+            instances_reap_later(d); /* the old version is gone, however it ended */
+            ops_apply_status(p);
+        } else if (w->is_failed) {
+            mark_error(p, w->last_error.message); /* given up: it stays stopped */
+        } else {
+            /* the status decides, whatever was asked while it stopped: an
+             * enable or a config restart starts it again, a disable not */
+            ops_apply_status(p);
+        }
+        plugd_note_stopped(d);
+        break;
+    default:
+        break;
+    }
+}
+
+static void on_worker_health(struct worker *w, const char *why, void *ud)
+{
+    (void)w;
+    struct plugin *p = ((struct instance *)ud)->p;
+    if (why != NULL)
+        ev_bus_emit(p->d->bus, EVT_HEALTH_DEGRADED, p->row.name, json_pack("{s:s}", "reason", why));
+    else
+        ev_bus_emit(p->d->bus, EVT_HEALTH_RECOVERED, p->row.name, NULL);
+}
+
+/* ------------------------------------------------------------ install */
+
+/* The fields of `next` that name the package (`slots`: version, digest,
+ * folder, manifest), set from `pkg`. -1 on no memory. */
+static int set_package(char **slots[4], const struct pkg *pkg)
+{
+    const char *values[4] = {pkg->m->version, pkg->digest, pkg->dir, pkg->manifest_json};
+    for (int i = 0; i < 4; i++)
+        if (reg_set_str(slots[i], values[i]) < 0)
+            return -1;
+    return 0;
+}
+
+int plugd_install(struct plugd *d, const char *src_dir, const char *actor, struct plugd_error *err)
+{
+    struct pkg pkg;
+    if (pkg_read(d->state_dir, src_dir, &pkg, err) < 0)
+        return -1;
+    const char *name = pkg.m->name;
+    struct plugin *p = plugd_find(d, name, strlen(name));
+    bool is_new = p == NULL;
+    struct op_run r = {.op = is_new ? LC_OP_INSTALL : LC_OP_REINSTALL, .actor = actor};
+    struct reg_plugin next = {0};
+    if (lc_op_check(r.op, is_new ? -1 : (int)p->row.status, err) < 0 ||
+        (is_new && (p = plugd_add_plugin(d, err)) == NULL) ||
+        (!is_new && begin_change(p, &next, err) < 0)) {
+        pkg_clear(&pkg);
+        return -1;
+    }
+    next.installed_at = reg_now();
+    next.uninstalled_at = 0;
+    char **slots[4] = {&next.version, &next.digest, &next.package_dir, &next.manifest};
+    int rc = -1;
+    if (reg_set_str(&next.name, name) < 0 || set_package(slots, &pkg) < 0 ||
+        reg_set_str(&next.last_error, NULL) < 0 || reg_set_str(&next.diff, NULL) < 0) {
+        plugd_error_set(err, PLUGD_E_NO_MEMORY, "install: no memory");
+        reg_plugin_clear(&next);
+    } else {
+        rc = run(p, &next, &r, err);
+    }
+    pkg_clear(&pkg);
+    if (rc < 0 && is_new)
+        plugd_remove_last_plugin(d);
+    return rc;
+}
+
+/* ------------------------------------------------------------ upgrade */
+
+/* plugin.upgraded / plugin.upgrade_pending: the versions and the
+ * capability change (`diff_text`, the row's diff) of the upgrade. */
+static json_t *upgrade_payload(const char *from, const char *to, const char *diff_text)
+{
+    json_t *diff = diff_text ? json_loads(diff_text, 0, NULL) : NULL;
+    json_t *added = json_object_get(diff, "added"), *removed = json_object_get(diff, "removed");
+    json_t *v = json_pack("{s:s, s:s, s:o, s:o}", "from_version", from, "to_version", to, "added",
+                          json_is_array(added) ? json_incref(added) : json_array(), "removed",
+                          json_is_array(removed) ? json_incref(removed) : json_array());
+    json_decref(diff);
+    return v;
+}
+
+/* The manifest `pkg` is diffed against: the serving instance's, else the
+ * row's package (`*loaded`, for the caller to free). */
+static const struct manifest *upgrade_base(struct plugin *p, struct manifest **loaded,
+                                           struct plugd_error *err)
+{
+    *loaded = NULL;
+    struct instance *i = plugin_serving_instance(p);
+    if (i != NULL)
+        return i->w->m;
+    return *loaded = pkg_load(p->row.package_dir, NULL, err);
+}
+
+/* The next row of an upgrade to `pkg` with capability diff `diff_text`:
+ * the running version's fields, or the pending ones when it waits for
+ * approval. -1 on no memory. */
+static int set_upgrade(struct reg_plugin *next, const struct pkg *pkg, const char *diff_text,
+                       bool needs_approval)
+{
+    char **slots[4] = {&next->version, &next->digest, &next->package_dir, &next->manifest};
+    if (needs_approval) {
+        slots[0] = &next->pending_version;
+        slots[1] = &next->pending_digest;
+        slots[2] = &next->pending_dir;
+        slots[3] = &next->pending_manifest;
+    }
+    if (reg_set_str(&next->diff, diff_text) < 0 || reg_set_str(&next->last_error, NULL) < 0)
+        return -1;
+    return set_package(slots, pkg);
+}
+
+static int upgrade_to(struct plugin *p, const struct pkg *pkg, const struct manifest *base,
+                      const char *actor, struct plugd_error *err)
+{
+    if (strcmp(p->row.digest, pkg->digest) == 0)
+        return 0; /* this very package runs already */
+    if (semver_compare(pkg->m->version, p->row.version) <= 0)
+        return plugd_error_set(err, PLUGD_E_INVALID_REQUEST,
+                               "upgrade: %s %s is not newer than the installed %s", pkg->m->name,
+                               pkg->m->version, p->row.version);
+    json_t *diff = pkg_capability_diff(base, pkg->m);
+    char *diff_text = diff ? json_dumps(diff, JSON_COMPACT) : NULL;
+    bool needs_approval = json_array_size(json_object_get(diff, "added")) > 0;
+    json_decref(diff);
+    struct op_run r = {.op = needs_approval ? LC_OP_UPGRADE_PENDING : LC_OP_UPGRADE,
+                       .actor = actor,
+                       .reason = diff_text};
+    struct reg_plugin next;
+    int rc = -1;
+    if (diff_text == NULL)
+        plugd_error_set(err, PLUGD_E_NO_MEMORY, "upgrade: no memory");
+    else if (lc_op_check(r.op, (int)p->row.status, err) < 0 || begin_change(p, &next, err) < 0)
+        ;
+    else if (set_upgrade(&next, pkg, diff_text, needs_approval) < 0 ||
+             (r.payloads[0] = upgrade_payload(p->row.version, pkg->m->version, diff_text)) ==
+                 NULL) {
+        plugd_error_set(err, PLUGD_E_NO_MEMORY, "upgrade: no memory");
+        reg_plugin_clear(&next);
+    } else {
+        rc = run(p, &next, &r, err);
+    }
+    free(diff_text);
+    return rc;
+}
+
+int plugd_upgrade(struct plugd *d, const char *src_dir, const char *actor, struct plugd_error *err)
+{
+    struct pkg pkg;
+    if (pkg_read(d->state_dir, src_dir, &pkg, err) < 0)
+        return -1;
+    struct plugin *p = find_or_fail(d, "upgrade", pkg.m->name, err);
+    struct manifest *loaded = NULL;
+    const struct manifest *base = NULL;
+    int rc = -1;
+    /* the from-statuses of both upgrade rows (the diff picks one) */
+    if (p != NULL && lc_op_check(LC_OP_UPGRADE, (int)p->row.status, err) == LC_OP_RUNS &&
+        (base = upgrade_base(p, &loaded, err)) != NULL)
+        rc = upgrade_to(p, &pkg, base, actor, err);
+    manifest_free(loaded);
+    pkg_clear(&pkg);
+    return rc;
+}
+
+/* upgrade_pending → ready on the pending version (approve) or on the one
+ * that ran before (reject). */
+static int settle_upgrade(struct plugd *d, const char *name, enum lc_op op, const char *actor,
+                          struct plugd_error *err)
+{
+    struct plugin *p = find_or_fail(d, lc_ops[op].command, name, err);
+    struct reg_plugin next;
+    if (p == NULL || lc_op_check(op, (int)p->row.status, err) < 0 ||
+        begin_change(p, &next, err) < 0)
+        return -1;
+    struct op_run r = {.op = op, .actor = actor};
+    char **pending[4] = {&next.pending_version, &next.pending_digest, &next.pending_dir,
+                         &next.pending_manifest};
+    char **current[4] = {&next.version, &next.digest, &next.package_dir, &next.manifest};
+    if (op == LC_OP_APPROVE) {
+        r.payloads[0] = upgrade_payload(p->row.version, p->row.pending_version, p->row.diff);
+        for (int i = 0; i < 4; i++) {
+            free(*current[i]);
+            *current[i] = *pending[i];
+            *pending[i] = NULL;
+        }
+    } else {
+        r.payloads[0] = json_pack("{s:s, s:s}", "version", p->row.version, "rejected_version",
+                                  p->row.pending_version);
+        for (int i = 0; i < 4; i++)
+            reg_set_str(pending[i], NULL);
+    }
+    return run(p, &next, &r, err);
+}
+
+int plugd_approve(struct plugd *d, const char *name, const char *actor, struct plugd_error *err)
+{
+    return settle_upgrade(d, name, LC_OP_APPROVE, actor, err);
+}
+
+int plugd_reject(struct plugd *d, const char *name, const char *actor, struct plugd_error *err)
+{
+    return settle_upgrade(d, name, LC_OP_REJECT, actor, err);
+}
+
+/* ------------------------------------------------------------ enable, disable, uninstall */
+
+int plugd_enable(struct plugd *d, const char *name, const char *actor, struct plugd_error *err)
+{
+    struct plugin *p = find_or_fail(d, "enable", name, err);
+    struct reg_plugin next;
+    int check = p ? lc_op_check(LC_OP_ENABLE, (int)p->row.status, err) : -1;
+    if (check != LC_OP_RUNS)
+        return check; /* LC_OP_NOTHING: enabled already (or loading) */
+    if (begin_change(p, &next, err) < 0)
+        return -1;
+    reg_set_str(&next.last_error, NULL);
+    struct op_run r = {.op = LC_OP_ENABLE, .actor = actor};
+    return run(p, &next, &r, err);
+}
+
+int plugd_disable(struct plugd *d, const char *name, const char *reason, const char *actor,
+                  struct plugd_error *err)
+{
+    struct plugin *p = find_or_fail(d, "disable", name, err);
+    struct reg_plugin next;
+    if (p == NULL || lc_op_check(LC_OP_DISABLE, (int)p->row.status, err) < 0 ||
+        begin_change(p, &next, err) < 0)
+        return -1;
+    struct op_run r = {.op = LC_OP_DISABLE, .actor = actor, .reason = reason};
+    r.payloads[0] = json_pack("{s:s?}", "reason", reason);
+    return run(p, &next, &r, err);
+}
+
+int plugd_uninstall(struct plugd *d, const char *name, bool remove_data, const char *actor,
+                    struct plugd_error *err)
+{
+    struct plugin *p = find_or_fail(d, "uninstall", name, err);
+    struct reg_plugin next;
+    if (p == NULL || lc_op_check(LC_OP_UNINSTALL, (int)p->row.status, err) < 0 ||
+        begin_change(p, &next, err) < 0)
+        return -1;
+    next.uninstalled_at = reg_now();
+    reg_set_str(&next.pending_version, NULL);
+    reg_set_str(&next.pending_digest, NULL);
+    reg_set_str(&next.pending_dir, NULL);
+    reg_set_str(&next.pending_manifest, NULL);
+    struct op_run r = {.op = LC_OP_UNINSTALL,
+                       .actor = actor,
+                       .reason = remove_data ? "data removed" : "data kept",
+                       .flags = remove_data ? REG_PURGE_DATA : 0};
+    r.payloads[0] = json_pack("{s:b}", "remove_data", remove_data);
+    return run(p, &next, &r, err);
+}
+
+/* ------------------------------------------------------------ config */
+
+struct config_change {
+    struct plugin *p;
+    json_t *config;
+    char *actor;
+    wk_done_fn done;
+    void *ud;
+};
+
+/* The worker took the config (or refused it: then nothing is stored). */
+static void on_config_applied(const struct plugd_error *err, void *ud)
+{
+    struct config_change *cc = ud;
+    struct plugd_error e;
+    struct reg_plugin next;
+    char *text = NULL;
+    if (err == NULL && begin_change(cc->p, &next, &e) == 0) {
+        struct op_run r = {.op = LC_OP_CONFIG, .actor = cc->actor};
+        text = json_dumps(cc->config, JSON_COMPACT | JSON_SORT_KEYS);
+        if (text == NULL || reg_set_str(&next.config, text) < 0) {
+            plugd_error_set(&e, PLUGD_E_NO_MEMORY, "config: no memory");
+            reg_plugin_clear(&next);
+            err = &e;
+        } else if (run(cc->p, &next, &r, &e) < 0) {
+            err = &e;
+        }
+    } else if (err == NULL) {
+        err = &e;
+    }
+    cc->done(err, cc->ud);
+    free(text);
+    json_decref(cc->config);
+    free(cc->actor);
+    free(cc);
+}
+
+void plugd_set_config(struct plugd *d, const char *name, json_t *config, const char *actor,
+                      wk_done_fn done, void *ud)
+{
+    struct plugd_error err;
+    struct plugin *p = find_or_fail(d, "config", name, &err);
+    struct config_change *cc = NULL;
+    if (p != NULL && lc_op_check(LC_OP_CONFIG, (int)p->row.status, &err) < 0)
+        p = NULL;
+    struct instance *i = p ? plugin_serving_instance(p) : NULL;
+    if (p != NULL && i == NULL)
+        plugd_error_set(&err, PLUGD_E_WORKER_UNAVAILABLE, "config: %s has no loadable package",
+                        name);
+    else if (p != NULL &&
+             ((cc = calloc(1, sizeof(*cc))) == NULL || (cc->actor = strdup(actor)) == NULL))
+        plugd_error_set(&err, PLUGD_E_NO_MEMORY, "config: no memory");
+    if (cc == NULL || cc->actor == NULL) {
+        free(cc);
+        done(&err, ud);
+        return;
+    }
+    cc->p = p;
+    cc->config = json_incref(config);
+    cc->done = done;
+    cc->ud = ud;
+    worker_set_config(i->w, config, on_config_applied, cc);
+}
