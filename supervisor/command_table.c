@@ -105,6 +105,7 @@ static const char *const stats_fields[] = {"plugin",
                                            "latency_p99_ms",
                                            "rss_kib",
                                            "health",
+                                           "instances",
                                            NULL};
 
 static const char *const doctor_fields[] = {

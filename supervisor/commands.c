@@ -459,22 +459,56 @@ static void call_latency(const struct worker *w, double *p50, double *p99)
     *p99 = n ? sorted[(size_t)((double)(n - 1) * 0.99)] * 1000.0 : 0;
 }
 
-static json_t *plugin_stats(const struct plugin *p)
+/* A worker's figures as stats shows them; `w` NULL reads as a stopped
+ * worker. */
+static json_t *worker_figures(const struct worker *w)
 {
-    const struct worker *w = shown_worker(p);
     double p50 = 0, p99 = 0;
     if (w != NULL)
         call_latency(w, &p50, &p99);
     double uptime = w && w->state == WK_RUNNING ? ev_now(w->loop) - w->running_since : 0;
-    return json_pack("{s:s, s:s, s:s, s:I, s:f, s:I, s:I, s:I, s:I, s:f, s:f, s:I, s:s}", "plugin",
-                     p->row.name, "status", lc_status_name(p->row.status), "version",
-                     p->row.version, "pid", (json_int_t)(w ? w->pid : 0), "uptime_s", uptime,
-                     "restarts", (json_int_t)(w ? w->restarts : 0), "calls",
-                     (json_int_t)(w ? w->calls : 0), "errors", (json_int_t)(w ? w->call_errors : 0),
-                     "dropped_notifications", (json_int_t)(w ? w->dropped_notifications : 0),
-                     "latency_p50_ms", p50, "latency_p99_ms", p99, "rss_kib",
-                     (json_int_t)(w && w->pid > 0 ? rss_kib(w->pid) : 0), "health",
-                     w ? w->last_health : "");
+    return json_pack(
+        "{s:I, s:f, s:I, s:I, s:I, s:I, s:f, s:f, s:I, s:s}", "pid", (json_int_t)(w ? w->pid : 0),
+        "uptime_s", uptime, "restarts", (json_int_t)(w ? w->restarts : 0), "calls",
+        (json_int_t)(w ? w->calls : 0), "errors", (json_int_t)(w ? w->call_errors : 0),
+        "dropped_notifications", (json_int_t)(w ? w->dropped_notifications : 0), "latency_p50_ms",
+        p50, "latency_p99_ms", p99, "rss_kib", (json_int_t)(w && w->pid > 0 ? rss_kib(w->pid) : 0),
+        "health", w ? w->last_health : "");
+}
+
+/* Each listed instance's version, whether it serves, and its figures. */
+static json_t *instances_stats(const struct plugin *p)
+{
+    json_t *list = json_array();
+    for (const struct instance *i = p->instances; list != NULL && i != NULL; i = i->next) {
+        if (!instance_is_listed(i))
+            continue;
+        json_t *one = worker_figures(i->w);
+        if (one == NULL || json_object_set_new(one, "version", json_string(i->w->m->version)) < 0 ||
+            json_object_set_new(one, "serving", json_boolean(i == plugin_serving_instance(p))) <
+                0 ||
+            json_array_append_new(list, one) < 0) {
+            json_decref(list);
+            return NULL;
+        }
+    }
+    return list;
+}
+
+/* The plugin's row: the shown worker's figures at the top level (as
+ * status), then every instance's. NULL when out of memory. */
+static json_t *plugin_stats(const struct plugin *p)
+{
+    json_t *stats = json_pack("{s:s, s:s, s:s}", "plugin", p->row.name, "status",
+                              lc_status_name(p->row.status), "version", p->row.version);
+    json_t *figures = worker_figures(shown_worker(p));
+    if (stats == NULL || figures == NULL || json_object_update(stats, figures) < 0 ||
+        json_object_set_new(stats, "instances", instances_stats(p)) < 0) {
+        json_decref(stats);
+        stats = NULL;
+    }
+    json_decref(figures);
+    return stats;
 }
 
 /* stats {plugin?} → [per-plugin figures] */

@@ -826,6 +826,30 @@ Test(lifecycle, status_shows_one_instance_with_its_version_pid_and_call_counts)
     json_decref(st);
 }
 
+Test(lifecycle, stats_reports_each_instance_with_its_own_figures)
+{
+    start_empty();
+    install_ready("hello", "hello", NULL);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(harness_call(&h, "hello", "echo", "[1]", 0, NULL), PLUGD_OK);
+    json_t *arg = json_pack("{s:s}", "plugin", "hello"), *list = NULL;
+    cr_assert_eq(harness_command(&h, "stats", arg, &list, NULL, 0), PLUGD_OK);
+    json_decref(arg);
+    json_t *stats = json_array_get(list, 0);
+    json_t *instances = json_object_get(stats, "instances");
+    cr_assert(json_is_array(instances), "stats has no instances array");
+    cr_assert_eq(json_array_size(instances), 1);
+    json_t *one = json_array_get(instances, 0);
+    cr_expect_str_eq(json_string_value(json_object_get(one, "version")), "1.0.0");
+    cr_expect(json_is_true(json_object_get(one, "serving")));
+    cr_expect_eq(int_field(one, "pid"), harness_worker_pid(&h, "hello"));
+    cr_expect_geq(int_field(one, "calls"), 3, "the instance's calls are counted");
+    cr_expect_eq(int_field(one, "calls"), int_field(stats, "calls"),
+                 "the top-level figures are the serving instance's");
+    cr_expect_gt(json_number_value(json_object_get(one, "latency_p99_ms")), 0);
+    json_decref(list);
+}
+
 Test(lifecycle, an_upgrade_leaves_one_instance_of_the_new_version)
 {
     start_empty();
