@@ -56,6 +56,18 @@ int lc_check(const char *operation, enum lc_status from, enum lc_status to, stru
                            lc_status_name(from), lc_status_name(to));
 }
 
+bool lc_changes_status(int from, enum lc_status to)
+{
+    return from != (int)to;
+}
+
+int lc_check_change(const char *operation, int from, enum lc_status to, struct plugd_error *err)
+{
+    if (from < 0 || !lc_changes_status(from, to))
+        return 0;
+    return lc_check(operation, (enum lc_status)from, to, err);
+}
+
 bool lc_runs_worker(enum lc_status s)
 {
     return s == LC_INSTALLED || s == LC_READY;

@@ -36,6 +36,15 @@ bool lc_is_allowed(enum lc_status from, enum lc_status to);
 int lc_check(const char *operation, enum lc_status from, enum lc_status to,
              struct plugd_error *err);
 
+/* True when a row that was `from` (< 0: a new plugin) and is now `to`
+ * changed status: plugin.status_changed is published then. */
+bool lc_changes_status(int from, enum lc_status to);
+
+/* lc_check for an operation's change of a plugin's row: a new plugin
+ * (`from` < 0) or a status that stays (a config change) needs no
+ * transition. */
+int lc_check_change(const char *operation, int from, enum lc_status to, struct plugd_error *err);
+
 /* What a status means. The worker of a plugin runs exactly when
  * lc_runs_worker (apply_status in operations.c holds it to that); calls
  * reach it only when lc_serves_calls; a removed plugin keeps its row (and,

@@ -115,7 +115,7 @@ struct op_run {
 
 static void publish_status_change(struct plugd *d, const char *plugin, int from, enum lc_status to)
 {
-    if (from == (int)to)
+    if (!lc_changes_status(from, to))
         return;
     ev_bus_emit(
         d->bus, EVT_STATUS_CHANGED, plugin,
@@ -137,8 +137,7 @@ static int run(struct plugin *p, struct reg_plugin *next, struct op_run *r, stru
     int rc = -1;
     if (op->to != LC_TO_KEEP)
         next->status = (enum lc_status)op->to;
-    if (from >= 0 && from != (int)next->status &&
-        lc_check(op->command, (enum lc_status)from, next->status, err) < 0)
+    if (lc_check_change(op->command, from, next->status, err) < 0)
         goto out;
     next->updated_at = reg_now();
     struct reg_audit a = {.actor = r->actor, .action = op->audit, .reason = r->reason};
