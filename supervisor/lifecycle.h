@@ -46,7 +46,7 @@ bool lc_changes_status(int from, enum lc_status to);
 int lc_check_change(const char *operation, int from, enum lc_status to, struct plugd_error *err);
 
 /* What a status means. The worker of a plugin runs exactly when
- * lc_runs_worker (apply_status in operations.c holds it to that); calls
+ * lc_runs_worker (ops_apply_status in operations.c holds it to that); calls
  * reach it only when lc_serves_calls; a removed plugin keeps its row (and,
  * for the retention, its data) but no package is loaded for it. */
 bool lc_runs_worker(enum lc_status s);
@@ -72,7 +72,7 @@ enum lc_op {
 };
 
 /* What an operation does to the plugin's worker once its row is committed
- * and its events are published. Whatever it is, apply_status (the status
+ * and its events are published. Whatever it is, ops_apply_status (the status
  * decides) runs last. */
 enum lc_worker_action {
     LC_WORKER_KEEP,   /* nothing more: the status decides */

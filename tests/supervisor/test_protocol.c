@@ -3,6 +3,8 @@
  * that comes too late, notifications plugd cannot serve. Workers in
  * tests/fixtures (foreign, latehello) speak python3-msgpack. */
 #include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "plugd_harness.h"
@@ -136,4 +138,33 @@ Test(protocol, notifications_plugd_cannot_serve_are_counted_and_logged)
     /* the host's notifications too: plugd serves none */
     cr_assert_eq(ipc_conn_notify(h.host, "frobnicate", NULL, NULL), 0);
     cr_assert(harness_wait_log(&h, "dropped a notification from the host", 1, 10));
+}
+
+/* docs/protocol.md's table of error codes is ipc/include/plugd/error.h's
+ * list: every code once, no other. */
+Test(protocol, docs_protocol_md_lists_exactly_the_error_codes)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/docs/protocol.md", getenv("PLUGD_SOURCE_ROOT"));
+    FILE *f = fopen(path, "re");
+    cr_assert_not_null(f, "cannot open %s", path);
+    bool is_listed[PLUGD_ERRC_COUNT] = {false};
+    bool is_in_table = false;
+    char line[1024];
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (strncmp(line, "## ", 3) == 0)
+            is_in_table = strcmp(line, "## Error codes\n") == 0;
+        if (!is_in_table || strncmp(line, "| `", 3) != 0)
+            continue;
+        const char *name = line + 3, *end = strchr(name, '`');
+        enum plugd_errc code;
+        cr_assert(end && plugd_errc_from_name(name, (size_t)(end - name), &code) == 0,
+                  "docs/protocol.md lists %.*s, which error.h lacks", (int)(end - name), name);
+        cr_expect(!is_listed[code], "docs/protocol.md lists %s twice", plugd_errc_name(code));
+        is_listed[code] = true;
+    }
+    fclose(f);
+    for (int c = PLUGD_OK + 1; c < PLUGD_ERRC_COUNT; c++)
+        cr_expect(is_listed[c], "docs/protocol.md does not list %s",
+                  plugd_errc_name((enum plugd_errc)c));
 }
