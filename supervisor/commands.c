@@ -207,8 +207,9 @@ static void cmd_status(struct cmd_request *r, json_t *args)
 
 /* ------------------------------------------------------------ lifecycle */
 
-/* plugd's working folder means nothing to a client: paths are absolute. */
-static bool is_absolute_path(struct cmd_request *r, const char *cmd, const char *path)
+/* plugd's working folder means nothing to a client: paths are absolute.
+ * True for one; false after failing the request. */
+static bool check_absolute_path(struct cmd_request *r, const char *cmd, const char *path)
 {
     if (path[0] == '/')
         return true;
@@ -222,14 +223,14 @@ static bool is_absolute_path(struct cmd_request *r, const char *cmd, const char 
 static void cmd_install(struct cmd_request *r, json_t *args)
 {
     struct plugd_error err;
-    if (is_absolute_path(r, "install", str(args, "path")))
+    if (check_absolute_path(r, "install", str(args, "path")))
         reply_done(r, plugd_install(r->d, str(args, "path"), r->actor, &err), &err);
 }
 
 static void cmd_upgrade(struct cmd_request *r, json_t *args)
 {
     struct plugd_error err;
-    if (is_absolute_path(r, "upgrade", str(args, "path")))
+    if (check_absolute_path(r, "upgrade", str(args, "path")))
         reply_done(r, plugd_upgrade(r->d, str(args, "path"), r->actor, &err), &err);
 }
 

@@ -28,10 +28,10 @@ static void folder_signature(const char *dir, char *out, size_t size)
              (long)a.st_mtim.tv_sec, a.st_mtim.tv_nsec, (long)b.st_mtim.tv_sec, b.st_mtim.tv_nsec);
 }
 
-/* True when folder `name` looks as it did at the last scan (and records
- * how it looks now). Out of memory, it reads as unchanged: the next scan
- * tries again. */
-static bool is_unchanged(struct plugd *d, const char *name, const char *dir)
+/* Records how folder `name` looks now: true when that differs from the
+ * last scan (or it is new). Out of memory, it reads as unchanged: the
+ * next scan tries again. */
+static bool note_folder_change(struct plugd *d, const char *name, const char *dir)
 {
     char sig[128];
     folder_signature(dir, sig, sizeof(sig));
@@ -39,18 +39,18 @@ static bool is_unchanged(struct plugd *d, const char *name, const char *dir)
         if (strcmp(d->scanned[i].name, name) != 0)
             continue;
         if (strcmp(d->scanned[i].signature, sig) == 0)
-            return true;
+            return false;
         snprintf(d->scanned[i].signature, sizeof(d->scanned[i].signature), "%s", sig);
-        return false;
+        return true;
     }
     struct scan_entry *grown = realloc(d->scanned, (d->n_scanned + 1) * sizeof(*grown));
     if (grown == NULL)
-        return true;
+        return false;
     d->scanned = grown;
     struct scan_entry *e = &d->scanned[d->n_scanned++];
     snprintf(e->name, sizeof(e->name), "%s", name);
     snprintf(e->signature, sizeof(e->signature), "%s", sig);
-    return false;
+    return true;
 }
 
 /* Installs, reinstalls or upgrades from one folder whose package plugd
@@ -122,7 +122,7 @@ void plugd_scan(struct plugd *d)
     for (ssize_t i = 0; i < n; i++) {
         char dir[PATH_MAX];
         snprintf(dir, sizeof(dir), "%s/%s", d->plugins_dir, names[i]);
-        if (!is_unchanged(d, names[i], dir))
+        if (note_folder_change(d, names[i], dir))
             scan_folder(d, dir);
         free(names[i]);
     }
