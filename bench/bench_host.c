@@ -133,7 +133,10 @@ static void wait_running(const char *plugin)
 static void start_plugd(void)
 {
     char plugd[PATH_MAX], plugins[PATH_MAX], state[PATH_MAX];
-    snprintf(plugd, sizeof(plugd), "%s", PLUGD_EXE);
+    /* PLUGD_BENCH_PLUGD: another build's plugd, for an A/B of the daemon
+     * with this same client (bench/ab.sh) */
+    const char *other = getenv("PLUGD_BENCH_PLUGD");
+    snprintf(plugd, sizeof(plugd), "%s", other && *other ? other : PLUGD_EXE);
     snprintf(plugins, sizeof(plugins), "%s/plugins", dir);
     snprintf(state, sizeof(state), "%s/state", dir);
     snprintf(socket_path, sizeof(socket_path), "%s/state/plugd.sock", dir);
@@ -302,17 +305,19 @@ static long count_lines(int fd, char *buf, size_t size, size_t *kept)
     return lines;
 }
 
-static double control_requests_per_s(void)
+/* `request` (one JSON line) IN_FLIGHT at a time on the control socket,
+ * control_requests times: answers per second. */
+static double control_requests_per_s(const char *request)
 {
     int fd = connect_control();
-    static const char request[] = "{\"cmd\":\"status\",\"plugin\":\"hello\"}\n";
+    size_t size = strlen(request);
     static char buf[1 << 16];
     size_t kept = 0;
     long sent = 0, answered = 0;
     double t0 = now_us();
     while (answered < control_requests) {
         while (sent < control_requests && sent - answered < IN_FLIGHT) {
-            if (write(fd, request, sizeof(request) - 1) != (ssize_t)sizeof(request) - 1)
+            if (write(fd, request, size) != (ssize_t)size)
                 exit(1);
             sent++;
         }
@@ -358,12 +363,19 @@ static double host_requests_per_s(void)
 
 static void bench_control_requests(void)
 {
-    double control = control_requests_per_s();
+    double control = control_requests_per_s("{\"cmd\":\"status\",\"plugin\":\"hello\"}\n");
     double channel = host_requests_per_s();
     printf("{\"bench\":\"control_requests\",\"command\":\"status\",\"in_flight\":%d,"
            "\"requests_per_s\":%.0f,\"baseline\":\"host_channel_requests\","
            "\"baseline_requests_per_s\":%.0f,\"ratio\":%.2f}\n",
            IN_FLIGHT, control, channel, control / channel);
+    /* the same path with an answer that is the same in every version: the
+     * socket, the parse, the table's checks, the dispatch, the reply */
+    double refused = control_requests_per_s("{\"cmd\":\"status\",\"plugin\":\"no-such-plugin\"}\n");
+    printf("{\"bench\":\"control_requests\",\"command\":\"status_refused\",\"in_flight\":%d,"
+           "\"requests_per_s\":%.0f,\"baseline\":\"host_channel_requests\","
+           "\"baseline_requests_per_s\":%.0f,\"ratio\":%.2f}\n",
+           IN_FLIGHT, refused, channel, refused / channel);
     fflush(stdout);
 }
 

@@ -63,9 +63,19 @@ static int send_line(struct client *c, json_t *msg)
         return -1;
     }
     ipc_outbuf_mark(&c->out);
-    int rc = json_dump_callback(msg, dump_to_output, &c->out, JSON_COMPACT);
-    if (rc == 0)
-        rc = ipc_outbuf_append(&c->out, "\n", 1);
+    /* Most lines fit the scratch line and are queued with one append; the
+     * dump's callback is called per token, so a long one goes that way. */
+    static char line[16384];
+    size_t n = json_dumpb(msg, line, sizeof(line) - 1, JSON_COMPACT);
+    int rc;
+    if (n > 0 && n < sizeof(line) - 1) {
+        line[n] = '\n';
+        rc = ipc_outbuf_append(&c->out, line, n + 1);
+    } else {
+        rc = json_dump_callback(msg, dump_to_output, &c->out, JSON_COMPACT);
+        if (rc == 0)
+            rc = ipc_outbuf_append(&c->out, "\n", 1);
+    }
     json_decref(msg);
     if (rc < 0)
         ipc_outbuf_rollback(&c->out); /* the whole line, or none of it */
@@ -334,10 +344,15 @@ static void client_turn(struct client *c)
     c->holds++;
     handle_some_lines(c);
     c->holds--;
-    if (c->is_closed)
+    if (c->is_closed) {
         client_close(c);
-    else
-        client_schedule(c);
+        return;
+    }
+    client_schedule(c);
+    /* the answers leave in this loop turn, not after the next poll: a
+     * client that waits for them sends its next requests sooner */
+    if (client_queued(c) > 0)
+        ev_feed_event(c->ctl->d->loop, &c->wio, EV_WRITE);
 }
 
 static void on_more_lines(struct ev_loop *loop, ev_idle *w, int revents)
