@@ -1,5 +1,5 @@
 #!/bin/sh
-# Same-run A/B of two builds: runs bench_supervisor and bench_host of build
+# Same-run A/B of two builds: runs bench_supervisor and bench_host for build
 # A and build B in turn (A B A B ...), so both see the same machine, and
 # prints every JSON line tagged with its build, then one summary line per
 # figure: the median over the rounds of A and of B and their ratio.
@@ -19,10 +19,13 @@ rounds=${3:-3}
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 
+# bench_supervisor links the supervisor's code: each build runs its own.
+# bench_host is a client of the plugd binary: B's client drives each
+# build's plugd (PLUGD_BENCH_PLUGD), so only the daemon differs.
 run() { # build tag
-    for bench in bench_supervisor bench_host; do
-        "$1/bench/$bench" | sed "s/^{/{\"build\":\"$2\",/" | tee -a "$out"
-    done
+    "$1/bench/bench_supervisor" | sed "s/^{/{\"build\":\"$2\",/" | tee -a "$out"
+    PLUGD_BENCH_PLUGD="$(cd "$1" && pwd)/supervisor/plugd" "$b/bench/bench_host" |
+        sed "s/^{/{\"build\":\"$2\",/" | tee -a "$out"
 }
 
 i=0
@@ -42,7 +45,7 @@ FIGURES = [
     ("crash_to_ready", "median_us", None),
     ("crash_to_ready_sandboxed", "median_us", None),
     ("host_echo_rtt", "p50_us", None),
-    ("control_requests", "requests_per_s", None),
+    ("control_requests", "requests_per_s", "command"),
 ]
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
 for bench, field, key in FIGURES:
