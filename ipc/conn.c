@@ -338,14 +338,23 @@ msgpack_packer *ipc_conn_begin_reply(struct ipc_conn *c, uint32_t msgid)
     return pk;
 }
 
-int ipc_conn_end(struct ipc_conn *c, struct plugd_error *err)
+/* Ends the message being built (its kind returned, its call into `call`):
+ * begin and end come in pairs, so an end without a begin is our defect. */
+static enum building take_building(struct ipc_conn *c, struct pending_call **call)
 {
     enum building kind = c->building;
-    struct pending_call *call = c->building_call;
+    *call = c->building_call;
     c->building = BUILD_NONE;
     c->building_call = NULL;
     if (kind == BUILD_NONE)
         abort();
+    return kind;
+}
+
+int ipc_conn_end(struct ipc_conn *c, struct plugd_error *err)
+{
+    struct pending_call *call;
+    enum building kind = take_building(c, &call);
     if (kind == BUILD_DISCARD)
         return plugd_error_set(err, PLUGD_E_CONNECTION_CLOSED, "connection is closed");
 
@@ -379,13 +388,8 @@ int ipc_conn_end(struct ipc_conn *c, struct plugd_error *err)
 
 void ipc_conn_cancel(struct ipc_conn *c)
 {
-    enum building kind = c->building;
-    struct pending_call *call = c->building_call;
-    c->building = BUILD_NONE;
-    c->building_call = NULL;
-    if (kind == BUILD_NONE)
-        abort();
-    if (kind == BUILD_DISCARD)
+    struct pending_call *call;
+    if (take_building(c, &call) == BUILD_DISCARD)
         return;
     ipc_outbuf_rollback(&c->out);
     if (call != NULL)

@@ -19,17 +19,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "control_client.h"
 #include "plugd_harness.h"
 
 HARNESS_TEST_SUITE(control, 120);
 
 /* ------------------------------------------------------------ a client */
-
-struct client {
-    int fd;
-    char *buf; /* bytes read and not yet returned as lines */
-    size_t len, cap;
-};
 
 static void socket_path(char *out, size_t size)
 {
@@ -52,107 +47,19 @@ static int connect_to(const char *path)
     return fd;
 }
 
-static void client_open(struct client *c)
+static void client_open(struct ctl_client *c)
 {
     char path[PATH_MAX];
     socket_path(path, sizeof(path));
-    *c = (struct client){.fd = connect_to(path)};
+    *c = (struct ctl_client){.fd = connect_to(path)};
     cr_assert_geq(c->fd, 0, "cannot connect to %s: %s", path, strerror(-c->fd));
 }
 
-static void client_close(struct client *c)
-{
-    if (c->fd >= 0)
-        close(c->fd);
-    free(c->buf);
-    *c = (struct client){.fd = -1};
-}
-
-static void client_send(struct client *c, const char *text)
-{
-    size_t n = strlen(text);
-    for (size_t off = 0; off < n;) {
-        ssize_t w = send(c->fd, text + off, n - off, MSG_NOSIGNAL);
-        cr_assert_gt(w, 0, "send: %s", strerror(errno));
-        off += (size_t)w;
-    }
-    cr_assert_eq(send(c->fd, "\n", 1, MSG_NOSIGNAL), 1);
-}
-
-/* The next line (malloc'd, without '\n'), or NULL after `seconds` or EOF. */
-static char *client_read_line(struct client *c, double seconds)
-{
-    for (;;) {
-        char *nl = c->buf ? memchr(c->buf, '\n', c->len) : NULL;
-        if (nl != NULL) {
-            size_t n = (size_t)(nl - c->buf);
-            char *line = strndup(c->buf, n);
-            memmove(c->buf, nl + 1, c->len - n - 1);
-            c->len -= n + 1;
-            return line;
-        }
-        struct pollfd p = {.fd = c->fd, .events = POLLIN};
-        if (poll(&p, 1, (int)(seconds * 1000)) <= 0)
-            return NULL;
-        if (c->cap - c->len < 65536) {
-            c->cap = c->cap ? c->cap * 2 : 131072;
-            c->buf = realloc(c->buf, c->cap);
-            cr_assert_not_null(c->buf);
-        }
-        ssize_t n = read(c->fd, c->buf + c->len, c->cap - c->len);
-        if (n <= 0)
-            return NULL;
-        c->len += (size_t)n;
-    }
-}
-
-/* The next JSON line, or NULL. */
-static json_t *client_read(struct client *c, double seconds)
-{
-    char *line = client_read_line(c, seconds);
-    if (line == NULL)
-        return NULL;
-    json_error_t jerr;
-    json_t *msg = json_loads(line, 0, &jerr);
-    cr_assert_not_null(msg, "plugd sent a line that is not JSON: %.200s (%s)", line, jerr.text);
-    free(line);
-    return msg;
-}
-
-/* The next answer ({"ok": ...}); event and log lines before it are skipped. */
-static json_t *client_answer(struct client *c)
-{
-    for (;;) {
-        json_t *msg = client_read(c, 15.0);
-        cr_assert_not_null(msg, "no answer from plugd");
-        if (json_object_get(msg, "ok") != NULL)
-            return msg;
-        json_decref(msg);
-    }
-}
-
-static json_t *request(struct client *c, const char *line)
-{
-    client_send(c, line);
-    return client_answer(c);
-}
-
-/* Sends `line`, expects success, and returns the result (a new reference). */
-static json_t *expect_ok(struct client *c, const char *line)
-{
-    json_t *answer = request(c, line);
-    json_t *error = json_object_get(answer, "error");
-    cr_assert(json_is_true(json_object_get(answer, "ok")), "%s refused: %s", line,
-              json_string_value(json_object_get(error, "message")));
-    json_t *result = json_incref(json_object_get(answer, "result"));
-    json_decref(answer);
-    return result;
-}
-
 /* Sends `line`, expects the error `code` with `needle` in its message. */
-static void expect_error(struct client *c, const char *line, const char *code, const char *needle)
+static void expect_error(struct ctl_client *c, const char *line, const char *code,
+                         const char *needle)
 {
-    json_t *answer = request(c, line);
+    json_t *answer = ctl_client_request(c, line);
     cr_assert(json_is_false(json_object_get(answer, "ok")), "%s was not refused", line);
     json_t *error = json_object_get(answer, "error");
     const char *got = json_string_value(json_object_get(error, "code"));
@@ -162,19 +69,19 @@ static void expect_error(struct client *c, const char *line, const char *code, c
     json_decref(answer);
 }
 
-static const char *status_of(struct client *c, const char *plugin)
+static const char *status_of(struct ctl_client *c, const char *plugin)
 {
     static char status[32];
     char line[256];
     snprintf(line, sizeof(line), "{\"cmd\":\"status\",\"plugin\":\"%s\"}", plugin);
-    json_t *list = expect_ok(c, line);
+    json_t *list = ctl_client_expect_ok(c, line);
     snprintf(status, sizeof(status), "%s",
              json_string_value(json_object_get(json_array_get(list, 0), "status")) ?: "");
     json_decref(list);
     return status;
 }
 
-static void wait_status(struct client *c, const char *plugin, const char *status)
+static void wait_status(struct ctl_client *c, const char *plugin, const char *status)
 {
     for (int i = 0; i < 500 && strcmp(status_of(c, plugin), status) != 0; i++)
         usleep(20000);
@@ -203,10 +110,10 @@ static void start_hello(void)
 Test(control, reading_commands_answer_and_refuse_with_named_codes)
 {
     start_hello();
-    struct client c;
+    struct ctl_client c;
     client_open(&c);
 
-    json_t *list = expect_ok(&c, "{\"id\":1,\"cmd\":\"list\"}");
+    json_t *list = ctl_client_expect_ok(&c, "{\"id\":1,\"cmd\":\"list\"}");
     cr_assert_eq(json_array_size(list), 1);
     cr_assert_str_eq(json_string_value(json_object_get(json_array_get(list, 0), "plugin")),
                      "hello");
@@ -217,7 +124,7 @@ Test(control, reading_commands_answer_and_refuse_with_named_codes)
     cr_assert_str_eq(status_of(&c, "hello"), "ready");
     expect_error(&c, "{\"cmd\":\"status\",\"plugin\":\"nosuch\"}", "plugin_not_found", "nosuch");
 
-    json_t *stats = expect_ok(&c, "{\"cmd\":\"stats\",\"plugin\":\"hello\"}");
+    json_t *stats = ctl_client_expect_ok(&c, "{\"cmd\":\"stats\",\"plugin\":\"hello\"}");
     json_t *one = json_array_get(stats, 0);
     static const char *const fields[] = {"status",         "version", "pid",    "uptime_s",
                                          "restarts",       "calls",   "errors", "latency_p50_ms",
@@ -228,38 +135,38 @@ Test(control, reading_commands_answer_and_refuse_with_named_codes)
     json_decref(stats);
     expect_error(&c, "{\"cmd\":\"stats\",\"plugin\":\"nosuch\"}", "plugin_not_found", "nosuch");
 
-    json_t *doctor = expect_ok(&c, "{\"cmd\":\"doctor\",\"plugin\":\"hello\"}");
+    json_t *doctor = ctl_client_expect_ok(&c, "{\"cmd\":\"doctor\",\"plugin\":\"hello\"}");
     cr_assert_str_eq(json_string_value(json_object_get(doctor, "manifest")), "ok");
     cr_assert_not_null(json_object_get(doctor, "capabilities"));
     cr_assert_not_null(json_object_get(doctor, "sandbox"));
     json_decref(doctor);
     expect_error(&c, "{\"cmd\":\"doctor\"}", "invalid_argument", "doctor: \"plugin\" is required");
 
-    json_t *audit = expect_ok(&c, "{\"cmd\":\"audit\",\"plugin\":\"hello\"}");
+    json_t *audit = ctl_client_expect_ok(&c, "{\"cmd\":\"audit\",\"plugin\":\"hello\"}");
     cr_assert_geq(json_array_size(audit), 2, "install and load are audited");
     json_decref(audit);
     expect_error(&c, "{\"cmd\":\"audit\",\"plugin\":\"hello\",\"limit\":\"x\"}", "invalid_argument",
                  "limit");
 
-    json_t *logs = expect_ok(&c, "{\"cmd\":\"logs\",\"lines\":3}");
+    json_t *logs = ctl_client_expect_ok(&c, "{\"cmd\":\"logs\",\"lines\":3}");
     cr_assert_eq(json_array_size(json_object_get(logs, "lines")), 3);
     json_decref(logs);
     expect_error(&c, "{\"cmd\":\"logs\",\"lines\":-1}", "invalid_argument", "lines");
 
-    json_t *config = expect_ok(&c, "{\"cmd\":\"config\",\"plugin\":\"hello\"}");
+    json_t *config = ctl_client_expect_ok(&c, "{\"cmd\":\"config\",\"plugin\":\"hello\"}");
     cr_assert(json_is_object(json_object_get(config, "effective")));
     json_decref(config);
     expect_error(&c, "{\"cmd\":\"config\",\"plugin\":\"hello\",\"config\":3}", "invalid_argument",
                  "\"config\" must be an object");
-    client_close(&c);
+    ctl_client_close(&c);
 }
 
 Test(control, call_answers_and_refuses)
 {
     start_hello();
-    struct client c;
+    struct ctl_client c;
     client_open(&c);
-    json_t *sum = expect_ok(
+    json_t *sum = ctl_client_expect_ok(
         &c, "{\"cmd\":\"call\",\"plugin\":\"hello\",\"method\":\"add\",\"params\":[2,40]}");
     cr_assert_eq(json_integer_value(sum), 42);
     json_decref(sum);
@@ -271,13 +178,13 @@ Test(control, call_answers_and_refuses)
                  "invalid_argument", "\"params\" must be an array");
     expect_error(&c, "{\"cmd\":\"call\",\"plugin\":\"hello\"}", "invalid_argument",
                  "\"method\" is required");
-    client_close(&c);
+    ctl_client_close(&c);
 }
 
 Test(control, the_whole_lifecycle_is_driven_over_the_socket)
 {
     start_hello();
-    struct client c;
+    struct ctl_client c;
     client_open(&c);
     char *v1 = harness_make_package(&h, "crashy", "v1", "tool", NULL);
     char *v2 =
@@ -289,47 +196,49 @@ Test(control, the_whole_lifecycle_is_driven_over_the_socket)
     char line[PATH_MAX + 128];
 
     snprintf(line, sizeof(line), "{\"cmd\":\"install\",\"path\":\"%s\"}", v1);
-    json_decref(expect_ok(&c, line));
+    json_decref(ctl_client_expect_ok(&c, line));
     wait_status(&c, "tool", "ready");
     expect_error(&c, "{\"cmd\":\"install\",\"path\":\"relative/dir\"}", "invalid_argument",
                  "\"path\" must be absolute");
     expect_error(&c, "{\"cmd\":\"install\",\"path\":\"/nonexistent\"}", "invalid_manifest",
                  "/nonexistent/plugin.json");
 
-    json_decref(expect_ok(&c, "{\"cmd\":\"disable\",\"plugin\":\"tool\",\"reason\":\"maint\"}"));
+    json_decref(
+        ctl_client_expect_ok(&c, "{\"cmd\":\"disable\",\"plugin\":\"tool\",\"reason\":\"maint\"}"));
     expect_error(&c, "{\"cmd\":\"disable\",\"plugin\":\"tool\"}", "invalid_transition", "disabled");
-    json_decref(expect_ok(&c, "{\"cmd\":\"enable\",\"plugin\":\"tool\"}"));
+    json_decref(ctl_client_expect_ok(&c, "{\"cmd\":\"enable\",\"plugin\":\"tool\"}"));
     wait_status(&c, "tool", "ready");
 
     snprintf(line, sizeof(line), "{\"cmd\":\"upgrade\",\"path\":\"%s\"}", v2);
-    json_decref(expect_ok(&c, line));
+    json_decref(ctl_client_expect_ok(&c, line));
     wait_status(&c, "tool", "upgrade_pending");
-    json_decref(expect_ok(&c, "{\"cmd\":\"approve\",\"plugin\":\"tool\"}"));
+    json_decref(ctl_client_expect_ok(&c, "{\"cmd\":\"approve\",\"plugin\":\"tool\"}"));
     wait_status(&c, "tool", "ready");
     expect_error(&c, "{\"cmd\":\"approve\",\"plugin\":\"tool\"}", "invalid_transition",
                  "no upgrade to approve");
 
     snprintf(line, sizeof(line), "{\"cmd\":\"upgrade\",\"path\":\"%s\"}", v3);
-    json_decref(expect_ok(&c, line));
+    json_decref(ctl_client_expect_ok(&c, line));
     wait_status(&c, "tool", "upgrade_pending");
-    json_decref(expect_ok(&c, "{\"cmd\":\"reject\",\"plugin\":\"tool\"}"));
+    json_decref(ctl_client_expect_ok(&c, "{\"cmd\":\"reject\",\"plugin\":\"tool\"}"));
     wait_status(&c, "tool", "ready");
     expect_error(&c, "{\"cmd\":\"reject\",\"plugin\":\"tool\"}", "invalid_transition", "ready");
-    json_t *st = expect_ok(&c, "{\"cmd\":\"status\",\"plugin\":\"tool\"}");
+    json_t *st = ctl_client_expect_ok(&c, "{\"cmd\":\"status\",\"plugin\":\"tool\"}");
     cr_assert_str_eq(json_string_value(json_object_get(json_array_get(st, 0), "version")), "2.0.0",
                      "reject keeps the approved version");
     json_decref(st);
 
     expect_error(&c, "{\"cmd\":\"purge\",\"plugin\":\"tool\"}", "invalid_transition",
                  "only an uninstalled plugin's data can be purged");
-    json_decref(expect_ok(&c, "{\"cmd\":\"uninstall\",\"plugin\":\"tool\"}"));
+    json_decref(ctl_client_expect_ok(&c, "{\"cmd\":\"uninstall\",\"plugin\":\"tool\"}"));
     wait_status(&c, "tool", "uninstalled");
     expect_error(&c, "{\"cmd\":\"uninstall\",\"plugin\":\"tool\"}", "invalid_transition",
                  "uninstalled");
-    json_decref(expect_ok(&c, "{\"cmd\":\"purge\",\"plugin\":\"tool\"}"));
+    json_decref(ctl_client_expect_ok(&c, "{\"cmd\":\"purge\",\"plugin\":\"tool\"}"));
     expect_error(&c, "{\"cmd\":\"enable\",\"plugin\":\"nosuch\"}", "plugin_not_found", "nosuch");
 
-    json_t *audit = expect_ok(&c, "{\"cmd\":\"audit\",\"plugin\":\"tool\",\"limit\":20}");
+    json_t *audit =
+        ctl_client_expect_ok(&c, "{\"cmd\":\"audit\",\"plugin\":\"tool\",\"limit\":20}");
     json_t *row = json_array_get(audit, json_array_size(audit) - 1);
     cr_assert_str_eq(json_string_value(json_object_get(row, "action")), "install");
     char actor[32];
@@ -340,16 +249,16 @@ Test(control, the_whole_lifecycle_is_driven_over_the_socket)
     free(v1);
     free(v2);
     free(v3);
-    client_close(&c);
+    ctl_client_close(&c);
 }
 
 Test(control, shutdown_stops_plugd_and_removes_the_socket)
 {
     start_hello();
-    struct client c;
+    struct ctl_client c;
     client_open(&c);
-    json_decref(expect_ok(&c, "{\"id\":9,\"cmd\":\"shutdown\"}"));
-    client_close(&c);
+    json_decref(ctl_client_expect_ok(&c, "{\"id\":9,\"cmd\":\"shutdown\"}"));
+    ctl_client_close(&c);
     int status = -1;
     for (int i = 0; i < 1000 && waitpid(h.plugd_pid, &status, WNOHANG) == 0; i++)
         usleep(10000);
@@ -365,7 +274,7 @@ Test(control, shutdown_stops_plugd_and_removes_the_socket)
 Test(control, malformed_lines_get_named_errors_and_the_connection_stays_usable)
 {
     start_hello();
-    struct client c;
+    struct ctl_client c;
     client_open(&c);
     expect_error(&c, "not json", "invalid_json", "not JSON");
     expect_error(&c, "[1, 2]", "invalid_argument", "\"cmd\"");
@@ -386,39 +295,39 @@ Test(control, malformed_lines_get_named_errors_and_the_connection_stays_usable)
     expect_error(&c, long_line, "line_too_long", "longer than");
     free(long_line);
 
-    json_t *echo = expect_ok(
+    json_t *echo = ctl_client_expect_ok(
         &c, "{\"cmd\":\"call\",\"plugin\":\"hello\",\"method\":\"echo\",\"params\":[\"fine\"]}");
     cr_assert_str_eq(json_string_value(echo), "fine");
     json_decref(echo);
     cr_assert_str_eq(status_of(&c, "hello"), "ready", "nothing changed");
-    client_close(&c);
+    ctl_client_close(&c);
 }
 
 Test(control, ids_are_echoed_as_given)
 {
     start_hello();
-    struct client c;
+    struct ctl_client c;
     client_open(&c);
     static const char *const ids[] = {"7", "\"abc\"", "{\"n\":[1,2]}", "null"};
     for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
         char line[128];
         snprintf(line, sizeof(line), "{\"id\":%s,\"cmd\":\"list\"}", ids[i]);
-        json_t *answer = request(&c, line);
+        json_t *answer = ctl_client_request(&c, line);
         json_t *want = json_loads(ids[i], JSON_DECODE_ANY, NULL);
         cr_assert(json_equal(json_object_get(answer, "id"), want), "id %s", ids[i]);
         json_decref(want);
         json_decref(answer);
     }
-    json_t *answer = request(&c, "{\"cmd\":\"list\"}");
+    json_t *answer = ctl_client_request(&c, "{\"cmd\":\"list\"}");
     cr_assert(json_is_null(json_object_get(answer, "id")), "no id: null");
     json_decref(answer);
-    client_close(&c);
+    ctl_client_close(&c);
 }
 
 Test(control, a_thousand_malformed_requests_do_not_disturb_another_client)
 {
     start_hello();
-    struct client bad, good;
+    struct ctl_client bad, good;
     client_open(&bad);
     client_open(&good);
     static const char *const junk[] = {"{", "{\"cmd\":\"nope\"}", "{\"cmd\":\"call\"}", "\x01\x02",
@@ -426,27 +335,27 @@ Test(control, a_thousand_malformed_requests_do_not_disturb_another_client)
     static const char *const codes[] = {"invalid_json", "unknown_command", "invalid_argument",
                                         "invalid_json", "invalid_argument"};
     for (int i = 0; i < 1000; i++)
-        client_send(&bad, junk[i % 5]);
+        ctl_client_send(&bad, junk[i % 5]);
     for (int i = 0; i < 100; i++) {
         char line[128];
         snprintf(line, sizeof(line),
                  "{\"id\":%d,\"cmd\":\"call\",\"plugin\":\"hello\",\"method\":\"add\","
                  "\"params\":[%d,1]}",
                  i, i);
-        json_t *sum = expect_ok(&good, line);
+        json_t *sum = ctl_client_expect_ok(&good, line);
         cr_assert_eq(json_integer_value(sum), i + 1);
         json_decref(sum);
     }
     for (int i = 0; i < 1000; i++) {
-        json_t *answer = client_answer(&bad);
+        json_t *answer = ctl_client_answer(&bad);
         const char *code =
             json_string_value(json_object_get(json_object_get(answer, "error"), "code"));
         cr_assert_str_eq(code, codes[i % 5], "answer %d", i);
         json_decref(answer);
     }
     cr_assert_str_eq(status_of(&good, "hello"), "ready");
-    client_close(&bad);
-    client_close(&good);
+    ctl_client_close(&bad);
+    ctl_client_close(&good);
 }
 
 /* ------------------------------------------------------------ who may */
@@ -505,11 +414,11 @@ Test(control, a_user_not_allowed_is_refused_and_logged)
     cr_assert_eq(harness_exit_status(request_as_nobody(path, "permission_denied")), 0,
                  "nobody gets permission_denied");
     cr_assert_geq(harness_log_count(&h, "control: refused uid 65534"), 1);
-    struct client c;
-    c = (struct client){.fd = connect_to(path)};
+    struct ctl_client c;
+    c = (struct ctl_client){.fd = connect_to(path)};
     cr_assert_geq(c.fd, 0);
-    json_decref(expect_ok(&c, "{\"cmd\":\"list\"}"));
-    client_close(&c);
+    json_decref(ctl_client_expect_ok(&c, "{\"cmd\":\"list\"}"));
+    ctl_client_close(&c);
 }
 
 Test(control, an_allowed_uid_may_use_the_socket)
@@ -538,20 +447,20 @@ Test(control, the_socket_file_is_born_0660)
 Test(control, events_stream_in_order_until_the_client_leaves)
 {
     start_hello();
-    struct client sub, op;
+    struct ctl_client sub, op;
     client_open(&sub);
     client_open(&op);
-    json_t *answer = expect_ok(&sub, "{\"cmd\":\"subscribe\",\"pattern\":\"plugin.*\"}");
+    json_t *answer = ctl_client_expect_ok(&sub, "{\"cmd\":\"subscribe\",\"pattern\":\"plugin.*\"}");
     cr_assert_not_null(json_object_get(answer, "seq"));
     json_decref(answer);
-    json_decref(expect_ok(&op, "{\"cmd\":\"disable\",\"plugin\":\"hello\"}"));
-    json_decref(expect_ok(&op, "{\"cmd\":\"enable\",\"plugin\":\"hello\"}"));
+    json_decref(ctl_client_expect_ok(&op, "{\"cmd\":\"disable\",\"plugin\":\"hello\"}"));
+    json_decref(ctl_client_expect_ok(&op, "{\"cmd\":\"enable\",\"plugin\":\"hello\"}"));
     wait_status(&op, "hello", "ready");
 
     bool saw_disabled = false, saw_enabled = false;
     json_int_t last_seq = -1;
     while (!saw_enabled) {
-        json_t *msg = client_read(&sub, 10.0);
+        json_t *msg = ctl_client_read(&sub, 10.0);
         cr_assert_not_null(msg, "the stream stopped before plugin.enabled");
         json_t *e = json_object_get(msg, "event");
         cr_assert_not_null(e);
@@ -564,43 +473,45 @@ Test(control, events_stream_in_order_until_the_client_leaves)
         cr_assert(!saw_enabled || saw_disabled, "disabled comes before enabled");
         json_decref(msg);
     }
-    client_close(&sub); /* leaves mid-stream */
-    json_decref(expect_ok(&op, "{\"cmd\":\"disable\",\"plugin\":\"hello\"}"));
-    json_decref(expect_ok(&op, "{\"cmd\":\"enable\",\"plugin\":\"hello\"}"));
+    ctl_client_close(&sub); /* leaves mid-stream */
+    json_decref(ctl_client_expect_ok(&op, "{\"cmd\":\"disable\",\"plugin\":\"hello\"}"));
+    json_decref(ctl_client_expect_ok(&op, "{\"cmd\":\"enable\",\"plugin\":\"hello\"}"));
     wait_status(&op, "hello", "ready");
-    client_close(&op);
+    ctl_client_close(&op);
 }
 
 Test(control, subscribe_with_since_replays_and_a_filter_selects)
 {
     start_hello();
-    struct client c;
+    struct ctl_client c;
     client_open(&c);
-    json_t *answer = expect_ok(&c, "{\"cmd\":\"subscribe\",\"pattern\":\"plugin.loaded\","
-                                   "\"filter\":{\"plugin\":\"hello\"},\"since\":0}");
+    json_t *answer =
+        ctl_client_expect_ok(&c, "{\"cmd\":\"subscribe\",\"pattern\":\"plugin.loaded\","
+                                 "\"filter\":{\"plugin\":\"hello\"},\"since\":0}");
     json_decref(answer);
-    json_t *msg = client_read(&c, 10.0);
+    json_t *msg = ctl_client_read(&c, 10.0);
     cr_assert_not_null(msg, "the past plugin.loaded is replayed");
     json_t *e = json_object_get(msg, "event");
     cr_assert_str_eq(json_string_value(json_object_get(e, "name")), "plugin.loaded");
     cr_assert_str_eq(json_string_value(json_object_get(e, "plugin")), "hello");
     json_decref(msg);
     expect_error(&c, "{\"cmd\":\"subscribe\",\"pattern\":7}", "invalid_argument", "pattern");
-    client_close(&c);
+    ctl_client_close(&c);
 }
 
 Test(control, logs_follow_streams_new_records)
 {
     start_hello();
-    struct client c, op;
+    struct ctl_client c, op;
     client_open(&c);
     client_open(&op);
-    json_decref(
-        expect_ok(&c, "{\"cmd\":\"logs\",\"plugin\":\"hello\",\"lines\":0,\"follow\":true}"));
-    json_decref(expect_ok(&op, "{\"cmd\":\"disable\",\"plugin\":\"hello\",\"reason\":\"look\"}"));
+    json_decref(ctl_client_expect_ok(
+        &c, "{\"cmd\":\"logs\",\"plugin\":\"hello\",\"lines\":0,\"follow\":true}"));
+    json_decref(ctl_client_expect_ok(
+        &op, "{\"cmd\":\"disable\",\"plugin\":\"hello\",\"reason\":\"look\"}"));
     bool found = false;
     for (int i = 0; i < 50 && !found; i++) {
-        json_t *msg = client_read(&c, 10.0);
+        json_t *msg = ctl_client_read(&c, 10.0);
         cr_assert_not_null(msg, "no log record streamed");
         json_t *rec = json_object_get(msg, "log");
         cr_assert_not_null(rec);
@@ -610,8 +521,8 @@ Test(control, logs_follow_streams_new_records)
         json_decref(msg);
     }
     cr_assert(found, "the disable record was streamed");
-    client_close(&c);
-    client_close(&op);
+    ctl_client_close(&c);
+    ctl_client_close(&op);
 }
 
 Test(control, a_subscriber_that_stops_reading_is_dropped_while_others_keep_receiving)
@@ -620,24 +531,26 @@ Test(control, a_subscriber_that_stops_reading_is_dropped_while_others_keep_recei
     harness_start(&h);
     cr_assert(harness_wait_status(&h, "flood", "ready", 15.0));
     cr_assert(harness_wait_state(&h, "flood", "running", -1, 10.0));
-    struct client slow, fast, op;
+    struct ctl_client slow, fast, op;
     client_open(&slow);
     client_open(&fast);
     client_open(&op);
     int small = 4096;
     setsockopt(slow.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
-    json_decref(expect_ok(&slow, "{\"cmd\":\"subscribe\",\"pattern\":\"plugin.flood.*\"}"));
-    json_decref(expect_ok(&fast, "{\"cmd\":\"subscribe\",\"pattern\":\"plugin.flood.*\"}"));
+    json_decref(
+        ctl_client_expect_ok(&slow, "{\"cmd\":\"subscribe\",\"pattern\":\"plugin.flood.*\"}"));
+    json_decref(
+        ctl_client_expect_ok(&fast, "{\"cmd\":\"subscribe\",\"pattern\":\"plugin.flood.*\"}"));
 
     /* in batches the fast one keeps up with; the slow one, reading nothing,
      * overflows its queue (1,024 events) behind its 1 MiB of unsent output */
     enum { BATCH = 500, N = 40 * BATCH };
     int seen = 0;
     while (seen < N) {
-        client_send(&op, "{\"cmd\":\"call\",\"plugin\":\"flood\",\"method\":\"emit_many\","
-                         "\"params\":[{\"n\":500,\"size\":16}]}");
+        ctl_client_send(&op, "{\"cmd\":\"call\",\"plugin\":\"flood\",\"method\":\"emit_many\","
+                             "\"params\":[{\"n\":500,\"size\":16}]}");
         for (int end = seen + BATCH; seen < end; seen++) {
-            json_t *msg = client_read(&fast, 20.0);
+            json_t *msg = ctl_client_read(&fast, 20.0);
             cr_assert_not_null(msg, "the fast subscriber stopped at %d events", seen);
             json_t *e = json_object_get(msg, "event");
             cr_assert_str_eq(json_string_value(json_object_get(e, "name")), "plugin.flood.flood");
@@ -645,7 +558,7 @@ Test(control, a_subscriber_that_stops_reading_is_dropped_while_others_keep_recei
                          seen % BATCH);
             json_decref(msg);
         }
-        json_t *answer = client_answer(&op);
+        json_t *answer = ctl_client_answer(&op);
         cr_assert_eq(json_integer_value(json_object_get(answer, "result")), BATCH);
         json_decref(answer);
     }
@@ -654,7 +567,7 @@ Test(control, a_subscriber_that_stops_reading_is_dropped_while_others_keep_recei
     bool was_dropped = false;
     int got = 0;
     json_t *msg;
-    while (!was_dropped && (msg = client_read(&slow, 10.0)) != NULL) {
+    while (!was_dropped && (msg = ctl_client_read(&slow, 10.0)) != NULL) {
         const char *name =
             json_string_value(json_object_get(json_object_get(msg, "event"), "name"));
         was_dropped = strcmp(name, "subscriber.overflow") == 0;
@@ -664,10 +577,11 @@ Test(control, a_subscriber_that_stops_reading_is_dropped_while_others_keep_recei
     cr_assert(was_dropped, "the slow subscriber is told it was dropped");
     cr_assert_lt(got, N);
     cr_assert_eq(harness_log_count(&h, "event subscription dropped"), 1);
-    json_decref(expect_ok(&slow, "{\"cmd\":\"list\"}")); /* its connection still answers */
-    client_close(&slow);
-    client_close(&fast);
-    client_close(&op);
+    json_decref(
+        ctl_client_expect_ok(&slow, "{\"cmd\":\"list\"}")); /* its connection still answers */
+    ctl_client_close(&slow);
+    ctl_client_close(&fast);
+    ctl_client_close(&op);
 }
 
 /* ------------------------------------------------------------ plugctl */
@@ -772,21 +686,21 @@ Test(control, plugctl_events_follows_the_stream)
     }
     close(o[1]);
     usleep(200000); /* let it subscribe */
-    struct client op;
+    struct ctl_client op;
     client_open(&op);
-    json_decref(expect_ok(&op, "{\"cmd\":\"disable\",\"plugin\":\"hello\"}"));
-    struct client follower = {.fd = o[0]};
+    json_decref(ctl_client_expect_ok(&op, "{\"cmd\":\"disable\",\"plugin\":\"hello\"}"));
+    struct ctl_client follower = {.fd = o[0]};
     bool found = false;
     json_t *e;
-    while (!found && (e = client_read(&follower, 10.0)) != NULL) {
+    while (!found && (e = ctl_client_read(&follower, 10.0)) != NULL) {
         found = strcmp(json_string_value(json_object_get(e, "name")) ?: "", "plugin.disabled") == 0;
         json_decref(e);
     }
     cr_assert(found, "plugctl events printed plugin.disabled");
     kill(pid, SIGTERM);
     harness_exit_status(pid);
-    client_close(&follower);
-    client_close(&op);
+    ctl_client_close(&follower);
+    ctl_client_close(&op);
 }
 
 /* ------------------------------------------------------------ the socket file */
@@ -800,10 +714,10 @@ Test(control, a_stale_socket_file_is_replaced_and_a_live_one_refused)
     cr_assert_eq(access(path, F_OK), 0);
     harness_start(&h);
     cr_assert(harness_wait_status(&h, "hello", "ready", 15.0));
-    struct client c;
+    struct ctl_client c;
     client_open(&c);
-    json_decref(expect_ok(&c, "{\"cmd\":\"list\"}"));
-    client_close(&c);
+    json_decref(ctl_client_expect_ok(&c, "{\"cmd\":\"list\"}"));
+    ctl_client_close(&c);
 
     /* a second plugd on the same socket path refuses to start */
     char bin[PATH_MAX], state[PATH_MAX];
@@ -819,8 +733,8 @@ Test(control, a_stale_socket_file_is_replaced_and_a_live_one_refused)
     }
     cr_assert_eq(harness_exit_status(pid), 1, "another plugd is listening there");
     client_open(&c);
-    json_decref(expect_ok(&c, "{\"cmd\":\"list\"}"));
-    client_close(&c);
+    json_decref(ctl_client_expect_ok(&c, "{\"cmd\":\"list\"}"));
+    ctl_client_close(&c);
 }
 
 Test(control, config_set_is_validated_by_the_worker_and_applied_hot)
@@ -830,12 +744,12 @@ Test(control, config_set_is_validated_by_the_worker_and_applied_hot)
     cr_assert(harness_wait_status(&h, "crashy", "ready", 15.0));
     cr_assert(harness_wait_state(&h, "crashy", "running", -1, 10.0));
     pid_t pid = harness_worker_pid(&h, "crashy");
-    struct client c;
+    struct ctl_client c;
     client_open(&c);
-    json_decref(expect_ok(&c, "{\"cmd\":\"config\",\"plugin\":\"crashy\","
-                              "\"config\":{\"config_hooks\":true,\"value\":5}}"));
-    json_t *v =
-        expect_ok(&c, "{\"cmd\":\"call\",\"plugin\":\"crashy\",\"method\":\"config_value\"}");
+    json_decref(ctl_client_expect_ok(&c, "{\"cmd\":\"config\",\"plugin\":\"crashy\","
+                                         "\"config\":{\"config_hooks\":true,\"value\":5}}"));
+    json_t *v = ctl_client_expect_ok(
+        &c, "{\"cmd\":\"call\",\"plugin\":\"crashy\",\"method\":\"config_value\"}");
     cr_assert_eq(json_integer_value(v), 5, "applied");
     json_decref(v);
     cr_assert_eq(harness_worker_pid(&h, "crashy"), pid, "hot, without a restart");
@@ -843,14 +757,15 @@ Test(control, config_set_is_validated_by_the_worker_and_applied_hot)
                  "{\"cmd\":\"config\",\"plugin\":\"crashy\","
                  "\"config\":{\"config_hooks\":true,\"bad\":true,\"value\":7}}",
                  "invalid_request", "\"bad\" must not be true");
-    json_t *shown = expect_ok(&c, "{\"cmd\":\"config\",\"plugin\":\"crashy\"}");
+    json_t *shown = ctl_client_expect_ok(&c, "{\"cmd\":\"config\",\"plugin\":\"crashy\"}");
     cr_assert_eq(json_integer_value(json_object_get(json_object_get(shown, "effective"), "value")),
                  5, "a refused config changes nothing");
     json_decref(shown);
-    v = expect_ok(&c, "{\"cmd\":\"call\",\"plugin\":\"crashy\",\"method\":\"config_value\"}");
+    v = ctl_client_expect_ok(
+        &c, "{\"cmd\":\"call\",\"plugin\":\"crashy\",\"method\":\"config_value\"}");
     cr_assert_eq(json_integer_value(v), 5);
     json_decref(v);
-    client_close(&c);
+    ctl_client_close(&c);
 }
 
 /* ------------------------------------------------------------ limits */
@@ -859,7 +774,7 @@ Test(control, config_set_is_validated_by_the_worker_and_applied_hot)
 
 /* A `list` request of exactly `len` bytes (padded with JSON whitespace),
  * sent whole or in pieces of `piece` bytes with pauses between them. */
-static void send_padded(struct client *c, size_t len, size_t piece)
+static void send_padded(struct ctl_client *c, size_t len, size_t piece)
 {
     static const char req[] = "{\"id\":1,\"cmd\":\"list\"}";
     char *line = malloc(len + 2);
@@ -881,12 +796,12 @@ static void send_padded(struct client *c, size_t len, size_t piece)
 Test(control, the_line_limit_is_exact_whole_or_in_pieces)
 {
     start_hello();
-    struct client c;
+    struct ctl_client c;
     client_open(&c);
     static const size_t pieces[] = {0, 100000, 4096};
     for (size_t i = 0; i < sizeof(pieces) / sizeof(pieces[0]); i++) {
         send_padded(&c, LINE_MAX_BYTES + 1, pieces[i]);
-        json_t *answer = client_answer(&c);
+        json_t *answer = ctl_client_answer(&c);
         json_t *error = json_object_get(answer, "error");
         cr_assert_str_eq(json_string_value(json_object_get(error, "code")) ?: "ok", "line_too_long",
                          "a line of the limit + 1 byte (pieces of %zu) is refused", pieces[i]);
@@ -895,15 +810,15 @@ Test(control, the_line_limit_is_exact_whole_or_in_pieces)
         json_decref(answer);
 
         send_padded(&c, LINE_MAX_BYTES, pieces[i]);
-        answer = client_answer(&c);
+        answer = ctl_client_answer(&c);
         cr_assert(json_is_true(json_object_get(answer, "ok")),
                   "a line of exactly the limit (pieces of %zu) is a request: %s", pieces[i],
                   json_string_value(json_object_get(json_object_get(answer, "error"), "message")));
         cr_assert_eq(json_integer_value(json_object_get(answer, "id")), 1);
         json_decref(answer);
     }
-    json_decref(expect_ok(&c, "{\"cmd\":\"list\"}"));
-    client_close(&c);
+    json_decref(ctl_client_expect_ok(&c, "{\"cmd\":\"list\"}"));
+    ctl_client_close(&c);
 }
 
 #ifdef __SANITIZE_ADDRESS__
@@ -928,7 +843,7 @@ Test(control, clients_that_pipeline_and_never_read_starve_neither_others_nor_hea
     size_t chunk_len = sizeof(chunk) / (sizeof(req) - 1) * (sizeof(req) - 1);
     for (size_t i = 0; i < chunk_len; i += sizeof(req) - 1)
         memcpy(chunk + i, req, sizeof(req) - 1);
-    struct client bad[BAD], good;
+    struct ctl_client bad[BAD], good;
     size_t off[BAD] = {0};
     for (int i = 0; i < BAD; i++) {
         client_open(&bad[i]);
@@ -949,7 +864,7 @@ Test(control, clients_that_pipeline_and_never_read_starve_neither_others_nor_hea
                 budget = (size_t)w >= budget ? 0 : budget - (size_t)w;
             }
         }
-        json_t *list = expect_ok(&good, "{\"cmd\":\"status\",\"plugin\":\"hello\"}");
+        json_t *list = ctl_client_expect_ok(&good, "{\"cmd\":\"status\",\"plugin\":\"hello\"}");
         json_t *st = json_array_get(list, 0);
         cr_assert_eq(json_integer_value(json_object_get(st, "restarts")), 0,
                      "round %d: the worker missed a health check (%s)", round,
@@ -962,9 +877,9 @@ Test(control, clients_that_pipeline_and_never_read_starve_neither_others_nor_hea
     cr_assert_lt(peak, RSS_CAP_KIB, "plugd's peak RSS %ld KiB (%zu bytes of requests sent)", peak,
                  sent);
     for (int i = 0; i < BAD; i++)
-        client_close(&bad[i]);
-    json_decref(expect_ok(&good, "{\"cmd\":\"list\"}"));
-    client_close(&good);
+        ctl_client_close(&bad[i]);
+    json_decref(ctl_client_expect_ok(&good, "{\"cmd\":\"list\"}"));
+    ctl_client_close(&good);
 }
 
 Test(control, out_of_fds_plugd_refuses_connections_without_spinning_and_recovers)
@@ -978,7 +893,7 @@ Test(control, out_of_fds_plugd_refuses_connections_without_spinning_and_recovers
     cr_assert_eq(prlimit(pid, RLIMIT_NOFILE, &low, NULL), 0, "%s", strerror(errno));
 
     enum { BURST = 40 };
-    struct client burst[BURST];
+    struct ctl_client burst[BURST];
     for (int i = 0; i < BURST; i++)
         client_open(&burst[i]); /* the backlog holds what plugd cannot take */
     harness_sleep(&h, 0.3);
@@ -993,7 +908,7 @@ Test(control, out_of_fds_plugd_refuses_connections_without_spinning_and_recovers
         struct pollfd p = {.fd = burst[i].fd, .events = POLLIN};
         if (poll(&p, 1, 0) != 1)
             continue; /* taken as a client: nothing to read */
-        json_t *msg = client_read(&burst[i], 1.0);
+        json_t *msg = ctl_client_read(&burst[i], 1.0);
         if (msg == NULL)
             continue;
         json_t *error = json_object_get(msg, "error");
@@ -1002,22 +917,22 @@ Test(control, out_of_fds_plugd_refuses_connections_without_spinning_and_recovers
                                   "out of file descriptors"));
         refused++;
         json_decref(msg);
-        cr_assert_null(client_read(&burst[i], 5.0), "a refused connection is closed");
+        cr_assert_null(ctl_client_read(&burst[i], 5.0), "a refused connection is closed");
     }
     cr_assert_geq(refused, BURST / 2, "refused with a line: %d of %d", refused, BURST);
     for (int i = 0; i < BURST; i++)
-        client_close(&burst[i]);
+        ctl_client_close(&burst[i]);
 
     /* the clients gone, plugd serves again under the same limit */
-    struct client c;
+    struct ctl_client c;
     bool is_served = false;
     for (int tries = 0; tries < 50 && !is_served; tries++) {
         client_open(&c);
-        client_send(&c, "{\"cmd\":\"list\"}");
-        json_t *answer = client_read(&c, 5.0);
+        ctl_client_send(&c, "{\"cmd\":\"list\"}");
+        json_t *answer = ctl_client_read(&c, 5.0);
         is_served = answer != NULL && json_is_true(json_object_get(answer, "ok"));
         json_decref(answer);
-        client_close(&c);
+        ctl_client_close(&c);
         if (!is_served)
             harness_sleep(&h, 0.1);
     }
@@ -1030,38 +945,38 @@ Test(control, out_of_fds_plugd_refuses_connections_without_spinning_and_recovers
 Test(control, clients_past_the_limit_are_refused_with_an_error_line)
 {
     start_hello();
-    static struct client cs[MAX_CLIENTS];
+    static struct ctl_client cs[MAX_CLIENTS];
     for (int i = 0; i < MAX_CLIENTS; i++) {
         client_open(&cs[i]);
-        json_decref(expect_ok(&cs[i], "{\"cmd\":\"list\"}"));
+        json_decref(ctl_client_expect_ok(&cs[i], "{\"cmd\":\"list\"}"));
     }
-    struct client extra;
+    struct ctl_client extra;
     client_open(&extra);
-    json_t *msg = client_read(&extra, 10.0);
+    json_t *msg = ctl_client_read(&extra, 10.0);
     cr_assert_not_null(msg, "the client past the limit is told");
     json_t *error = json_object_get(msg, "error");
     cr_assert_str_eq(json_string_value(json_object_get(error, "code")), "buffer_full");
     cr_assert_not_null(strstr(json_string_value(json_object_get(error, "message")),
                               "at most 128 control clients"));
     json_decref(msg);
-    cr_assert_null(client_read(&extra, 5.0), "and closed");
-    client_close(&extra);
+    cr_assert_null(ctl_client_read(&extra, 5.0), "and closed");
+    ctl_client_close(&extra);
 
-    client_close(&cs[0]);
+    ctl_client_close(&cs[0]);
     bool is_served = false;
     for (int tries = 0; tries < 50 && !is_served; tries++) {
         client_open(&extra);
-        client_send(&extra, "{\"cmd\":\"list\"}");
-        json_t *answer = client_read(&extra, 5.0);
+        ctl_client_send(&extra, "{\"cmd\":\"list\"}");
+        json_t *answer = ctl_client_read(&extra, 5.0);
         is_served = answer != NULL && json_is_true(json_object_get(answer, "ok"));
         json_decref(answer);
-        client_close(&extra);
+        ctl_client_close(&extra);
         if (!is_served)
             harness_sleep(&h, 0.05);
     }
     cr_assert(is_served, "a place left is taken again");
     for (int i = 1; i < MAX_CLIENTS; i++)
-        client_close(&cs[i]);
+        ctl_client_close(&cs[i]);
 }
 
 /* ------------------------------------------------------------ startup, exit */
@@ -1111,24 +1026,24 @@ Test(control, a_second_plugd_on_the_same_state_is_refused_naming_the_first_and_c
     fclose(f);
     cr_assert_eq(holder, h.plugd_pid, "the lock still names the first");
     cr_assert_eq(harness_worker_pid(&h, "hello"), worker, "the first's worker runs on");
-    struct client c;
+    struct ctl_client c;
     client_open(&c);
-    json_t *sum = expect_ok(
+    json_t *sum = ctl_client_expect_ok(
         &c, "{\"cmd\":\"call\",\"plugin\":\"hello\",\"method\":\"add\",\"params\":[1,2]}");
     cr_assert_eq(json_integer_value(sum), 3);
     json_decref(sum);
-    client_close(&c);
+    ctl_client_close(&c);
 }
 
 /* Connects to plugd's socket as soon as it listens (plugd is starting). */
-static void client_open_early(struct client *c)
+static void client_open_early(struct ctl_client *c)
 {
     char path[PATH_MAX];
     socket_path(path, sizeof(path));
     for (int tries = 0; tries < 20000; tries++) {
         int fd = connect_to(path);
         if (fd >= 0) {
-            *c = (struct client){.fd = fd};
+            *c = (struct ctl_client){.fd = fd};
             return;
         }
         usleep(500);
@@ -1155,9 +1070,9 @@ Test(control, commands_answer_while_restored_plugins_are_still_starting)
      * worker has even been started */
     harness_start(&h);
     setpriority(PRIO_PROCESS, (id_t)h.plugd_pid, 10); /* this test gets the CPU first */
-    struct client c;
+    struct ctl_client c;
     client_open_early(&c);
-    json_t *list = expect_ok(&c, "{\"cmd\":\"list\"}");
+    json_t *list = ctl_client_expect_ok(&c, "{\"cmd\":\"list\"}");
     cr_assert_eq(json_array_size(list), N, "every plugin is listed from the registry");
     int not_started = 0;
     size_t i;
@@ -1173,7 +1088,7 @@ Test(control, commands_answer_while_restored_plugins_are_still_starting)
         snprintf(name, sizeof(name), "p%02d", k);
         cr_assert(harness_wait_state(&h, name, "running", -1, 30.0), "%s", name);
     }
-    client_close(&c);
+    ctl_client_close(&c);
 }
 
 Test(control, plugctl_shutdown_exits_0_and_followers_get_the_last_records_then_exit_3)
@@ -1185,11 +1100,11 @@ Test(control, plugctl_shutdown_exits_0_and_followers_get_the_last_records_then_e
     pid_t logs = harness_plugctl_spawn(
         &h, (const char *[]){"--json", "logs", "-n", "0", "-f", NULL}, &log_out, &log_err);
     /* with --json the answer comes first: then the follower is subscribed */
-    struct client ev = {.fd = ev_out}, lg = {.fd = log_out};
-    json_t *first = client_read(&ev, 10.0);
+    struct ctl_client ev = {.fd = ev_out}, lg = {.fd = log_out};
+    json_t *first = ctl_client_read(&ev, 10.0);
     cr_assert_not_null(json_object_get(first, "seq"), "events subscribed");
     json_decref(first);
-    first = client_read(&lg, 10.0);
+    first = ctl_client_read(&lg, 10.0);
     cr_assert_not_null(json_object_get(first, "lines"), "logs followed");
     json_decref(first);
 
@@ -1203,7 +1118,7 @@ Test(control, plugctl_shutdown_exits_0_and_followers_get_the_last_records_then_e
 
     bool saw_stopped = false, saw_exit = false;
     json_t *msg;
-    while ((msg = client_read(&ev, 10.0)) != NULL) {
+    while ((msg = ctl_client_read(&ev, 10.0)) != NULL) {
         saw_stopped =
             saw_stopped ||
             (strcmp(json_string_value(json_object_get(msg, "name")) ?: "",
@@ -1211,7 +1126,7 @@ Test(control, plugctl_shutdown_exits_0_and_followers_get_the_last_records_then_e
              strcmp(json_string_value(json_object_get(msg, "plugin")) ?: "", "hello") == 0);
         json_decref(msg);
     }
-    while ((msg = client_read(&lg, 10.0)) != NULL) {
+    while ((msg = ctl_client_read(&lg, 10.0)) != NULL) {
         saw_exit = saw_exit || strcmp(json_string_value(json_object_get(msg, "message")) ?: "",
                                       "plugd stopped") == 0;
         json_decref(msg);
@@ -1225,8 +1140,8 @@ Test(control, plugctl_shutdown_exits_0_and_followers_get_the_last_records_then_e
     cr_assert_eq(harness_exit_status(logs), 3, "logs -f: %s", log_text);
     cr_assert_not_null(strstr(ev_text, "plugd closed the stream"), "%s", ev_text);
     cr_assert_not_null(strstr(log_text, "plugd closed the stream"), "%s", log_text);
-    client_close(&ev);
-    client_close(&lg);
+    ctl_client_close(&ev);
+    ctl_client_close(&lg);
 }
 
 Test(control, plugctl_shutdown_exits_0_with_no_worker_running)

@@ -791,6 +791,20 @@ static json_t *only_instance(const char *plugin, json_t **status)
     return json_array_get(list, 0);
 }
 
+/* Waits up to 2 s for `plugin` to list one instance: an old one is freed
+ * from the loop once it has stopped. */
+static void wait_one_instance(const char *plugin)
+{
+    for (int i = 0; i < 100; i++) {
+        json_t *st = harness_status(&h, plugin);
+        size_t n = json_array_size(json_object_get(st, "instances"));
+        json_decref(st);
+        if (n == 1)
+            return;
+        harness_sleep(&h, 0.02);
+    }
+}
+
 static json_int_t int_field(const json_t *o, const char *key)
 {
     json_t *v = json_object_get(o, key);
@@ -866,15 +880,7 @@ Test(lifecycle, an_upgrade_leaves_one_instance_of_the_new_version)
     cr_assert_eq(harness_call(&h, "counter", "increment", "[]", 0, NULL), PLUGD_OK);
     json_t *st;
     json_t *one = NULL;
-    /* the old instance is freed from the loop once it has stopped */
-    for (int i = 0; i < 100; i++) {
-        st = harness_status(&h, "counter");
-        size_t n = json_array_size(json_object_get(st, "instances"));
-        json_decref(st);
-        if (n == 1)
-            break;
-        harness_sleep(&h, 0.02);
-    }
+    wait_one_instance("counter");
     one = only_instance("counter", &st);
     cr_assert_str_eq(json_string_value(json_object_get(one, "version")), "1.1.0");
     cr_assert_eq(int_field(one, "pid"), harness_worker_pid(&h, "counter"));
@@ -895,14 +901,7 @@ Test(lifecycle, an_approved_upgrade_leaves_one_instance_of_the_new_version)
     expect_op("approve", "hello", PLUGD_OK);
     expect_status("hello", "ready");
     cr_assert(harness_wait_state(&h, "hello", "running", -1, 10.0));
-    for (int i = 0; i < 100; i++) {
-        st = harness_status(&h, "hello");
-        size_t n = json_array_size(json_object_get(st, "instances"));
-        json_decref(st);
-        if (n == 1)
-            break;
-        harness_sleep(&h, 0.02);
-    }
+    wait_one_instance("hello");
     one = only_instance("hello", &st);
     cr_assert_str_eq(json_string_value(json_object_get(one, "version")), "1.1.0");
     cr_assert_eq(int_field(one, "pid"), harness_worker_pid(&h, "hello"));

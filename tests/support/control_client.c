@@ -82,16 +82,21 @@ json_t *ctl_client_read(struct ctl_client *c, double seconds)
     return msg;
 }
 
-json_t *ctl_client_request(struct ctl_client *c, const char *line)
+json_t *ctl_client_answer(struct ctl_client *c)
 {
-    ctl_client_send(c, line);
     for (;;) {
         json_t *msg = ctl_client_read(c, 15.0);
-        cr_assert_not_null(msg, "no answer from plugd to %s", line);
+        cr_assert_not_null(msg, "no answer from plugd");
         if (json_object_get(msg, "ok") != NULL)
             return msg;
         json_decref(msg);
     }
+}
+
+json_t *ctl_client_request(struct ctl_client *c, const char *line)
+{
+    ctl_client_send(c, line);
+    return ctl_client_answer(c);
 }
 
 json_t *ctl_client_expect_ok(struct ctl_client *c, const char *line)

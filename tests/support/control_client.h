@@ -24,6 +24,10 @@ void ctl_client_send(struct ctl_client *c, const char *line);
 /* The next JSON line (a new reference), or NULL after `seconds` or at EOF. */
 json_t *ctl_client_read(struct ctl_client *c, double seconds);
 
+/* The next answer ({"ok": ...}); the event and log lines before it are
+ * skipped (asserts one comes within 15 s). */
+json_t *ctl_client_answer(struct ctl_client *c);
+
 /* Sends `line` and returns its answer ({"ok": ...}), skipping the event and
  * log lines before it. */
 json_t *ctl_client_request(struct ctl_client *c, const char *line);
