@@ -144,14 +144,22 @@ static json_t *sandbox_json(const struct worker *w)
     const struct sb_report *r = w ? &w->confine.report : NULL;
     for (int l = 0; r != NULL && l < SB_LAYER_COUNT; l++) {
         if (r->active & (1u << l))
-            json_array_append_new(active, json_string(sb_layer_name(l)));
+            json_array_append_new(active, json_string_nocheck(sb_layer_name(l)));
         if (r->refused & (1u << l))
-            json_object_set_new(refused, sb_layer_name(l), json_string(r->reason[l]));
+            jsonpack_put(refused, sb_layer_name(l), json_string(r->reason[l]));
     }
-    return json_pack("{s:o, s:o, s:I, s:o}", "active", active, "refused", refused, "violations",
-                     (json_int_t)(w ? w->confine.violations : 0), "last_violation",
-                     w && w->confine.last_violation[0] ? json_string(w->confine.last_violation)
-                                                       : json_null());
+    json_t *o = json_object();
+    bool ok = jsonpack_put(o, "active", active);
+    ok &= jsonpack_put(o, "refused", refused);
+    ok &= jsonpack_put(o, "violations", json_integer(w ? (json_int_t)w->confine.violations : 0));
+    ok &= jsonpack_put(o, "last_violation",
+                       w && w->confine.last_violation[0] ? json_string(w->confine.last_violation)
+                                                         : json_null());
+    if (!ok) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
 }
 
 /* The worker whose figures status, stats and doctor show at the top level
@@ -174,21 +182,35 @@ static json_t *instances_json(const struct plugin *p)
 static json_t *plugin_status(const struct plugin *p)
 {
     const struct worker *w = shown_worker(p);
-    json_t *diff = p->row.diff ? json_loads(p->row.diff, 0, NULL) : NULL;
+    json_t *diff = p->row.diff ? json_loads(p->row.diff, 0, NULL) : json_null();
     uint64_t late = w ? w->late_replies + (w->conn ? ipc_conn_stats(w->conn)->late_replies : 0) : 0;
-    return json_pack(
-        "{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:s, s:I, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:s, "
-        "s:s, s:o, s:o}",
-        "plugin", p->row.name, "status", lc_status_name(p->row.status), "version", p->row.version,
-        "digest", p->row.digest, "pending_version", nullable(p->row.pending_version), "diff",
-        diff ? diff : json_null(), "error", nullable(p->row.last_error), "state",
-        worker_state_name(w ? w->state : WK_STOPPED), "pid", (json_int_t)(w ? w->pid : 0), "failed",
-        w && w->is_failed, "restarts", (json_int_t)(w ? w->restarts : 0), "calls",
-        (json_int_t)(w ? w->calls : 0), "call_errors", (json_int_t)(w ? w->call_errors : 0),
-        "faults", (json_int_t)(w ? w->faults : 0), "late_replies", (json_int_t)late,
-        "dropped_notifications", (json_int_t)(w ? w->dropped_notifications : 0), "last_error",
-        w ? w->last_error.message : "", "last_exit", w ? w->last_exit : "", "sandbox",
-        sandbox_json(w), "instances", instances_json(p));
+    json_t *o = json_object();
+    bool ok = jsonpack_put(o, "plugin", json_string(p->row.name));
+    ok &= jsonpack_put(o, "status", json_string(lc_status_name(p->row.status)));
+    ok &= jsonpack_put(o, "version", json_string(p->row.version));
+    ok &= jsonpack_put(o, "digest", json_string(p->row.digest));
+    ok &= jsonpack_put(o, "pending_version", nullable(p->row.pending_version));
+    ok &= jsonpack_put(o, "diff", diff);
+    ok &= jsonpack_put(o, "error", nullable(p->row.last_error));
+    ok &= jsonpack_put(o, "state", json_string(worker_state_name(w ? w->state : WK_STOPPED)));
+    ok &= jsonpack_put(o, "pid", json_integer(w ? w->pid : 0));
+    ok &= jsonpack_put(o, "failed", json_boolean(w && w->is_failed));
+    ok &= jsonpack_put(o, "restarts", json_integer(w ? (json_int_t)w->restarts : 0));
+    ok &= jsonpack_put(o, "calls", json_integer(w ? (json_int_t)w->calls : 0));
+    ok &= jsonpack_put(o, "call_errors", json_integer(w ? (json_int_t)w->call_errors : 0));
+    ok &= jsonpack_put(o, "faults", json_integer(w ? (json_int_t)w->faults : 0));
+    ok &= jsonpack_put(o, "late_replies", json_integer((json_int_t)late));
+    ok &= jsonpack_put(o, "dropped_notifications",
+                       json_integer(w ? (json_int_t)w->dropped_notifications : 0));
+    ok &= jsonpack_put(o, "last_error", json_string(w ? w->last_error.message : ""));
+    ok &= jsonpack_put(o, "last_exit", json_string(w ? w->last_exit : ""));
+    ok &= jsonpack_put(o, "sandbox", sandbox_json(w));
+    ok &= jsonpack_put(o, "instances", instances_json(p));
+    if (!ok) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
 }
 
 /* status / list {plugin?} → [status, ...] */

@@ -273,5 +273,6 @@ void control_close(struct control *ctl)
     for (struct client *c = ctl->clients; c != NULL; c = c->next)
         c->ctl = NULL; /* closed already: only client_free looks at ctl */
     free((char *)ctl->o.path);
+    free(ctl->line);
     free(ctl);
 }

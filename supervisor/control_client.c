@@ -51,6 +51,29 @@ static int dump_to_output(const char *buf, size_t size, void *data)
     return ipc_outbuf_append(data, buf, size);
 }
 
+/* `msg` as one JSON line, its newline included, in ctl's line buffer
+ * (grown to fit, up to CONTROL_OUT_LIMIT): its length, or 0 when it does
+ * not fit. One append then queues it: jansson's dump callback comes once
+ * per token. */
+static size_t dump_line(struct control *ctl, const json_t *msg)
+{
+    size_t n = json_dumpb(msg, ctl->line, ctl->line_cap, JSON_COMPACT);
+    if (n == 0 || n + 1 > CONTROL_OUT_LIMIT)
+        return 0;
+    if (n + 1 > ctl->line_cap) {
+        size_t cap = ctl->line_cap * 2 > n + 1 ? ctl->line_cap * 2 : n + 1;
+        char *grown = realloc(ctl->line, cap);
+        if (grown == NULL)
+            return 0;
+        ctl->line = grown;
+        ctl->line_cap = cap;
+        if (json_dumpb(msg, ctl->line, ctl->line_cap, JSON_COMPACT) != n)
+            return 0;
+    }
+    ctl->line[n] = '\n';
+    return n + 1;
+}
+
 /* Queues one JSON line (takes `msg`; NULL: out of memory). A client whose
  * unsent output would pass CONTROL_OUT_LIMIT does not read what it asked
  * for: it is closed. 0, or -1 when the client is closed. */
@@ -63,15 +86,11 @@ static int send_line(struct client *c, json_t *msg)
         return -1;
     }
     ipc_outbuf_mark(&c->out);
-    /* Most lines fit the scratch line and are queued with one append; the
-     * dump's callback is called per token, so a long one goes that way. */
-    static char line[16384];
-    size_t n = json_dumpb(msg, line, sizeof(line) - 1, JSON_COMPACT);
+    size_t n = dump_line(c->ctl, msg);
     int rc;
-    if (n > 0 && n < sizeof(line) - 1) {
-        line[n] = '\n';
-        rc = ipc_outbuf_append(&c->out, line, n + 1);
-    } else {
+    if (n > 0) {
+        rc = ipc_outbuf_append(&c->out, c->ctl->line, n);
+    } else { /* no memory for the line: token by token */
         rc = json_dump_callback(msg, dump_to_output, &c->out, JSON_COMPACT);
         if (rc == 0)
             rc = ipc_outbuf_append(&c->out, "\n", 1);

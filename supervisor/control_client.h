@@ -47,6 +47,8 @@ struct control {
     size_t n_clients;        /* open ones */
     size_t held;             /* bytes of all clients' buffers */
     struct stat socket_file; /* what we bound, so we never unlink another's */
+    char *line;              /* where an answer is dumped before it is queued */
+    size_t line_cap;         /* grown to the longest answer so far */
 };
 
 /* Serves a new connection `fd` (taken over) from the peer `cred`; NULL

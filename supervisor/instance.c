@@ -1,5 +1,7 @@
 #include "instance.h"
 
+#include "jsonpack.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,10 +151,21 @@ void instances_fini(struct plugd *d)
 json_t *instance_json(const struct instance *i)
 {
     const struct worker *w = i->w;
-    return json_pack("{s:s, s:s, s:b, s:s, s:I, s:o, s:I, s:I, s:I, s:I}", "version", w->m->version,
-                     "digest", i->digest, "serving", i == plugin_serving_instance(i->p), "state",
-                     worker_state_name(w->state), "pid", (json_int_t)w->pid, "started_at",
-                     w->running_since > 0 ? json_real(w->running_since) : json_null(), "restarts",
-                     (json_int_t)w->restarts, "calls", (json_int_t)w->calls, "call_errors",
-                     (json_int_t)w->call_errors, "faults", (json_int_t)w->faults);
+    json_t *o = json_object();
+    bool ok = jsonpack_put(o, "version", json_string(w->m->version));
+    ok &= jsonpack_put(o, "digest", json_string(i->digest));
+    ok &= jsonpack_put(o, "serving", json_boolean(i == plugin_serving_instance(i->p)));
+    ok &= jsonpack_put(o, "state", json_string(worker_state_name(w->state)));
+    ok &= jsonpack_put(o, "pid", json_integer(w->pid));
+    ok &= jsonpack_put(o, "started_at",
+                       w->running_since > 0 ? json_real(w->running_since) : json_null());
+    ok &= jsonpack_put(o, "restarts", json_integer((json_int_t)w->restarts));
+    ok &= jsonpack_put(o, "calls", json_integer((json_int_t)w->calls));
+    ok &= jsonpack_put(o, "call_errors", json_integer((json_int_t)w->call_errors));
+    ok &= jsonpack_put(o, "faults", json_integer((json_int_t)w->faults));
+    if (!ok) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
 }

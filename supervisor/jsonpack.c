@@ -147,3 +147,12 @@ json_t *jsonpack_from_msgpack(const msgpack_object *o)
     }
     return json_null();
 }
+
+bool jsonpack_put(json_t *o, const char *key, json_t *v)
+{
+    if (o == NULL || v == NULL) {
+        json_decref(v);
+        return false;
+    }
+    return json_object_set_new_nocheck(o, key, v) == 0;
+}

@@ -5,6 +5,7 @@
 
 #include <jansson.h>
 #include <msgpack.h>
+#include <stdbool.h>
 
 /* Packs `v` as the equivalent msgpack value. 0, or -1 when the packer's
  * writer failed (an sbuffer out of memory): what it holds is then cut off. */
@@ -22,5 +23,12 @@ json_t *jsonpack_from_msgpack(const msgpack_object *o);
  * NUL becomes '?', so text from a worker always serializes. NULL when out
  * of memory. */
 json_t *jsonpack_string_lossy(const char *s, size_t len);
+
+/* Sets `key` (one of ours: constant ASCII, so jansson's key checks are
+ * skipped) of object `o` to `v`, taking `v` even on failure. False when
+ * `o` or `v` is NULL or the set fails: a builder ands the results and
+ * drops the object when one failed. For answers built per plugin, where
+ * json_pack's format parsing and checks cost more than the values. */
+bool jsonpack_put(json_t *o, const char *key, json_t *v);
 
 #endif
