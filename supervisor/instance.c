@@ -99,6 +99,12 @@ void plugin_free_instances(struct plugin *p)
     }
 }
 
+const struct worker *plugin_shown_worker(const struct plugin *p)
+{
+    const struct instance *i = plugin_shown_instance(p);
+    return i ? i->w : NULL;
+}
+
 bool instance_is_listed(const struct instance *i)
 {
     return !(i->is_retiring && i->w->state == WK_STOPPED);

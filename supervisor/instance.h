@@ -73,6 +73,9 @@ void instances_reap_later(struct plugd *d);
 void instances_init(struct plugd *d);
 void instances_fini(struct plugd *d);
 
+/* The worker of plugin_shown_instance, or NULL. */
+const struct worker *plugin_shown_worker(const struct plugin *p);
+
 /* True for an instance status lists: not retired and stopped (about to be
  * freed). */
 bool instance_is_listed(const struct instance *i);

@@ -156,3 +156,8 @@ bool jsonpack_put(json_t *o, const char *key, json_t *v)
     }
     return json_object_set_new_nocheck(o, key, v) == 0;
 }
+
+json_t *jsonpack_string_or_null(const char *s)
+{
+    return s ? json_string(s) : json_null();
+}

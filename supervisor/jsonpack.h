@@ -24,6 +24,9 @@ json_t *jsonpack_from_msgpack(const msgpack_object *o);
  * of memory. */
 json_t *jsonpack_string_lossy(const char *s, size_t len);
 
+/* A JSON string of `s`, or null for NULL. */
+json_t *jsonpack_string_or_null(const char *s);
+
 /* Sets `key` (one of ours: constant ASCII, so jansson's key checks are
  * skipped) of object `o` to `v`, taking `v` even on failure. False when
  * `o` or `v` is NULL or the set fails: a builder ands the results and
