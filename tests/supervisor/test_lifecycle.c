@@ -340,16 +340,26 @@ Test(lifecycle, crashes_restarts_and_health_changes_are_events)
 
 /* ------------------------------------------------------------ upgrades */
 
-Test(lifecycle, upgrade_without_added_capabilities_runs_the_new_version)
+/* counter 1.0.0 ready, then upgraded to 1.1.0 with no capability added
+ * (events.emit is one it has; two are dropped): the old worker's pid;
+ * `from` the events before the upgrade. */
+static pid_t upgrade_counter(size_t *from)
 {
     start_empty();
     install_ready("counter", "counter", NULL);
     pid_t old = harness_worker_pid(&h, "counter");
     char *v2 = package("counter", "counter-2", "counter",
                        "{\"version\": \"1.1.0\", \"capabilities\": [\"events.emit\"]}");
-    size_t from = json_array_size(h.events);
+    *from = json_array_size(h.events);
     expect_op("upgrade", v2, PLUGD_OK);
     free(v2);
+    return old;
+}
+
+Test(lifecycle, upgrade_without_added_capabilities_runs_the_new_version)
+{
+    size_t from;
+    pid_t old = upgrade_counter(&from);
     expect_status("counter", "ready");
     expect_version("counter", "1.1.0");
     cr_assert_geq(harness_wait_event(&h, "plugin.worker_started", "counter", from, 10.0), 0);
@@ -866,14 +876,8 @@ Test(lifecycle, stats_reports_each_instance_with_its_own_figures)
 
 Test(lifecycle, an_upgrade_leaves_one_instance_of_the_new_version)
 {
-    start_empty();
-    install_ready("counter", "counter", NULL);
-    pid_t old = harness_worker_pid(&h, "counter");
-    char *v2 = package("counter", "counter-2", "counter",
-                       "{\"version\": \"1.1.0\", \"capabilities\": [\"events.emit\"]}");
-    size_t from = json_array_size(h.events);
-    expect_op("upgrade", v2, PLUGD_OK);
-    free(v2);
+    size_t from;
+    pid_t old = upgrade_counter(&from);
     cr_assert_geq(harness_wait_event(&h, "plugin.worker_started", "counter", from, 10.0), 0);
     cr_assert(harness_wait_state(&h, "counter", "running", -1, 10.0));
     cr_assert(harness_pid_dead(old));
