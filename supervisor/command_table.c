@@ -151,6 +151,20 @@ static const struct ct_column audit_columns[] = {COL("TIME", "time", TIME, -24),
                                                  COL("REASON", "reason", STRING, 0),
                                                  {0}};
 
+static const struct ct_column history_columns[] = {
+    COL("GEN", "generation", INTEGER, 4),
+    COL("VERSION", "version", STRING, -10, .gap = 2),
+    COL("OUTCOME", "outcome", STRING, -11),
+    COL("GOOD", "known_good", JSON, -5),
+    COL("CONFIG", "config_changed", JSON, -6),
+    COL("ADDED", "capabilities_added", JSON, -16),
+    COL("REMOVED", "capabilities_removed", JSON, -16),
+    COL("STARTED", "started_at", TIME, -20),
+    COL("ENDED", "ended_at", TIME, -20),
+    COL("ACTOR", "actor", STRING, -10),
+    COL("DIGEST", "digest", STRING, 0),
+    {0}};
+
 const struct ct_column ct_log_columns[] = {COL("TIME", "time", STRING, 0),
                                            COL("LEVEL", "level", STRING, -5, .fallback = "stream"),
                                            COL("PLUGIN", "plugin", STRING, -14),
@@ -199,6 +213,9 @@ const struct ct_command ct_commands[CT_COUNT] = {
      CT_OUT_VALUE, NULL, NULL, doctor_fields},
     {CT_AUDIT, "audit", NULL, audit_args, "the plugin's audit trail, newest first", 0, CT_OUT_TABLE,
      NULL, audit_columns, NULL},
+    {CT_HISTORY, "history", NULL, plugin_required,
+     "the plugin's generations (what it ran, and how that ended), newest first", 0, CT_OUT_TABLE,
+     NULL, history_columns, NULL},
     {CT_SHUTDOWN, "shutdown", NULL, no_args, "stop every worker gracefully, then plugd", 0,
      CT_OUT_VALUE, NULL, NULL, NULL},
 };

@@ -31,6 +31,7 @@ enum ct_id {
     CT_STATS,
     CT_DOCTOR,
     CT_AUDIT,
+    CT_HISTORY,
     CT_SHUTDOWN,
     CT_COUNT
 };

@@ -245,6 +245,27 @@ static void cmd_audit(struct cmd_request *r, json_t *args)
         r->t->reply_json(r, rows);
 }
 
+/* history {plugin} → its generations, newest first */
+static void cmd_history(struct cmd_request *r, json_t *args)
+{
+    struct plugd_error err;
+    const char *name = str(args, "plugin");
+    if (plugd_find(r->d, name, strlen(name)) == NULL) {
+        plugd_error_set(&err, PLUGD_E_PLUGIN_NOT_FOUND, "history: no plugin named \"%s\"", name);
+        r->t->fail(r, &err);
+        return;
+    }
+    char *text = reg_history_json(r->d->reg, name, &err);
+    json_t *rows = text ? json_loads(text, 0, NULL) : NULL;
+    if (text != NULL && rows == NULL)
+        plugd_error_set(&err, PLUGD_E_NO_MEMORY, "history: no memory");
+    free(text);
+    if (rows == NULL)
+        r->t->fail(r, &err);
+    else
+        r->t->reply_json(r, rows);
+}
+
 /* ------------------------------------------------------------ calls */
 
 static void on_call_answered(const struct plugd_error *err, const msgpack_object *result, void *ud)
@@ -439,7 +460,8 @@ static void (*const handlers[CT_COUNT])(struct cmd_request *r, json_t *args) = {
     [CT_APPROVE] = cmd_approve,     [CT_REJECT] = cmd_reject, [CT_UNINSTALL] = cmd_uninstall,
     [CT_PURGE] = cmd_purge,         [CT_CALL] = cmd_call,     [CT_CONFIG] = cmd_config,
     [CT_SUBSCRIBE] = cmd_subscribe, [CT_LOGS] = cmd_logs,     [CT_STATS] = cmd_stats,
-    [CT_DOCTOR] = cmd_doctor,       [CT_AUDIT] = cmd_audit,   [CT_SHUTDOWN] = cmd_shutdown,
+    [CT_DOCTOR] = cmd_doctor,       [CT_AUDIT] = cmd_audit,   [CT_HISTORY] = cmd_history,
+    [CT_SHUTDOWN] = cmd_shutdown,
 };
 
 const char *cmd_check_table(char *buf, size_t size)

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "generations.h"
 #include "package.h"
 
 static void on_worker_state(struct worker *w, enum wk_state from, void *ud);
@@ -177,7 +178,8 @@ static void mark_error(struct plugin *p, const char *why)
     struct reg_plugin next;
     if (!lc_op_runs_from(LC_OP_FAIL, p->row.status) || begin_change(p, &next, &err) < 0)
         return;
-    struct op_run r = {.op = LC_OP_FAIL, .actor = "plugd", .reason = why};
+    struct op_run r = {
+        .op = LC_OP_FAIL, .actor = "plugd", .reason = why, .flags = REG_GEN(GEN_FAIL)};
     r.payloads[0] = json_pack("{s:s}", "error", why);
     if (reg_set_str(&next.last_error, why) < 0) {
         log_plugd("error", p->row.name, "fail: no memory for the reason %s", why);
@@ -196,9 +198,23 @@ static void mark_loaded(struct plugin *p)
     if (!lc_op_runs_from(LC_OP_LOAD, p->row.status) || begin_change(p, &next, &err) < 0)
         return;
     reg_set_str(&next.last_error, NULL);
-    struct op_run r = {.op = LC_OP_LOAD, .actor = "plugd"};
+    struct op_run r = {
+        .op = LC_OP_LOAD, .actor = "plugd", .flags = REG_GEN(GEN_ACTIVATE) | REG_GEN_KNOWN_GOOD};
     r.payloads[0] = json_pack("{s:s}", "version", next.version);
     run(p, &next, &r, &err);
+}
+
+/* The serving instance's worker runs initialized: the generation of its
+ * package is known-good (docs/decisions.md: initialize, not the first
+ * plugd.health, which comes only a health interval later). */
+static void note_known_good(struct plugin *p, struct instance *i)
+{
+    struct plugd_error err;
+    if (i->is_retiring || p->row.digest == NULL || strcmp(i->digest, p->row.digest) != 0 ||
+        lc_is_removed(p->row.status))
+        return;
+    if (reg_mark_known_good(p->d->reg, p->row.name, i->digest, &err) < 0)
+        log_plugd("error", p->row.name, "generation: %s", err.message);
 }
 
 static void on_worker_state(struct worker *w, enum wk_state from, void *ud)
@@ -217,6 +233,7 @@ static void on_worker_state(struct worker *w, enum wk_state from, void *ud)
                         json_pack("{s:I}", "restarts", (json_int_t)w->restarts));
         i->restarts_seen = w->restarts;
         mark_loaded(p);
+        note_known_good(p, i);
         break;
     case WK_BACKOFF:
         ev_bus_emit(d->bus, EVT_WORKER_CRASHED, name,
@@ -274,7 +291,9 @@ int plugd_install(struct plugd *d, const char *src_dir, const char *actor, struc
     const char *name = pkg.m->name;
     struct plugin *p = plugd_find(d, name, strlen(name));
     bool is_new = p == NULL;
-    struct op_run r = {.op = is_new ? LC_OP_INSTALL : LC_OP_REINSTALL, .actor = actor};
+    struct op_run r = {.op = is_new ? LC_OP_INSTALL : LC_OP_REINSTALL,
+                       .actor = actor,
+                       .flags = REG_GEN(GEN_CANDIDATE)};
     struct reg_plugin next = {0};
     if (lc_op_check(r.op, is_new ? -1 : (int)p->row.status, err) < 0 ||
         (is_new && (p = plugd_add_plugin(d, err)) == NULL) ||
@@ -359,7 +378,8 @@ static int upgrade_to(struct plugin *p, const struct pkg *pkg, const struct mani
     json_decref(diff);
     struct op_run r = {.op = needs_approval ? LC_OP_UPGRADE_PENDING : LC_OP_UPGRADE,
                        .actor = actor,
-                       .reason = diff_text};
+                       .reason = diff_text,
+                       .flags = REG_GEN(needs_approval ? GEN_CANDIDATE : GEN_SWITCH)};
     struct reg_plugin next;
     int rc = -1;
     if (diff_text == NULL)
@@ -406,7 +426,9 @@ static int settle_upgrade(struct plugd *d, const char *name, enum lc_op op, cons
     if (p == NULL || lc_op_check(op, (int)p->row.status, err) < 0 ||
         begin_change(p, &next, err) < 0)
         return -1;
-    struct op_run r = {.op = op, .actor = actor};
+    struct op_run r = {.op = op,
+                       .actor = actor,
+                       .flags = REG_GEN(op == LC_OP_APPROVE ? GEN_ACTIVATE : GEN_REJECT)};
     char **pending[4] = {&next.pending_version, &next.pending_digest, &next.pending_dir,
                          &next.pending_manifest};
     char **current[4] = {&next.version, &next.digest, &next.package_dir, &next.manifest};
@@ -481,7 +503,7 @@ int plugd_uninstall(struct plugd *d, const char *name, bool remove_data, const c
     struct op_run r = {.op = LC_OP_UNINSTALL,
                        .actor = actor,
                        .reason = remove_data ? "data removed" : "data kept",
-                       .flags = remove_data ? REG_PURGE_DATA : 0};
+                       .flags = (remove_data ? REG_PURGE_DATA : 0) | REG_GEN(GEN_END)};
     r.payloads[0] = json_pack("{s:b}", "remove_data", remove_data);
     return run(p, &next, &r, err);
 }
@@ -504,7 +526,11 @@ static void on_config_applied(const struct plugd_error *err, void *ud)
     struct reg_plugin next;
     char *text = NULL;
     if (err == NULL && begin_change(cc->p, &next, &e) == 0) {
-        struct op_run r = {.op = LC_OP_CONFIG, .actor = cc->actor};
+        struct instance *i = plugin_serving_instance(cc->p);
+        bool is_running = i != NULL && i->w->state == WK_RUNNING; /* it took the config */
+        struct op_run r = {.op = LC_OP_CONFIG,
+                           .actor = cc->actor,
+                           .flags = REG_GEN(GEN_SWITCH) | (is_running ? REG_GEN_KNOWN_GOOD : 0)};
         text = json_dumps(cc->config, JSON_COMPACT | JSON_SORT_KEYS);
         if (text == NULL || reg_set_str(&next.config, text) < 0) {
             plugd_error_set(&e, PLUGD_E_NO_MEMORY, "config: no memory");

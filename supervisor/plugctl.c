@@ -157,6 +157,8 @@ static const char *cell_text(json_t *row, const struct ct_column *col, char *buf
         snprintf(buf, size, "%.*f", col->precision, json_number_value(v));
         return buf;
     case CT_CELL_TIME: {
+        if (!json_is_number(v))
+            return "-"; /* not yet: a generation that has not started or ended */
         time_t t = (time_t)json_number_value(v);
         struct tm tm;
         if (gmtime_r(&t, &tm) == NULL || strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)

@@ -1,5 +1,7 @@
 #include "registry.h"
 
+#include "generations.h"
+
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +39,7 @@ static const char *const migrations[] = {
     "  plugin TEXT NOT NULL, namespace TEXT NOT NULL, key TEXT NOT NULL,"
     "  value BLOB NOT NULL, updated_at REAL NOT NULL,"
     "  PRIMARY KEY (plugin, namespace, key)) WITHOUT ROWID;",
+    gen_migration_sql, /* 1 → 2: generations (generations.c) */
 };
 
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -374,6 +377,8 @@ int reg_save_transition(struct registry *r, const struct reg_plugin *p, int from
         put_version(r, p->name, p->pending_version, p->pending_digest, p->pending_dir,
                     p->pending_manifest, now, err) < 0 ||
         put_plugin(r, p, err) < 0 || put_audit(r, p, from, a, now, err) < 0 ||
+        (gen_apply(r->db, REG_GEN_STEP(flags), p, a->actor, now, flags) < 0 &&
+         db_fail(r, err, "recording the generation") < 0) ||
         ((flags & REG_PURGE_DATA) && purge_data(r, p->name, err) < 0) ||
         exec_sql(r, "COMMIT", "committing a transition", err) < 0) {
         sqlite3_exec(r->db, "ROLLBACK", NULL, NULL, NULL);
@@ -432,6 +437,22 @@ char *reg_audit_json(struct registry *r, const char *plugin, int n, struct plugd
     else if (out == NULL) /* coalesce(..., '[]') makes it unreachable */
         db_fail(r, err, "reading the audit");
     sqlite3_finalize(st);
+    return out;
+}
+
+int reg_mark_known_good(struct registry *r, const char *plugin, const char *digest,
+                        struct plugd_error *err)
+{
+    if (gen_mark_known_good(r->db, plugin, digest, reg_now()) < 0)
+        return db_fail(r, err, "marking the generation known-good");
+    return 0;
+}
+
+char *reg_history_json(struct registry *r, const char *plugin, struct plugd_error *err)
+{
+    char *out = gen_history_json(r->db, plugin);
+    if (out == NULL)
+        db_fail(r, err, "reading the history");
     return out;
 }
 

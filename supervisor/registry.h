@@ -14,7 +14,7 @@
 #include "lifecycle.h"
 #include "plugd/error.h"
 
-#define REG_SCHEMA_VERSION 1
+#define REG_SCHEMA_VERSION 2
 
 struct registry;
 
@@ -58,6 +58,17 @@ int reg_save_transition(struct registry *r, const struct reg_plugin *p, int from
 
 /* flags of reg_save_transition */
 #define REG_PURGE_DATA 1u /* delete the plugin's state in the same transaction */
+/* and REG_GEN(step), REG_GEN_KNOWN_GOOD (generations.h): the step of the
+ * plugin's generations in the same transaction */
+
+/* The worker of package `digest` of `plugin` runs initialized: its
+ * generation is active and known-good (generations.h). */
+int reg_mark_known_good(struct registry *r, const char *plugin, const char *digest,
+                        struct plugd_error *err);
+
+/* The plugin's generations, newest first, as a JSON array text (caller
+ * frees); NULL with err. */
+char *reg_history_json(struct registry *r, const char *plugin, struct plugd_error *err);
 
 /* 1 when the registry has seen this package of `plugin`, 0 when not or
  * when it cannot tell (the query failed). */
