@@ -192,3 +192,36 @@ Test(generations, a_config_change_is_a_new_generation_with_config_changed)
     cr_expect_str_eq(json_string_value(json_object_get(g2, "actor")), "host");
     json_decref(rows);
 }
+
+Test(generations, a_generation_whose_worker_never_starts_is_failed)
+{
+    harness_start(&h);
+    char *silent =
+        package("silent", "silent", "silent",
+                "{\"limits\": {\"handshake_timeout_ms\": 100, \"crash_loop_restarts\": 1,"
+                " \"crash_loop_window_ms\": 60000}}");
+    expect_op("install", silent, PLUGD_OK);
+    free(silent);
+    cr_assert(harness_wait_status(&h, "silent", "error", 20.0), "silent never gave up");
+    json_t *rows = history("silent");
+    cr_assert_eq(json_array_size(rows), 1);
+    json_t *g1 = expect_row(rows, 0, 1, "1.0.0", "failed", false);
+    cr_expect(json_is_number(json_object_get(g1, "ended_at")));
+    json_decref(rows);
+}
+
+Test(generations, a_known_good_generation_that_crash_loops_stays_the_active_one)
+{
+    harness_start(&h);
+    install_ready("crashy", "crashy",
+                  "{\"limits\": {\"crash_loop_restarts\": 2, \"crash_loop_window_ms\": 60000}}");
+    for (int i = 0; i < 10 && !harness_wait_status(&h, "crashy", "error", 0.05); i++) {
+        harness_wait_state(&h, "crashy", "running", -1, 5.0);
+        harness_call(&h, "crashy", "exit", "[{\"code\": 3}]", 0, NULL);
+    }
+    cr_assert(harness_wait_status(&h, "crashy", "error", 15.0));
+    json_t *rows = history("crashy");
+    cr_assert_eq(json_array_size(rows), 1);
+    expect_row(rows, 0, 1, "1.0.0", "active", true);
+    json_decref(rows);
+}

@@ -722,6 +722,15 @@ static void expect_consistent_registry(void)
         " WHERE a.plugin = p.name ORDER BY id DESC LIMIT 1)",
         "SELECT count(*) FROM plugins WHERE (status = 'upgrade_pending') !="
         " (pending_version IS NOT NULL)",
+        /* generations: one active at most, the row's package; a pending one the candidate */
+        "SELECT count(*) FROM (SELECT plugin FROM generations WHERE outcome = 'active'"
+        " GROUP BY plugin HAVING count(*) > 1)",
+        "SELECT count(*) FROM plugins p WHERE p.status IN ('ready', 'upgrade_pending') AND NOT"
+        " EXISTS (SELECT 1 FROM generations g WHERE g.plugin = p.name AND g.outcome = 'active'"
+        " AND g.digest = p.digest)",
+        "SELECT count(*) FROM plugins p WHERE p.status = 'upgrade_pending' AND NOT EXISTS"
+        " (SELECT 1 FROM generations g WHERE g.plugin = p.name AND g.outcome = 'candidate'"
+        " AND g.digest = p.pending_digest)",
     };
     for (size_t i = 0; i < sizeof(checks) / sizeof(checks[0]); i++) {
         sqlite3_stmt *st;
