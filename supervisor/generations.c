@@ -83,7 +83,8 @@ static sqlite3_int64 newest(sqlite3 *db, const char *plugin, const char *outcome
 static int supersede_others(sqlite3 *db, const char *plugin, sqlite3_int64 keep, double now)
 {
     return exec_bound(db,
-                      "UPDATE generations SET outcome = 'superseded', ended_at = ?2"
+                      "UPDATE generations SET outcome = 'superseded',"
+                      " ended_at = coalesce(ended_at, ?2)"
                       " WHERE plugin = ?1 AND outcome = 'active' AND number != ?4",
                       plugin, now, NULL, keep);
 }
@@ -204,6 +205,11 @@ int gen_mark_known_good(sqlite3 *db, const char *plugin, const char *digest, dou
     sqlite3_int64 n = newest(db, plugin, "outcome IN ('active', 'failed')", digest);
     if (n <= 0)
         return (int)n;
+    /* every start and restart comes here: write only when it changes */
+    sqlite3_int64 todo = newest(
+        db, plugin, "outcome = 'failed' OR (outcome = 'active' AND is_known_good = 0)", digest);
+    if (todo != n)
+        return todo < 0 ? -1 : 0;
     if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
         return -1;
     if (exec_bound(db,

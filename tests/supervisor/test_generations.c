@@ -225,3 +225,27 @@ Test(generations, a_known_good_generation_that_crash_loops_stays_the_active_one)
     expect_row(rows, 0, 1, "1.0.0", "active", true);
     json_decref(rows);
 }
+
+Test(generations, uninstall_ends_the_generation_and_a_reinstall_supersedes_it)
+{
+    harness_start(&h);
+    install_ready("hello", "hello", NULL);
+    expect_op("uninstall", "hello", PLUGD_OK);
+    json_t *rows = history("hello");
+    json_t *g1 = expect_row(rows, 0, 1, "1.0.0", "active", true);
+    double ended = json_number_value(json_object_get(g1, "ended_at"));
+    cr_expect_gt(ended, 0.0, "the uninstall ended it");
+    json_decref(rows);
+
+    char *again = package("hello", "hello-again", "hello", NULL);
+    expect_op("install", again, PLUGD_OK);
+    free(again);
+    expect_ready_and_running("hello");
+    rows = history("hello");
+    cr_assert_eq(json_array_size(rows), 2);
+    expect_row(rows, 0, 2, "1.0.0", "active", true);
+    g1 = expect_row(rows, 1, 1, "1.0.0", "superseded", true);
+    cr_expect_eq(json_number_value(json_object_get(g1, "ended_at")), ended,
+                 "it ended at the uninstall, not at the reinstall");
+    json_decref(rows);
+}
