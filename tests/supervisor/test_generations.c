@@ -10,20 +10,6 @@
 
 HARNESS_TEST_SUITE(generations, 120);
 
-static char *package(const char *example, const char *folder, const char *name,
-                     const char *overrides)
-{
-    return harness_make_package(&h, example, folder, name, overrides);
-}
-
-static void expect_op(const char *cmd, const char *name, enum plugd_errc code)
-{
-    char message[PLUGD_ERROR_MESSAGE_MAX] = "";
-    enum plugd_errc got = harness_op(&h, cmd, name, message, sizeof(message));
-    cr_assert_eq(got, code, "%s %s: got %s (%s), expected %s", cmd, name, plugd_errc_name(got),
-                 message, plugd_errc_name(code));
-}
-
 static void expect_ready_and_running(const char *plugin)
 {
     cr_assert(harness_wait_status(&h, plugin, "ready", 15.0), "%s never became ready", plugin);
@@ -32,8 +18,8 @@ static void expect_ready_and_running(const char *plugin)
 
 static void install_ready(const char *example, const char *name, const char *overrides)
 {
-    char *path = package(example, name, name, overrides);
-    expect_op("install", path, PLUGD_OK);
+    char *path = harness_make_package(&h, example, name, name, overrides);
+    harness_expect_op(&h, "install", path, PLUGD_OK);
     free(path);
     expect_ready_and_running(name);
 }
@@ -99,9 +85,10 @@ Test(generations, upgrade_is_generation_2_and_supersedes_1_both_known_good)
 {
     harness_start(&h);
     install_ready("counter", "counter", NULL);
-    char *v2 = package("counter", "counter-2", "counter",
-                       "{\"version\": \"1.1.0\", \"capabilities\": [\"events.emit\"]}");
-    expect_op("upgrade", v2, PLUGD_OK);
+    char *v2 =
+        harness_make_package(&h, "counter", "counter-2", "counter",
+                             "{\"version\": \"1.1.0\", \"capabilities\": [\"events.emit\"]}");
+    harness_expect_op(&h, "upgrade", v2, PLUGD_OK);
     free(v2);
     expect_ready_and_running("counter");
     json_t *rows = history("counter");
@@ -131,9 +118,10 @@ static void start_pending_upgrade(void)
 {
     harness_start(&h);
     install_ready("hello", "hello", NULL);
-    char *v2 = package("hello", "hello-2", "hello",
-                       "{\"version\": \"1.1.0\", \"capabilities\": [\"plugin.state.read\"]}");
-    expect_op("upgrade", v2, PLUGD_OK);
+    char *v2 =
+        harness_make_package(&h, "hello", "hello-2", "hello",
+                             "{\"version\": \"1.1.0\", \"capabilities\": [\"plugin.state.read\"]}");
+    harness_expect_op(&h, "upgrade", v2, PLUGD_OK);
     free(v2);
     cr_assert(harness_wait_status(&h, "hello", "upgrade_pending", 15.0));
     json_t *rows = history("hello");
@@ -148,7 +136,7 @@ static void start_pending_upgrade(void)
 Test(generations, a_rejected_candidate_is_rejected_and_1_stays_active)
 {
     start_pending_upgrade();
-    expect_op("reject", "hello", PLUGD_OK);
+    harness_expect_op(&h, "reject", "hello", PLUGD_OK);
     expect_ready_and_running("hello");
     json_t *rows = history("hello");
     cr_assert_eq(json_array_size(rows), 2);
@@ -162,7 +150,7 @@ Test(generations, a_rejected_candidate_is_rejected_and_1_stays_active)
 Test(generations, an_approved_candidate_becomes_active_and_known_good)
 {
     start_pending_upgrade();
-    expect_op("approve", "hello", PLUGD_OK);
+    harness_expect_op(&h, "approve", "hello", PLUGD_OK);
     expect_ready_and_running("hello");
     json_t *rows = history("hello");
     cr_assert_eq(json_array_size(rows), 2);
@@ -196,11 +184,11 @@ Test(generations, a_config_change_is_a_new_generation_with_config_changed)
 Test(generations, a_generation_whose_worker_never_starts_is_failed)
 {
     harness_start(&h);
-    char *silent =
-        package("silent", "silent", "silent",
-                "{\"limits\": {\"handshake_timeout_ms\": 100, \"crash_loop_restarts\": 1,"
-                " \"crash_loop_window_ms\": 60000}}");
-    expect_op("install", silent, PLUGD_OK);
+    char *silent = harness_make_package(
+        &h, "silent", "silent", "silent",
+        "{\"limits\": {\"handshake_timeout_ms\": 100, \"crash_loop_restarts\": 1,"
+        " \"crash_loop_window_ms\": 60000}}");
+    harness_expect_op(&h, "install", silent, PLUGD_OK);
     free(silent);
     cr_assert(harness_wait_status(&h, "silent", "error", 20.0), "silent never gave up");
     json_t *rows = history("silent");
@@ -230,15 +218,15 @@ Test(generations, uninstall_ends_the_generation_and_a_reinstall_supersedes_it)
 {
     harness_start(&h);
     install_ready("hello", "hello", NULL);
-    expect_op("uninstall", "hello", PLUGD_OK);
+    harness_expect_op(&h, "uninstall", "hello", PLUGD_OK);
     json_t *rows = history("hello");
     json_t *g1 = expect_row(rows, 0, 1, "1.0.0", "active", true);
     double ended = json_number_value(json_object_get(g1, "ended_at"));
     cr_expect_gt(ended, 0.0, "the uninstall ended it");
     json_decref(rows);
 
-    char *again = package("hello", "hello-again", "hello", NULL);
-    expect_op("install", again, PLUGD_OK);
+    char *again = harness_make_package(&h, "hello", "hello-again", "hello", NULL);
+    harness_expect_op(&h, "install", again, PLUGD_OK);
     free(again);
     expect_ready_and_running("hello");
     rows = history("hello");

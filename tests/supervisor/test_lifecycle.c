@@ -55,20 +55,6 @@ Test(lifecycle, table_is_exactly_the_architecture)
 
 /* ------------------------------------------------------------ helpers */
 
-static char *package(const char *example, const char *folder, const char *name,
-                     const char *overrides)
-{
-    return harness_make_package(&h, example, folder, name, overrides);
-}
-
-static void expect_op(const char *cmd, const char *name, enum plugd_errc code)
-{
-    char message[PLUGD_ERROR_MESSAGE_MAX] = "";
-    enum plugd_errc got = harness_op(&h, cmd, name, message, sizeof(message));
-    cr_assert_eq(got, code, "%s %s: got %s (%s), expected %s", cmd, name, plugd_errc_name(got),
-                 message, plugd_errc_name(code));
-}
-
 static void expect_status(const char *plugin, const char *status)
 {
     cr_assert(harness_wait_status(&h, plugin, status, 15.0), "%s never became %s", plugin, status);
@@ -109,8 +95,8 @@ static void start_empty(void)
 
 static void install_ready(const char *example, const char *name, const char *overrides)
 {
-    char *path = package(example, name, name, overrides);
-    expect_op("install", path, PLUGD_OK);
+    char *path = harness_make_package(&h, example, name, name, overrides);
+    harness_expect_op(&h, "install", path, PLUGD_OK);
     free(path);
     expect_status(name, "ready");
     cr_assert(harness_wait_state(&h, name, "running", -1, 10.0));
@@ -147,7 +133,7 @@ Test(lifecycle, disable_stops_the_worker_and_enable_brings_it_back)
     install_ready("hello", "hello", NULL);
     pid_t pid = harness_worker_pid(&h, "hello");
     size_t from = json_array_size(h.events);
-    expect_op("disable", "hello", PLUGD_OK);
+    harness_expect_op(&h, "disable", "hello", PLUGD_OK);
     expect_status("hello", "disabled");
     cr_assert(harness_wait_state(&h, "hello", "stopped", -1, 10.0));
     cr_assert(harness_pid_dead(pid));
@@ -158,7 +144,7 @@ Test(lifecycle, disable_stops_the_worker_and_enable_brings_it_back)
     cr_assert_str_eq(names, "plugin.status_changed plugin.disabled plugin.worker_stopped");
 
     from = json_array_size(h.events);
-    expect_op("enable", "hello", PLUGD_OK);
+    harness_expect_op(&h, "enable", "hello", PLUGD_OK);
     expect_status("hello", "ready");
     cr_assert(harness_wait_state(&h, "hello", "running", -1, 10.0));
     cr_assert_geq(harness_wait_event(&h, "plugin.worker_started", "hello", from, 5.0), 0);
@@ -177,7 +163,7 @@ static void expect_refused(const char *plugin, const char *status, const char *c
         const char *target = strcmp(ops[i], "install") == 0 || strcmp(ops[i], "upgrade") == 0
                                  ? upgrade_path
                                  : plugin;
-        expect_op(ops[i], target, PLUGD_E_INVALID_TRANSITION);
+        harness_expect_op(&h, ops[i], target, PLUGD_E_INVALID_TRANSITION);
         char now[32];
         harness_lifecycle(&h, plugin, now, sizeof(now));
         cr_assert_str_eq(now, status, "%s from %s changed the status to %s", ops[i], status, now);
@@ -189,34 +175,35 @@ Test(lifecycle, refused_transitions_from_every_status_change_nothing)
 {
     start_empty();
     install_ready("hello", "hello", NULL);
-    char *same = package("hello", "hello-same", "hello", NULL);
-    char *newer = package("hello", "hello-2", "hello",
-                          "{\"version\": \"2.0.0\", \"capabilities\": [\"plugin.state.read\"]}");
+    char *same = harness_make_package(&h, "hello", "hello-same", "hello", NULL);
+    char *newer =
+        harness_make_package(&h, "hello", "hello-2", "hello",
+                             "{\"version\": \"2.0.0\", \"capabilities\": [\"plugin.state.read\"]}");
 
     expect_refused("hello", "ready", (const char *const[]){"approve", "reject", "install", NULL},
                    same);
 
-    expect_op("disable", "hello", PLUGD_OK);
+    harness_expect_op(&h, "disable", "hello", PLUGD_OK);
     expect_refused(
         "hello", "disabled",
         (const char *const[]){"disable", "approve", "reject", "install", "upgrade", NULL}, newer);
 
-    expect_op("enable", "hello", PLUGD_OK);
+    harness_expect_op(&h, "enable", "hello", PLUGD_OK);
     expect_status("hello", "ready");
-    expect_op("upgrade", newer, PLUGD_OK);
+    harness_expect_op(&h, "upgrade", newer, PLUGD_OK);
     expect_status("hello", "upgrade_pending");
     expect_refused("hello", "upgrade_pending",
                    (const char *const[]){"disable", "enable", "install", "upgrade", NULL}, same);
 
-    expect_op("reject", "hello", PLUGD_OK);
+    harness_expect_op(&h, "reject", "hello", PLUGD_OK);
     expect_status("hello", "ready");
-    expect_op("uninstall", "hello", PLUGD_OK);
+    harness_expect_op(&h, "uninstall", "hello", PLUGD_OK);
     expect_status("hello", "uninstalled");
     expect_refused("hello", "uninstalled",
                    (const char *const[]){"enable", "disable", "approve", "reject", "uninstall",
                                          "upgrade", NULL},
                    newer);
-    expect_op("enable", "nosuch", PLUGD_E_PLUGIN_NOT_FOUND);
+    harness_expect_op(&h, "enable", "nosuch", PLUGD_E_PLUGIN_NOT_FOUND);
     free(same);
     free(newer);
 }
@@ -240,8 +227,8 @@ Test(lifecycle, allowed_transitions_that_end_a_plugin)
 {
     start_empty();
     /* installed → error: a worker that speaks another protocol can never load */
-    char *old = package("oldproto", "oldproto", "oldproto", NULL);
-    expect_op("install", old, PLUGD_OK);
+    char *old = harness_make_package(&h, "oldproto", "oldproto", "oldproto", NULL);
+    harness_expect_op(&h, "install", old, PLUGD_OK);
     free(old);
     expect_status("oldproto", "error");
     expect_last_audit("oldproto", "plugd", "fail", "installed", "error");
@@ -249,33 +236,34 @@ Test(lifecycle, allowed_transitions_that_end_a_plugin)
     cr_assert(strstr(json_string_value(error), "protocol"), "%s", json_string_value(error));
     json_decref(error);
     /* error → uninstalled */
-    expect_op("uninstall", "oldproto", PLUGD_OK);
+    harness_expect_op(&h, "uninstall", "oldproto", PLUGD_OK);
     expect_last_audit("oldproto", "host", "uninstall", "error", "uninstalled");
 
     /* installed → uninstalled: a worker that has not said hello yet */
-    char *silent =
-        package("silent", "silent", "silent", "{\"limits\": {\"handshake_timeout_ms\": 20000}}");
-    expect_op("install", silent, PLUGD_OK);
+    char *silent = harness_make_package(&h, "silent", "silent", "silent",
+                                        "{\"limits\": {\"handshake_timeout_ms\": 20000}}");
+    harness_expect_op(&h, "install", silent, PLUGD_OK);
     free(silent);
     expect_status("silent", "installed");
-    expect_op("uninstall", "silent", PLUGD_OK);
+    harness_expect_op(&h, "uninstall", "silent", PLUGD_OK);
     expect_last_audit("silent", "host", "uninstall", "installed", "uninstalled");
     cr_assert(harness_wait_state(&h, "silent", "stopped", -1, 10.0));
 
     /* disabled → uninstalled */
     install_ready("hello", "hello", NULL);
-    expect_op("disable", "hello", PLUGD_OK);
-    expect_op("uninstall", "hello", PLUGD_OK);
+    harness_expect_op(&h, "disable", "hello", PLUGD_OK);
+    harness_expect_op(&h, "uninstall", "hello", PLUGD_OK);
     expect_last_audit("hello", "host", "uninstall", "disabled", "uninstalled");
 
     /* upgrade_pending → uninstalled */
     install_ready("hello", "other", NULL);
-    char *wider = package("hello", "other-2", "other",
-                          "{\"version\": \"2.0.0\", \"capabilities\": [\"events.emit\"]}");
-    expect_op("upgrade", wider, PLUGD_OK);
+    char *wider =
+        harness_make_package(&h, "hello", "other-2", "other",
+                             "{\"version\": \"2.0.0\", \"capabilities\": [\"events.emit\"]}");
+    harness_expect_op(&h, "upgrade", wider, PLUGD_OK);
     free(wider);
     expect_status("other", "upgrade_pending");
-    expect_op("uninstall", "other", PLUGD_OK);
+    harness_expect_op(&h, "uninstall", "other", PLUGD_OK);
     expect_last_audit("other", "host", "uninstall", "upgrade_pending", "uninstalled");
     json_t *pending = status_field("other", "pending_version");
     cr_assert(json_is_null(pending), "an uninstall discards the pending upgrade");
@@ -303,7 +291,7 @@ Test(lifecycle, crash_loop_goes_to_error_and_enable_makes_it_ready_again)
     cr_assert(strstr(json_string_value(error), "crash loop"));
     json_decref(error);
 
-    expect_op("enable", "crashy", PLUGD_OK);
+    harness_expect_op(&h, "enable", "crashy", PLUGD_OK);
     expect_status("crashy", "ready");
     cr_assert(harness_wait_state(&h, "crashy", "running", -1, 10.0));
     cr_assert_eq(harness_call(&h, "crashy", "echo", "[1]", 0, NULL), PLUGD_OK);
@@ -348,10 +336,11 @@ static pid_t upgrade_counter(size_t *from)
     start_empty();
     install_ready("counter", "counter", NULL);
     pid_t old = harness_worker_pid(&h, "counter");
-    char *v2 = package("counter", "counter-2", "counter",
-                       "{\"version\": \"1.1.0\", \"capabilities\": [\"events.emit\"]}");
+    char *v2 =
+        harness_make_package(&h, "counter", "counter-2", "counter",
+                             "{\"version\": \"1.1.0\", \"capabilities\": [\"events.emit\"]}");
     *from = json_array_size(h.events);
-    expect_op("upgrade", v2, PLUGD_OK);
+    harness_expect_op(&h, "upgrade", v2, PLUGD_OK);
     free(v2);
     return old;
 }
@@ -378,10 +367,11 @@ static void start_pending_upgrade(void)
 {
     start_empty();
     install_ready("hello", "hello", NULL);
-    char *v2 = package("hello", "hello-2", "hello",
-                       "{\"version\": \"1.1.0\", \"capabilities\": [\"plugin.state.read\"]}");
+    char *v2 =
+        harness_make_package(&h, "hello", "hello-2", "hello",
+                             "{\"version\": \"1.1.0\", \"capabilities\": [\"plugin.state.read\"]}");
     size_t from = json_array_size(h.events);
-    expect_op("upgrade", v2, PLUGD_OK);
+    harness_expect_op(&h, "upgrade", v2, PLUGD_OK);
     free(v2);
     expect_status("hello", "upgrade_pending");
     int at = harness_wait_event(&h, "plugin.upgrade_pending", "hello", from, 5.0);
@@ -401,7 +391,7 @@ Test(lifecycle, upgrade_with_an_added_capability_waits_for_approval)
 {
     start_pending_upgrade();
     size_t from = json_array_size(h.events);
-    expect_op("approve", "hello", PLUGD_OK);
+    harness_expect_op(&h, "approve", "hello", PLUGD_OK);
     int at = harness_wait_event(&h, "plugin.upgraded", "hello", from, 5.0);
     cr_assert_geq(at, 0);
     json_t *payload = json_object_get(json_array_get(h.events, (size_t)at), "payload");
@@ -418,7 +408,7 @@ Test(lifecycle, upgrade_with_an_added_capability_waits_for_approval)
 Test(lifecycle, rejected_upgrade_returns_to_the_old_version)
 {
     start_pending_upgrade();
-    expect_op("reject", "hello", PLUGD_OK);
+    harness_expect_op(&h, "reject", "hello", PLUGD_OK);
     expect_status("hello", "ready");
     expect_version("hello", "1.0.0");
     cr_assert(harness_wait_state(&h, "hello", "running", -1, 10.0));
@@ -432,8 +422,9 @@ Test(lifecycle, downgrade_and_invalid_packages_are_refused)
 {
     start_empty();
     install_ready("hello", "hello", "{\"version\": \"1.2.0\"}");
-    char *older = package("hello", "hello-old", "hello", "{\"version\": \"1.1.9\"}");
-    char *bad = package("hello", "hello-bad", "hello", "{\"version\": \"1.x\"}");
+    char *older =
+        harness_make_package(&h, "hello", "hello-old", "hello", "{\"version\": \"1.1.9\"}");
+    char *bad = harness_make_package(&h, "hello", "hello-bad", "hello", "{\"version\": \"1.x\"}");
     char message[PLUGD_ERROR_MESSAGE_MAX];
     cr_assert_eq(harness_op(&h, "upgrade", older, message, sizeof(message)),
                  PLUGD_E_INVALID_REQUEST);
@@ -509,7 +500,7 @@ Test(lifecycle, uninstall_keeps_data_reinstall_recovers_it_and_purge_deletes_it)
     cr_assert_eq(state_rows("keeper"), 2);
     pid_t pid = harness_worker_pid(&h, "keeper");
     size_t from = json_array_size(h.events);
-    expect_op("uninstall", "keeper", PLUGD_OK);
+    harness_expect_op(&h, "uninstall", "keeper", PLUGD_OK);
     expect_status("keeper", "uninstalled");
     cr_assert(harness_wait_state(&h, "keeper", "stopped", -1, 10.0));
     cr_assert(harness_pid_dead(pid));
@@ -519,8 +510,8 @@ Test(lifecycle, uninstall_keeps_data_reinstall_recovers_it_and_purge_deletes_it)
         json_object_get(json_array_get(h.events, (size_t)at), "payload"), "remove_data")));
     cr_assert_eq(state_rows("keeper"), 2, "uninstall keeps the data");
 
-    char *again = package("crashy", "keeper-again", "keeper", caps);
-    expect_op("install", again, PLUGD_OK);
+    char *again = harness_make_package(&h, "crashy", "keeper-again", "keeper", caps);
+    harness_expect_op(&h, "install", again, PLUGD_OK);
     free(again);
     expect_status("keeper", "ready");
     cr_assert(harness_wait_state(&h, "keeper", "running", -1, 10.0));
@@ -544,7 +535,7 @@ Test(lifecycle, data_of_uninstalled_plugins_is_deleted_after_the_retention)
     install_ready("crashy", "kept", caps);
     expect_host_answer("gone", "[\"state.set\", {\"key\": \"a\", \"value\": 1}]", "ok");
     expect_host_answer("kept", "[\"state.set\", {\"key\": \"a\", \"value\": 1}]", "ok");
-    expect_op("uninstall", "gone", PLUGD_OK);
+    harness_expect_op(&h, "uninstall", "gone", PLUGD_OK);
     cr_assert_eq(state_rows("gone"), 1, "the data stays until the next retention sweep");
     cr_assert_eq(harness_stop(&h, 20.0), 0);
     harness_start(&h); /* a sweep runs at every start */
@@ -758,7 +749,7 @@ static void send_transition(int round, const char *status)
         snprintf(folder, sizeof(folder), "v%d", round);
         snprintf(overrides, sizeof(overrides), "{\"version\": \"1.%d.0\", \"capabilities\": [%s]}",
                  round + 1, round % 2 ? "\"plugin.state.read\"" : "");
-        char *path = package("hello", folder, "hello", overrides);
+        char *path = harness_make_package(&h, "hello", folder, "hello", overrides);
         cmd = "upgrade";
         arg = json_pack("{s:s}", "path", path);
         free(path);
@@ -911,7 +902,7 @@ Test(lifecycle, an_approved_upgrade_leaves_one_instance_of_the_new_version)
     cr_assert_str_eq(json_string_value(json_object_get(one, "version")), "1.0.0",
                      "while the upgrade waits, the old version's instance is the one");
     json_decref(st);
-    expect_op("approve", "hello", PLUGD_OK);
+    harness_expect_op(&h, "approve", "hello", PLUGD_OK);
     expect_status("hello", "ready");
     cr_assert(harness_wait_state(&h, "hello", "running", -1, 10.0));
     wait_one_instance("hello");

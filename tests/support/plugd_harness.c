@@ -788,3 +788,11 @@ int harness_wait_count_state(struct harness *h, const char *state, int n, double
     }
     return seen;
 }
+
+void harness_expect_op(struct harness *h, const char *cmd, const char *arg, enum plugd_errc code)
+{
+    char message[PLUGD_ERROR_MESSAGE_MAX] = "";
+    enum plugd_errc got = harness_op(h, cmd, arg, message, sizeof(message));
+    cr_assert_eq(got, code, "%s %s: got %s (%s), expected %s", cmd, arg, plugd_errc_name(got),
+                 message, plugd_errc_name(code));
+}

@@ -109,6 +109,10 @@ void harness_event_names(struct harness *h, const char *plugin, size_t from, cha
 enum plugd_errc harness_op(struct harness *h, const char *cmd, const char *name, char *message,
                            size_t size);
 
+/* harness_op, asserting it answers `code` (the message names the command,
+ * its argument and both codes). */
+void harness_expect_op(struct harness *h, const char *cmd, const char *arg, enum plugd_errc code);
+
 /* The "status" field (lifecycle) of one plugin, into `out` ("" if none). */
 void harness_lifecycle(struct harness *h, const char *plugin, char *out, size_t size);
 
