@@ -32,6 +32,12 @@ static const struct ct_arg path_args[] = {
     POS("path", STRING, true, "PATH",
         "a package folder (absolute on the wire; plugctl makes it so)", .hints = CT_HINT_PATH),
     {0}};
+static const struct ct_arg reload_args[] = {
+    PLUGIN_ARG(true),
+    POS("path", STRING, true, "PATH",
+        "the rebuilt package's folder (absolute on the wire; plugctl makes it so)",
+        .hints = CT_HINT_PATH),
+    {0}};
 static const struct ct_arg disable_args[] = {
     PLUGIN_ARG(true), POS("reason", STRING, false, "REASON", "kept in the audit"), {0}};
 static const struct ct_arg uninstall_args[] = {
@@ -188,6 +194,9 @@ const struct ct_command ct_commands[CT_COUNT] = {
      CT_OUT_VALUE, NULL, NULL, NULL},
     {CT_UPGRADE, "upgrade", NULL, path_args, "upgrade a plugin to a package folder", 0,
      CT_OUT_VALUE, NULL, NULL, NULL},
+    {CT_RELOAD, "reload", NULL, reload_args,
+     "load a rebuild of the running version (a new digest) from a package folder", 0, CT_OUT_VALUE,
+     NULL, NULL, NULL},
     {CT_ENABLE, "enable", NULL, plugin_required, "disabled or error -> ready", 0, CT_OUT_VALUE,
      NULL, NULL, NULL},
     {CT_DISABLE, "disable", NULL, disable_args, "ready -> disabled; the worker stops gracefully", 0,

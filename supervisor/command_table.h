@@ -18,6 +18,7 @@ enum ct_id {
     CT_STATUS,
     CT_INSTALL,
     CT_UPGRADE,
+    CT_RELOAD,
     CT_ENABLE,
     CT_DISABLE,
     CT_APPROVE,

@@ -175,6 +175,14 @@ static void cmd_upgrade(struct cmd_request *r, json_t *args)
         reply_done(r, plugd_upgrade(r->d, str(args, "path"), r->actor, &err), &err);
 }
 
+static void cmd_reload(struct cmd_request *r, json_t *args)
+{
+    struct plugd_error err;
+    if (check_absolute_path(r, "reload", str(args, "path")))
+        reply_done(r, plugd_reload(r->d, str(args, "plugin"), str(args, "path"), r->actor, &err),
+                   &err);
+}
+
 static void cmd_enable(struct cmd_request *r, json_t *args)
 {
     struct plugd_error err;
@@ -455,13 +463,13 @@ static void cmd_shutdown(struct cmd_request *r, json_t *args)
 /* The handler of each row of ct_commands (command_table.c has the names,
  * arguments and help; cmd_check_table proves the two agree). */
 static void (*const handlers[CT_COUNT])(struct cmd_request *r, json_t *args) = {
-    [CT_LIST] = cmd_status,         [CT_STATUS] = cmd_status, [CT_INSTALL] = cmd_install,
-    [CT_UPGRADE] = cmd_upgrade,     [CT_ENABLE] = cmd_enable, [CT_DISABLE] = cmd_disable,
-    [CT_APPROVE] = cmd_approve,     [CT_REJECT] = cmd_reject, [CT_UNINSTALL] = cmd_uninstall,
-    [CT_PURGE] = cmd_purge,         [CT_CALL] = cmd_call,     [CT_CONFIG] = cmd_config,
-    [CT_SUBSCRIBE] = cmd_subscribe, [CT_LOGS] = cmd_logs,     [CT_STATS] = cmd_stats,
-    [CT_DOCTOR] = cmd_doctor,       [CT_AUDIT] = cmd_audit,   [CT_HISTORY] = cmd_history,
-    [CT_SHUTDOWN] = cmd_shutdown,
+    [CT_LIST] = cmd_status,         [CT_STATUS] = cmd_status,       [CT_INSTALL] = cmd_install,
+    [CT_UPGRADE] = cmd_upgrade,     [CT_RELOAD] = cmd_reload,       [CT_ENABLE] = cmd_enable,
+    [CT_DISABLE] = cmd_disable,     [CT_APPROVE] = cmd_approve,     [CT_REJECT] = cmd_reject,
+    [CT_UNINSTALL] = cmd_uninstall, [CT_PURGE] = cmd_purge,         [CT_CALL] = cmd_call,
+    [CT_CONFIG] = cmd_config,       [CT_SUBSCRIBE] = cmd_subscribe, [CT_LOGS] = cmd_logs,
+    [CT_STATS] = cmd_stats,         [CT_DOCTOR] = cmd_doctor,       [CT_AUDIT] = cmd_audit,
+    [CT_HISTORY] = cmd_history,     [CT_SHUTDOWN] = cmd_shutdown,
 };
 
 const char *cmd_check_table(char *buf, size_t size)

@@ -291,6 +291,10 @@ int plugd_install(struct plugd *d, const char *src_dir, const char *actor, struc
     const char *name = pkg.m->name;
     struct plugin *p = plugd_find(d, name, strlen(name));
     bool is_new = p == NULL;
+    if (!is_new && !lc_is_removed(p->row.status) && strcmp(p->row.digest, pkg.digest) == 0) {
+        pkg_clear(&pkg);
+        return 0; /* this very package is installed already */
+    }
     struct op_run r = {.op = is_new ? LC_OP_INSTALL : LC_OP_REINSTALL,
                        .actor = actor,
                        .flags = REG_GEN(GEN_CANDIDATE)};
@@ -363,20 +367,38 @@ static int set_upgrade(struct reg_plugin *next, const struct pkg *pkg, const cha
     return set_package(slots, pkg);
 }
 
+/* An upgrade (`op`) takes a newer version only, a reload the same one. */
+static int check_version(const struct plugin *p, const struct pkg *pkg, enum lc_op op,
+                         struct plugd_error *err)
+{
+    const char *name = pkg->m->name, *to = pkg->m->version, *from = p->row.version;
+    int order = semver_compare(to, from);
+    if (op == LC_OP_RELOAD && order != 0)
+        return plugd_error_set(err, PLUGD_E_INVALID_REQUEST,
+                               "reload: %s %s is not the installed %s (a new version goes "
+                               "through upgrade)",
+                               name, to, from);
+    if (op == LC_OP_UPGRADE && order <= 0)
+        return plugd_error_set(err, PLUGD_E_INVALID_REQUEST,
+                               "upgrade: %s %s is not newer than the installed %s%s", name, to,
+                               from, order == 0 ? " (a rebuild of it goes through reload)" : "");
+    return 0;
+}
+
+/* `op`: LC_OP_UPGRADE or LC_OP_RELOAD, the row run unless capabilities
+ * are added (then upgrade_pending, for both). */
 static int upgrade_to(struct plugin *p, const struct pkg *pkg, const struct manifest *base,
-                      const char *actor, struct plugd_error *err)
+                      enum lc_op op, const char *actor, struct plugd_error *err)
 {
     if (strcmp(p->row.digest, pkg->digest) == 0)
         return 0; /* this very package runs already */
-    if (semver_compare(pkg->m->version, p->row.version) <= 0)
-        return plugd_error_set(err, PLUGD_E_INVALID_REQUEST,
-                               "upgrade: %s %s is not newer than the installed %s", pkg->m->name,
-                               pkg->m->version, p->row.version);
+    if (check_version(p, pkg, op, err) < 0)
+        return -1;
     json_t *diff = pkg_capability_diff(base, pkg->m);
     char *diff_text = diff ? json_dumps(diff, JSON_COMPACT) : NULL;
     bool needs_approval = json_array_size(json_object_get(diff, "added")) > 0;
     json_decref(diff);
-    struct op_run r = {.op = needs_approval ? LC_OP_UPGRADE_PENDING : LC_OP_UPGRADE,
+    struct op_run r = {.op = needs_approval ? LC_OP_UPGRADE_PENDING : op,
                        .actor = actor,
                        .reason = diff_text,
                        .flags = REG_GEN(needs_approval ? GEN_CANDIDATE : GEN_SWITCH)};
@@ -398,22 +420,42 @@ static int upgrade_to(struct plugin *p, const struct pkg *pkg, const struct mani
     return rc;
 }
 
-int plugd_upgrade(struct plugd *d, const char *src_dir, const char *actor, struct plugd_error *err)
+/* upgrade (`name` NULL: the package's) or reload (`name` must be the
+ * package's) of the plugin to the package in `src_dir`. */
+static int upgrade_from(struct plugd *d, enum lc_op op, const char *name, const char *src_dir,
+                        const char *actor, struct plugd_error *err)
 {
     struct pkg pkg;
     if (pkg_read(d->state_dir, src_dir, &pkg, err) < 0)
         return -1;
-    struct plugin *p = find_or_fail(d, "upgrade", pkg.m->name, err);
+    const char *command = lc_ops[op].command;
+    struct plugin *p = NULL;
+    if (name != NULL && strcmp(name, pkg.m->name) != 0)
+        plugd_error_set(err, PLUGD_E_INVALID_REQUEST, "%s: %s holds %s, not %s", command, src_dir,
+                        pkg.m->name, name);
+    else
+        p = find_or_fail(d, command, pkg.m->name, err);
     struct manifest *loaded = NULL;
     const struct manifest *base = NULL;
     int rc = -1;
-    /* the from-statuses of both upgrade rows (the diff picks one) */
-    if (p != NULL && lc_op_check(LC_OP_UPGRADE, (int)p->row.status, err) == LC_OP_RUNS &&
+    /* the from-statuses of the row (its upgrade_pending one has fewer) */
+    if (p != NULL && lc_op_check(op, (int)p->row.status, err) == LC_OP_RUNS &&
         (base = upgrade_base(p, &loaded, err)) != NULL)
-        rc = upgrade_to(p, &pkg, base, actor, err);
+        rc = upgrade_to(p, &pkg, base, op, actor, err);
     manifest_free(loaded);
     pkg_clear(&pkg);
     return rc;
+}
+
+int plugd_upgrade(struct plugd *d, const char *src_dir, const char *actor, struct plugd_error *err)
+{
+    return upgrade_from(d, LC_OP_UPGRADE, NULL, src_dir, actor, err);
+}
+
+int plugd_reload(struct plugd *d, const char *name, const char *src_dir, const char *actor,
+                 struct plugd_error *err)
+{
+    return upgrade_from(d, LC_OP_RELOAD, name, src_dir, actor, err);
 }
 
 /* upgrade_pending → ready on the pending version (approve) or on the one

@@ -100,6 +100,11 @@ struct worker *plugd_find_worker(struct plugd *d, const char *name, size_t len);
  * audit ("host", "uid:1000", "plugd"). */
 int plugd_install(struct plugd *d, const char *src_dir, const char *actor, struct plugd_error *err);
 int plugd_upgrade(struct plugd *d, const char *src_dir, const char *actor, struct plugd_error *err);
+/* A rebuild of the version `name` runs (same version, new digest) from
+ * `src_dir`, through the upgrade's path (approval of added capabilities
+ * included); the same digest again is a success with nothing done. */
+int plugd_reload(struct plugd *d, const char *name, const char *src_dir, const char *actor,
+                 struct plugd_error *err);
 int plugd_enable(struct plugd *d, const char *name, const char *actor, struct plugd_error *err);
 int plugd_disable(struct plugd *d, const char *name, const char *reason, const char *actor,
                   struct plugd_error *err);

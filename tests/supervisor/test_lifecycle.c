@@ -175,7 +175,10 @@ Test(lifecycle, refused_transitions_from_every_status_change_nothing)
 {
     start_empty();
     install_ready("hello", "hello", NULL);
-    char *same = harness_make_package(&h, "hello", "hello-same", "hello", NULL);
+    /* the installed version rebuilt (another digest): installing the very
+     * same package again is a no-op success (issue 14), another one is not */
+    char *same = harness_make_package(&h, "hello", "hello-same", "hello",
+                                      "{\"description\": \"a rebuild\"}");
     char *newer =
         harness_make_package(&h, "hello", "hello-2", "hello",
                              "{\"version\": \"2.0.0\", \"capabilities\": [\"plugin.state.read\"]}");
