@@ -1,10 +1,10 @@
 /* The lifecycle operations, executed from their rows of lc_ops
  * (lifecycle.c): each operator command checks the row's from-statuses,
  * builds the plugin's next registry row and its events' payloads, and
- * hands them to run(), the one path every operation takes: commit the row
+ * hands them to ops_run(), the one path every operation takes: commit the row
  * with its audit row (registry.c), publish plugin.status_changed and the
  * row's events (events.c), then do the row's worker action and apply the
- * status (worker.c). Worker outcomes come back through on_worker_state and
+ * status (worker.c). Worker outcomes come back through outcomes.c and
  * run rows too (load, fail). docs/lifecycle.md describes them. */
 #include "operations.h"
 
@@ -14,10 +14,6 @@
 
 #include "generations.h"
 #include "package.h"
-
-static void on_worker_state(struct worker *w, enum wk_state from, void *ud);
-static void on_worker_health(struct worker *w, const char *why, void *ud);
-static void mark_error(struct plugin *p, const char *why);
 
 /* ------------------------------------------------------------ lookup */
 
@@ -31,7 +27,7 @@ static struct plugin *find_or_fail(struct plugd *d, const char *op, const char *
 }
 
 /* A copy of the plugin's row to change, or -1 (no memory). */
-static int begin_change(const struct plugin *p, struct reg_plugin *next, struct plugd_error *err)
+int ops_begin_change(const struct plugin *p, struct reg_plugin *next, struct plugd_error *err)
 {
     memset(next, 0, sizeof(*next));
     if (reg_plugin_copy(next, &p->row) < 0)
@@ -50,7 +46,7 @@ static void start_worker(struct plugin *p, struct instance *i)
         return;
     if (worker_start(i->w, &err) < 0) {
         log_plugd("error", p->row.name, "cannot start: %s", err.message);
-        mark_error(p, err.message);
+        ops_mark_error(p, err.message);
     }
 }
 
@@ -77,13 +73,13 @@ static bool load_row_package(struct plugin *p)
     if (m == NULL) {
         log_plugd("error", p->row.name, "package %s cannot be loaded: %s", p->row.package_dir,
                   err.message);
-        mark_error(p, err.message);
+        ops_mark_error(p, err.message);
         return false;
     }
     struct instance *old = plugin_serving_instance(p);
     if (old != NULL)
         pkg_revoke_capabilities(old->w->m, m);
-    if (instance_add(p, m, p->row.digest, on_worker_state, on_worker_health) == NULL)
+    if (instance_add(p, m, p->row.digest, ops_on_worker_state, ops_on_worker_health) == NULL)
         return false; /* the old one keeps serving */
     if (old != NULL)
         instance_retire(old);
@@ -106,14 +102,6 @@ static void do_worker_action(struct plugin *p, enum lc_worker_action a)
 
 /* ------------------------------------------------------------ run */
 
-/* One operation on one plugin, as run() takes it. */
-struct op_run {
-    enum lc_op op;
-    const char *actor, *reason;
-    unsigned flags;                 /* of reg_save_transition */
-    json_t *payloads[LC_OP_EVENTS]; /* of the row's events, in order (owned) */
-};
-
 static void publish_status_change(struct plugd *d, const char *plugin, int from, enum lc_status to)
 {
     if (!lc_changes_status(from, to))
@@ -131,7 +119,7 @@ static void publish_status_change(struct plugd *d, const char *plugin, int from,
  * plugin.status_changed (when the status changed) and the row's events,
  * does the row's worker action and applies the status. On failure nothing
  * changed. The caller has checked the row's from-statuses. */
-static int run(struct plugin *p, struct reg_plugin *next, struct op_run *r, struct plugd_error *err)
+int ops_run(struct plugin *p, struct reg_plugin *next, struct op_run *r, struct plugd_error *err)
 {
     const struct lc_op_row *op = &lc_ops[r->op];
     int from = p->row.name ? (int)p->row.status : -1;
@@ -168,108 +156,6 @@ out:
     return rc;
 }
 
-/* ------------------------------------------------------------ worker outcomes */
-
-/* → error, when the status still allows it (a disable or uninstall that
- * came meanwhile makes the failure moot). */
-static void mark_error(struct plugin *p, const char *why)
-{
-    struct plugd_error err;
-    struct reg_plugin next;
-    if (!lc_op_runs_from(LC_OP_FAIL, p->row.status) || begin_change(p, &next, &err) < 0)
-        return;
-    struct op_run r = {
-        .op = LC_OP_FAIL, .actor = "plugd", .reason = why, .flags = REG_GEN(GEN_FAIL)};
-    r.payloads[0] = json_pack("{s:s}", "error", why);
-    if (reg_set_str(&next.last_error, why) < 0) {
-        log_plugd("error", p->row.name, "fail: no memory for the reason %s", why);
-        reg_plugin_clear(&next);
-        json_decref(r.payloads[0]);
-        return;
-    }
-    run(p, &next, &r, &err);
-}
-
-/* installed → ready once the worker has initialized. */
-static void mark_loaded(struct plugin *p)
-{
-    struct plugd_error err;
-    struct reg_plugin next;
-    if (!lc_op_runs_from(LC_OP_LOAD, p->row.status) || begin_change(p, &next, &err) < 0)
-        return;
-    reg_set_str(&next.last_error, NULL);
-    struct op_run r = {
-        .op = LC_OP_LOAD, .actor = "plugd", .flags = REG_GEN(GEN_ACTIVATE) | REG_GEN_KNOWN_GOOD};
-    r.payloads[0] = json_pack("{s:s}", "version", next.version);
-    run(p, &next, &r, &err);
-}
-
-/* The serving instance's worker runs initialized: the generation of its
- * package is known-good (docs/decisions.md: initialize, not the first
- * plugd.health, which comes only a health interval later). */
-static void note_known_good(struct plugin *p, struct instance *i)
-{
-    struct plugd_error err;
-    if (i->is_retiring || p->row.digest == NULL || strcmp(i->digest, p->row.digest) != 0 ||
-        lc_is_removed(p->row.status))
-        return;
-    if (reg_mark_known_good(p->d->reg, p->row.name, i->digest, &err) < 0)
-        log_plugd("error", p->row.name, "generation: %s", err.message);
-}
-
-static void on_worker_state(struct worker *w, enum wk_state from, void *ud)
-{
-    (void)from;
-    struct instance *i = ud;
-    struct plugin *p = i->p;
-    struct plugd *d = p->d;
-    const char *name = p->row.name;
-    switch (w->state) {
-    case WK_RUNNING:
-        ev_bus_emit(d->bus, EVT_WORKER_STARTED, name,
-                    json_pack("{s:i, s:s}", "pid", (json_int_t)w->pid, "version", w->m->version));
-        if (w->restarts > i->restarts_seen)
-            ev_bus_emit(d->bus, EVT_WORKER_RESTARTED, name,
-                        json_pack("{s:I}", "restarts", (json_int_t)w->restarts));
-        i->restarts_seen = w->restarts;
-        mark_loaded(p);
-        note_known_good(p, i);
-        break;
-    case WK_BACKOFF:
-        ev_bus_emit(d->bus, EVT_WORKER_CRASHED, name,
-                    json_pack("{s:s, s:s}", "reason", w->last_error.message, "exit", w->last_exit));
-        break;
-    case WK_STOPPED:
-        ev_bus_emit(d->bus, EVT_WORKER_STOPPED, name,
-                    json_pack("{s:s, s:s}", "exit", w->last_exit, "reason",
-                              w->is_failed ? w->last_error.message : "stopped"));
-        if (i->is_retiring) {
-            instances_reap_later(d); /* the old version is gone, however it ended */
-            ops_apply_status(p);
-        } else if (w->is_failed) {
-            mark_error(p, w->last_error.message); /* given up: it stays stopped */
-        } else {
-            /* the status decides, whatever was asked while it stopped: an
-             * enable or a config restart starts it again, a disable not */
-            ops_apply_status(p);
-        }
-        plugd_note_stopped(d);
-        break;
-    default:
-        break;
-    }
-}
-
-static void on_worker_health(struct worker *w, const char *why, void *ud)
-{
-    (void)w;
-    struct plugin *p = ((struct instance *)ud)->p;
-    if (why != NULL)
-        ev_bus_emit(p->d->bus, EVT_HEALTH_DEGRADED, p->row.name, json_pack("{s:s}", "reason", why));
-    else
-        ev_bus_emit(p->d->bus, EVT_HEALTH_RECOVERED, p->row.name, NULL);
-}
-
 /* ------------------------------------------------------------ install */
 
 /* The fields of `next` that name the package (`slots`: version, digest,
@@ -301,7 +187,7 @@ int plugd_install(struct plugd *d, const char *src_dir, const char *actor, struc
     struct reg_plugin next = {0};
     if (lc_op_check(r.op, is_new ? -1 : (int)p->row.status, err) < 0 ||
         (is_new && (p = plugd_add_plugin(d, err)) == NULL) ||
-        (!is_new && begin_change(p, &next, err) < 0)) {
+        (!is_new && ops_begin_change(p, &next, err) < 0)) {
         pkg_clear(&pkg);
         return -1;
     }
@@ -314,7 +200,7 @@ int plugd_install(struct plugd *d, const char *src_dir, const char *actor, struc
         plugd_error_set(err, PLUGD_E_NO_MEMORY, "install: no memory");
         reg_plugin_clear(&next);
     } else {
-        rc = run(p, &next, &r, err);
+        rc = ops_run(p, &next, &r, err);
     }
     pkg_clear(&pkg);
     if (rc < 0 && is_new)
@@ -406,7 +292,7 @@ static int upgrade_to(struct plugin *p, const struct pkg *pkg, const struct mani
     int rc = -1;
     if (diff_text == NULL)
         plugd_error_set(err, PLUGD_E_NO_MEMORY, "upgrade: no memory");
-    else if (lc_op_check(r.op, (int)p->row.status, err) < 0 || begin_change(p, &next, err) < 0)
+    else if (lc_op_check(r.op, (int)p->row.status, err) < 0 || ops_begin_change(p, &next, err) < 0)
         ;
     else if (set_upgrade(&next, pkg, diff_text, needs_approval) < 0 ||
              (r.payloads[0] = upgrade_payload(p->row.version, pkg->m->version, diff_text)) ==
@@ -414,7 +300,7 @@ static int upgrade_to(struct plugin *p, const struct pkg *pkg, const struct mani
         plugd_error_set(err, PLUGD_E_NO_MEMORY, "upgrade: no memory");
         reg_plugin_clear(&next);
     } else {
-        rc = run(p, &next, &r, err);
+        rc = ops_run(p, &next, &r, err);
     }
     free(diff_text);
     return rc;
@@ -466,7 +352,7 @@ static int settle_upgrade(struct plugd *d, const char *name, enum lc_op op, cons
     struct plugin *p = find_or_fail(d, lc_ops[op].command, name, err);
     struct reg_plugin next;
     if (p == NULL || lc_op_check(op, (int)p->row.status, err) < 0 ||
-        begin_change(p, &next, err) < 0)
+        ops_begin_change(p, &next, err) < 0)
         return -1;
     struct op_run r = {.op = op,
                        .actor = actor,
@@ -487,7 +373,7 @@ static int settle_upgrade(struct plugd *d, const char *name, enum lc_op op, cons
         for (int i = 0; i < 4; i++)
             reg_set_str(pending[i], NULL);
     }
-    return run(p, &next, &r, err);
+    return ops_run(p, &next, &r, err);
 }
 
 int plugd_approve(struct plugd *d, const char *name, const char *actor, struct plugd_error *err)
@@ -509,11 +395,11 @@ int plugd_enable(struct plugd *d, const char *name, const char *actor, struct pl
     int check = p ? lc_op_check(LC_OP_ENABLE, (int)p->row.status, err) : -1;
     if (check != LC_OP_RUNS)
         return check; /* LC_OP_NOTHING: enabled already (or loading) */
-    if (begin_change(p, &next, err) < 0)
+    if (ops_begin_change(p, &next, err) < 0)
         return -1;
     reg_set_str(&next.last_error, NULL);
     struct op_run r = {.op = LC_OP_ENABLE, .actor = actor};
-    return run(p, &next, &r, err);
+    return ops_run(p, &next, &r, err);
 }
 
 int plugd_disable(struct plugd *d, const char *name, const char *reason, const char *actor,
@@ -522,11 +408,11 @@ int plugd_disable(struct plugd *d, const char *name, const char *reason, const c
     struct plugin *p = find_or_fail(d, "disable", name, err);
     struct reg_plugin next;
     if (p == NULL || lc_op_check(LC_OP_DISABLE, (int)p->row.status, err) < 0 ||
-        begin_change(p, &next, err) < 0)
+        ops_begin_change(p, &next, err) < 0)
         return -1;
     struct op_run r = {.op = LC_OP_DISABLE, .actor = actor, .reason = reason};
     r.payloads[0] = json_pack("{s:s?}", "reason", reason);
-    return run(p, &next, &r, err);
+    return ops_run(p, &next, &r, err);
 }
 
 int plugd_uninstall(struct plugd *d, const char *name, bool remove_data, const char *actor,
@@ -535,7 +421,7 @@ int plugd_uninstall(struct plugd *d, const char *name, bool remove_data, const c
     struct plugin *p = find_or_fail(d, "uninstall", name, err);
     struct reg_plugin next;
     if (p == NULL || lc_op_check(LC_OP_UNINSTALL, (int)p->row.status, err) < 0 ||
-        begin_change(p, &next, err) < 0)
+        ops_begin_change(p, &next, err) < 0)
         return -1;
     next.uninstalled_at = reg_now();
     reg_set_str(&next.pending_version, NULL);
@@ -547,7 +433,7 @@ int plugd_uninstall(struct plugd *d, const char *name, bool remove_data, const c
                        .reason = remove_data ? "data removed" : "data kept",
                        .flags = (remove_data ? REG_PURGE_DATA : 0) | REG_GEN(GEN_END)};
     r.payloads[0] = json_pack("{s:b}", "remove_data", remove_data);
-    return run(p, &next, &r, err);
+    return ops_run(p, &next, &r, err);
 }
 
 /* ------------------------------------------------------------ config */
@@ -567,7 +453,7 @@ static void on_config_applied(const struct plugd_error *err, void *ud)
     struct plugd_error e;
     struct reg_plugin next;
     char *text = NULL;
-    if (err == NULL && begin_change(cc->p, &next, &e) == 0) {
+    if (err == NULL && ops_begin_change(cc->p, &next, &e) == 0) {
         struct instance *i = plugin_serving_instance(cc->p);
         bool is_running = i != NULL && i->w->state == WK_RUNNING; /* it took the config */
         struct op_run r = {.op = LC_OP_CONFIG,
@@ -578,7 +464,7 @@ static void on_config_applied(const struct plugd_error *err, void *ud)
             plugd_error_set(&e, PLUGD_E_NO_MEMORY, "config: no memory");
             reg_plugin_clear(&next);
             err = &e;
-        } else if (run(cc->p, &next, &r, &e) < 0) {
+        } else if (ops_run(cc->p, &next, &r, &e) < 0) {
             err = &e;
         }
     } else if (err == NULL) {

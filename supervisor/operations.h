@@ -27,4 +27,27 @@ void ops_apply_status(struct plugin *p);
  * plugin becomes error (the fail operation) and has none. */
 void ops_restore(struct plugin *p);
 
+/* One operation on one plugin, as ops_run takes it. */
+struct op_run {
+    enum lc_op op;
+    const char *actor, *reason;
+    unsigned flags;                 /* of reg_save_transition */
+    json_t *payloads[LC_OP_EVENTS]; /* of the row's events, in order (owned) */
+};
+
+/* A copy of the plugin's row to change, or -1 (no memory). */
+int ops_begin_change(const struct plugin *p, struct reg_plugin *next, struct plugd_error *err);
+
+/* The one path of every operation (operations.c): commits `next` (taken
+ * over) with its audit row, publishes, does the row's worker action and
+ * applies the status. 0, or -1 with err and nothing changed. */
+int ops_run(struct plugin *p, struct reg_plugin *next, struct op_run *r, struct plugd_error *err);
+
+/* outcomes.c: an instance's worker changed state or health. */
+void ops_on_worker_state(struct worker *w, enum wk_state from, void *ud);
+void ops_on_worker_health(struct worker *w, const char *why, void *ud);
+
+/* outcomes.c: → error (the fail row), when the status still allows it. */
+void ops_mark_error(struct plugin *p, const char *why);
+
 #endif
