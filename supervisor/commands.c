@@ -258,11 +258,8 @@ static void cmd_history(struct cmd_request *r, json_t *args)
 {
     struct plugd_error err;
     const char *name = str(args, "plugin");
-    if (plugd_find(r->d, name, strlen(name)) == NULL) {
-        plugd_error_set(&err, PLUGD_E_PLUGIN_NOT_FOUND, "history: no plugin named \"%s\"", name);
-        r->t->fail(r, &err);
+    if (find_plugin(r, "history", name) == NULL)
         return;
-    }
     char *text = reg_history_json(r->d->reg, name, &err);
     json_t *rows = text ? json_loads(text, 0, NULL) : NULL;
     if (text != NULL && rows == NULL)

@@ -35,14 +35,6 @@ const char gen_migration_sql[] =
     "  json_extract(pending_manifest, '$.protocol'), 'migration', updated_at, 'candidate'"
     " FROM plugins WHERE pending_version IS NOT NULL;";
 
-static void bind_text(sqlite3_stmt *st, int i, const char *s)
-{
-    if (s == NULL)
-        sqlite3_bind_null(st, i);
-    else
-        sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
-}
-
 /* Runs `sql` with ?1 the plugin, ?2 `now`, ?3 `text`, ?4 `number`. */
 static int exec_bound(sqlite3 *db, const char *sql, const char *plugin, double now,
                       const char *text, sqlite3_int64 number)
@@ -50,9 +42,9 @@ static int exec_bound(sqlite3 *db, const char *sql, const char *plugin, double n
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
         return -1;
-    bind_text(st, 1, plugin);
+    reg_bind_text(st, 1, plugin);
     sqlite3_bind_double(st, 2, now);
-    bind_text(st, 3, text);
+    reg_bind_text(st, 3, text);
     sqlite3_bind_int64(st, 4, number);
     int rc = sqlite3_step(st);
     sqlite3_finalize(st);
@@ -72,8 +64,8 @@ static sqlite3_int64 newest(sqlite3 *db, const char *plugin, const char *outcome
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
         return -1;
-    bind_text(st, 1, plugin);
-    bind_text(st, 2, digest);
+    reg_bind_text(st, 1, plugin);
+    reg_bind_text(st, 2, digest);
     sqlite3_int64 n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
     sqlite3_finalize(st);
     return n;
@@ -105,15 +97,15 @@ static int insert(sqlite3 *db, const struct reg_plugin *p, bool is_pending, cons
             " FROM generations WHERE plugin = ?1",
             -1, &st, NULL) != SQLITE_OK)
         return -1;
-    bind_text(st, 1, p->name);
-    bind_text(st, 2, is_pending ? p->pending_digest : p->digest);
-    bind_text(st, 3, is_pending ? p->pending_dir : p->package_dir);
-    bind_text(st, 4, is_pending ? p->pending_version : p->version);
-    bind_text(st, 5, is_pending ? p->pending_manifest : p->manifest);
-    bind_text(st, 6, p->config);
-    bind_text(st, 7, actor);
+    reg_bind_text(st, 1, p->name);
+    reg_bind_text(st, 2, is_pending ? p->pending_digest : p->digest);
+    reg_bind_text(st, 3, is_pending ? p->pending_dir : p->package_dir);
+    reg_bind_text(st, 4, is_pending ? p->pending_version : p->version);
+    reg_bind_text(st, 5, is_pending ? p->pending_manifest : p->manifest);
+    reg_bind_text(st, 6, p->config);
+    reg_bind_text(st, 7, actor);
     sqlite3_bind_double(st, 8, now);
-    bind_text(st, 9, outcome);
+    reg_bind_text(st, 9, outcome);
     sqlite3_bind_int(st, 10, is_known_good);
     int rc = sqlite3_step(st);
     sqlite3_finalize(st);
@@ -252,7 +244,7 @@ char *gen_history_json(sqlite3 *db, const char *plugin)
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
         return NULL;
-    bind_text(st, 1, plugin);
+    reg_bind_text(st, 1, plugin);
     char *out = NULL;
     if (sqlite3_step(st) == SQLITE_ROW) {
         const unsigned char *text = sqlite3_column_text(st, 0);

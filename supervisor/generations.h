@@ -11,6 +11,10 @@
 
 #include "registry.h"
 
+/* registry.c: binds `s` (borrowed until the step), NULL as SQL NULL; the
+ * generations' statements share it with the registry's. */
+void reg_bind_text(sqlite3_stmt *st, int i, const char *s);
+
 /* What a transition does to the generations of its plugin. */
 enum gen_step {
     GEN_NONE,

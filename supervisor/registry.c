@@ -205,7 +205,7 @@ int reg_plugin_copy(struct reg_plugin *dst, const struct reg_plugin *src)
     return 0;
 }
 
-static void bind_text(sqlite3_stmt *st, int i, const char *s)
+void reg_bind_text(sqlite3_stmt *st, int i, const char *s)
 {
     if (s == NULL)
         sqlite3_bind_null(st, i);
@@ -299,11 +299,11 @@ static int put_version(struct registry *r, const char *plugin, const char *versi
                            " manifest, installed_at) VALUES (?, ?, ?, ?, ?, ?)",
                            -1, &st, NULL) != SQLITE_OK)
         return db_fail(r, err, "recording a version");
-    bind_text(st, 1, plugin);
-    bind_text(st, 2, version);
-    bind_text(st, 3, digest);
-    bind_text(st, 4, dir);
-    bind_text(st, 5, manifest);
+    reg_bind_text(st, 1, plugin);
+    reg_bind_text(st, 2, version);
+    reg_bind_text(st, 3, digest);
+    reg_bind_text(st, 4, dir);
+    reg_bind_text(st, 5, manifest);
     sqlite3_bind_double(st, 6, now);
     int rc = sqlite3_step(st);
     sqlite3_finalize(st);
@@ -332,7 +332,7 @@ static int put_plugin(struct registry *r, const struct reg_plugin *p, struct plu
                            p->pending_manifest,
                            p->diff};
     for (int i = 0; i < 13; i++)
-        bind_text(st, i + 1, texts[i]);
+        reg_bind_text(st, i + 1, texts[i]);
     sqlite3_bind_double(st, 14, p->installed_at);
     sqlite3_bind_double(st, 15, p->updated_at);
     if (p->uninstalled_at > 0)
@@ -354,12 +354,12 @@ static int put_audit(struct registry *r, const struct reg_plugin *p, int from,
                            -1, &st, NULL) != SQLITE_OK)
         return db_fail(r, err, "writing the audit row");
     sqlite3_bind_double(st, 1, now);
-    bind_text(st, 2, a->actor);
-    bind_text(st, 3, p->name);
-    bind_text(st, 4, a->action);
-    bind_text(st, 5, from < 0 ? NULL : lc_status_name((enum lc_status)from));
-    bind_text(st, 6, lc_status_name(p->status));
-    bind_text(st, 7, a->reason);
+    reg_bind_text(st, 2, a->actor);
+    reg_bind_text(st, 3, p->name);
+    reg_bind_text(st, 4, a->action);
+    reg_bind_text(st, 5, from < 0 ? NULL : lc_status_name((enum lc_status)from));
+    reg_bind_text(st, 6, lc_status_name(p->status));
+    reg_bind_text(st, 7, a->reason);
     int rc = sqlite3_step(st);
     sqlite3_finalize(st);
     return rc == SQLITE_DONE ? 0 : db_fail(r, err, "writing the audit row");
@@ -393,8 +393,8 @@ int reg_has_version(struct registry *r, const char *plugin, const char *digest)
     if (sqlite3_prepare_v2(r->db, "SELECT 1 FROM versions WHERE plugin = ? AND digest = ?", -1, &st,
                            NULL) != SQLITE_OK)
         return 0;
-    bind_text(st, 1, plugin);
-    bind_text(st, 2, digest);
+    reg_bind_text(st, 1, plugin);
+    reg_bind_text(st, 2, digest);
     int found = sqlite3_step(st) == SQLITE_ROW;
     sqlite3_finalize(st);
     return found;
@@ -410,7 +410,7 @@ static int purge_data(struct registry *r, const char *plugin, struct plugd_error
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(r->db, "DELETE FROM state WHERE plugin = ?", -1, &st, NULL) != SQLITE_OK)
         return db_fail(r, err, "deleting plugin data");
-    bind_text(st, 1, plugin);
+    reg_bind_text(st, 1, plugin);
     int rc = sqlite3_step(st);
     sqlite3_finalize(st);
     return rc == SQLITE_DONE ? 0 : db_fail(r, err, "deleting plugin data");
@@ -427,7 +427,7 @@ char *reg_audit_json(struct registry *r, const char *plugin, int n, struct plugd
         db_fail(r, err, "reading the audit");
         return NULL;
     }
-    bind_text(st, 1, plugin);
+    reg_bind_text(st, 1, plugin);
     sqlite3_bind_int(st, 2, n);
     char *out = NULL;
     if (sqlite3_step(st) != SQLITE_ROW)
@@ -462,9 +462,9 @@ static void bind_key(sqlite3_stmt *st, const char *plugin, const char *ns, const
 {
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
-    bind_text(st, 1, plugin);
-    bind_text(st, 2, ns);
-    bind_text(st, 3, key);
+    reg_bind_text(st, 1, plugin);
+    reg_bind_text(st, 2, ns);
+    reg_bind_text(st, 3, key);
 }
 
 int reg_state_get(struct registry *r, const char *plugin, const char *ns, const char *key,
@@ -541,7 +541,7 @@ int64_t reg_state_count(struct registry *r, const char *plugin)
     if (sqlite3_prepare_v2(r->db, "SELECT count(*) FROM state WHERE plugin = ?", -1, &st, NULL) !=
         SQLITE_OK)
         return -1;
-    bind_text(st, 1, plugin);
+    reg_bind_text(st, 1, plugin);
     if (sqlite3_step(st) == SQLITE_ROW)
         n = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
